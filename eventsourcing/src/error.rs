@@ -1,0 +1,178 @@
+//! The one error type of the runtime crate.
+
+use uuid::Uuid;
+
+/// Everything that can go wrong in the runtime, with what failed and where.
+///
+/// Messages name the application, aggregate, version, notification or topic
+/// concerned and, where the caller can act, what to do. Underlying causes
+/// (database, JSON) are kept as [`std::error::Error::source`], not repeated in
+/// the message.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An application name that cannot name tables.
+    #[error(
+        "invalid application name `{name}`: {reason}; use 1 to 40 ASCII letters, digits or underscores, starting with a letter"
+    )]
+    InvalidAppName {
+        /// The name as given.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+
+    /// Another writer recorded this aggregate version first: optimistic
+    /// concurrency control rejected the whole transaction.
+    #[error(
+        "version conflict in application `{app}`: aggregate {originator_id} already has version {version}; reload the aggregate and retry the command"
+    )]
+    Concurrency {
+        /// The application whose store rejected the write.
+        app: String,
+        /// The aggregate written concurrently.
+        originator_id: Uuid,
+        /// The version that already exists.
+        version: u64,
+    },
+
+    /// The tracking position for an upstream log is not where this
+    /// transaction expected it: the notifications were already processed
+    /// (by a duplicate worker or before a restart). The transaction left no
+    /// trace.
+    #[error(
+        "tracking conflict in application `{app}`: position for upstream `{upstream}` partition {partition} is {found}, not {expected}; these notifications were already processed, so read the position again and continue after it"
+    )]
+    TrackingConflict {
+        /// The downstream application.
+        app: String,
+        /// The upstream application whose log is followed.
+        upstream: String,
+        /// The upstream partition.
+        partition: u32,
+        /// The position the transaction expected to move on from.
+        expected: u64,
+        /// The position recorded.
+        found: u64,
+    },
+
+    /// A write request that breaks the recorder's rules (not a conflict).
+    #[error("invalid write to application `{app}`: {reason}")]
+    InvalidWrite {
+        /// The application written to.
+        app: String,
+        /// What is wrong with the request.
+        reason: String,
+    },
+
+    /// A notification log section id that is not `"current"` or `"first,last"`.
+    #[error("malformed section id `{id}`: {reason}")]
+    SectionId {
+        /// The section id as given.
+        id: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A notification log read that found a hole where an id should be.
+    #[error(
+        "notification log of application `{app}` partition {partition} skipped from {position} to {found}; the log must be contiguous, so check that nothing else writes to its tables"
+    )]
+    LogGap {
+        /// The application whose log was read.
+        app: String,
+        /// The partition read.
+        partition: u32,
+        /// The reader's position before the read.
+        position: u64,
+        /// The notification id that came next.
+        found: u64,
+    },
+
+    /// A store URL with a scheme this crate does not know, or for a backend
+    /// that was compiled out.
+    #[error(
+        "unsupported store URL `{url}`: {reason}; use `memory:`, `sqlite://PATH` or `postgres://USER@HOST/DB`"
+    )]
+    StoreUrl {
+        /// The URL, with any password hidden.
+        url: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+
+    /// An event that could not be turned into bytes.
+    #[error("cannot encode event `{topic}` of aggregate {originator_id} at version {version}")]
+    Encode {
+        /// The event's topic.
+        topic: &'static str,
+        /// The aggregate that triggered it.
+        originator_id: Uuid,
+        /// The event's version.
+        version: u64,
+        /// The codec's reason.
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// Stored event state that does not decode into the type registered
+    /// for its topic.
+    #[error(
+        "cannot decode event `{topic}` of aggregate {originator_id} at version {version}; the stored state does not match the event type registered for this topic"
+    )]
+    Decode {
+        /// The stored topic.
+        topic: String,
+        /// The aggregate it belongs to.
+        originator_id: Uuid,
+        /// The stored version.
+        version: u64,
+        /// The codec's reason.
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// A stored topic that no event type of this aggregate is registered for.
+    #[error(
+        "unknown topic `{topic}` for aggregate {originator_id} at version {version}; register an event type for it (or an upcaster) before reading these events"
+    )]
+    UnknownTopic {
+        /// The stored topic.
+        topic: String,
+        /// The aggregate it belongs to.
+        originator_id: Uuid,
+        /// The stored version.
+        version: u64,
+    },
+
+    /// An event that cannot apply to the aggregate as it is: a creation event
+    /// for an aggregate that exists, or any other event for one that does not.
+    #[error(
+        "event `{topic}` at version {version} cannot apply to aggregate {originator_id}: {reason}"
+    )]
+    NotApplicable {
+        /// The event's topic.
+        topic: String,
+        /// The aggregate.
+        originator_id: Uuid,
+        /// The event's version.
+        version: u64,
+        /// Why it cannot apply.
+        reason: &'static str,
+    },
+
+    /// A database operation that failed.
+    #[error("database error in application `{app}` while {action}")]
+    Database {
+        /// The application whose tables were used (`*` for the store itself).
+        app: String,
+        /// What the recorder was doing.
+        action: &'static str,
+        /// The driver's error.
+        #[source]
+        source: sqlx::Error,
+    },
+}
+
+/// The runtime's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,152 @@
+//! Domain events, their envelopes, and the stored form the recorder keeps.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::codec::CodecError;
+use crate::{Error, Result, Timestamp};
+
+/// The events of one aggregate type, usually an enum with a variant per
+/// kind of event.
+///
+/// `#[aggregate]` implements this for you. By hand, map each variant to a
+/// stable topic and encode its data with [`codec`]:
+///
+/// ```
+/// use eventsourcing::{DomainEvent, codec};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Debug, Serialize, Deserialize)]
+/// struct Registered { name: String }
+///
+/// #[derive(Debug)]
+/// enum DogEvent { Registered(Registered) }
+///
+/// impl DomainEvent for DogEvent {
+///     const TOPICS: &'static [&'static str] = &["Dog.Registered"];
+///
+///     fn topic(&self) -> &'static str {
+///         match self { DogEvent::Registered(_) => "Dog.Registered" }
+///     }
+///     fn encode(&self) -> Result<Vec<u8>, codec::CodecError> {
+///         match self { DogEvent::Registered(e) => codec::encode(e) }
+///     }
+///     fn decode(topic: &str, state: &[u8]) -> Option<Result<Self, codec::CodecError>> {
+///         match topic {
+///             "Dog.Registered" => Some(codec::decode(state).map(DogEvent::Registered)),
+///             _ => None,
+///         }
+///     }
+/// }
+/// ```
+pub trait DomainEvent: Sized + Send + Sync + 'static {
+    /// Every topic this type decodes, for registration and checks.
+    const TOPICS: &'static [&'static str];
+
+    /// The stable topic under which this event is stored.
+    fn topic(&self) -> &'static str;
+
+    /// The event's data as bytes.
+    fn encode(&self) -> Result<Vec<u8>, CodecError>;
+
+    /// The event stored under `topic`, or `None` if the topic is not one of
+    /// this type's.
+    fn decode(topic: &str, state: &[u8]) -> Option<Result<Self, CodecError>>;
+}
+
+/// A domain event with the facts every event carries: which aggregate
+/// triggered it, at which version, and when.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Envelope<E> {
+    /// The aggregate that triggered the event.
+    pub originator_id: Uuid,
+    /// The aggregate's version after the event: 1 for the creation event.
+    pub originator_version: u64,
+    /// When the event was triggered.
+    pub timestamp: Timestamp,
+    /// The event itself.
+    pub event: E,
+}
+
+impl<E: DomainEvent> Envelope<E> {
+    /// The event's topic.
+    pub fn topic(&self) -> &'static str {
+        self.event.topic()
+    }
+
+    /// The stored form of this event.
+    pub fn to_stored(&self) -> Result<StoredEvent> {
+        let state = self.event.encode().map_err(|source| Error::Encode {
+            topic: self.event.topic(),
+            originator_id: self.originator_id,
+            version: self.originator_version,
+            source,
+        })?;
+        Ok(StoredEvent {
+            originator_id: self.originator_id,
+            originator_version: self.originator_version,
+            timestamp: self.timestamp,
+            topic: self.event.topic().to_owned(),
+            state,
+        })
+    }
+}
+
+/// An event as the recorder stores it: the envelope with the event's topic
+/// and encoded state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    /// The aggregate that triggered the event.
+    pub originator_id: Uuid,
+    /// The aggregate's version after the event.
+    pub originator_version: u64,
+    /// When the event was triggered.
+    pub timestamp: Timestamp,
+    /// The stable name of the event's type.
+    pub topic: String,
+    /// The event's encoded data.
+    pub state: Vec<u8>,
+}
+
+impl StoredEvent {
+    /// Decodes this stored event into the domain event type `E`.
+    ///
+    /// Fails with [`Error::UnknownTopic`] when `E` has no type for the
+    /// topic, and [`Error::Decode`] when the state does not fit it.
+    pub fn decode<E: DomainEvent>(&self) -> Result<Envelope<E>> {
+        let event = match E::decode(&self.topic, &self.state) {
+            None => {
+                return Err(Error::UnknownTopic {
+                    topic: self.topic.clone(),
+                    originator_id: self.originator_id,
+                    version: self.originator_version,
+                });
+            }
+            Some(decoded) => decoded.map_err(|source| Error::Decode {
+                topic: self.topic.clone(),
+                originator_id: self.originator_id,
+                version: self.originator_version,
+                source,
+            })?,
+        };
+        Ok(Envelope {
+            originator_id: self.originator_id,
+            originator_version: self.originator_version,
+            timestamp: self.timestamp,
+            event,
+        })
+    }
+}
+
+/// An event in an application's notification log: the stored event and its
+/// position in the log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notification {
+    /// The position in the log: 1, 2, 3, … with no gaps, per partition.
+    pub id: u64,
+    /// The log partition (0 until logs are partitioned).
+    pub partition: u32,
+    /// The event.
+    #[serde(flatten)]
+    pub event: StoredEvent,
+}

@@ -1,0 +1,328 @@
+//! The recorder: one trait, what it promises, and its three backends.
+//!
+//! Every backend keeps these promises, and `tests/store_conformance.rs`
+//! checks each of them against all three:
+//!
+//! - Events of one aggregate are keyed by (originator id, version). Writing a
+//!   version that exists fails with [`Error::Concurrency`] and writes nothing.
+//! - [`Recorder::insert`] writes all its events, their notification ids and
+//!   the optional tracking position in one transaction: all or nothing.
+//! - Notification ids are contiguous per partition (1, 2, 3, … with no gaps)
+//!   and become visible in id order under any number of concurrent writers,
+//!   so a follower reading "everything after N" never misses an event that
+//!   commits later with a smaller id.
+//! - The tracking position for an (upstream application, partition) moves
+//!   forward only from the position the writer read: a second attempt at the
+//!   same notifications fails with [`Error::TrackingConflict`] and leaves no
+//!   trace.
+//! - Each application has its own tables, named from its validated
+//!   [`AppName`], created idempotently when its recorder is opened.
+
+pub mod memory;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+mod url;
+
+use std::future::Future;
+use std::ops::{Bound, RangeBounds};
+
+use uuid::Uuid;
+
+use crate::{AppName, Notification, Result, StoredEvent};
+
+pub use url::{DEFAULT_STORE_URL, STORE_URL_ENV};
+
+/// The partition every notification goes to until logs are partitioned.
+pub const DEFAULT_PARTITION: u32 = 0;
+
+/// The position a process reached in an upstream log, written in the same
+/// transaction as the events it produced from the notifications after
+/// `previous` up to `position`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tracking {
+    /// The upstream application whose log was read.
+    pub upstream: AppName,
+    /// The upstream partition.
+    pub partition: u32,
+    /// The position read before these notifications (0 for none).
+    pub previous: u64,
+    /// The id of the last notification processed.
+    pub position: u64,
+}
+
+/// An inclusive range of aggregate versions to read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Versions {
+    /// The first version to read (1 for all).
+    pub from: u64,
+    /// The last version to read.
+    pub to: u64,
+}
+
+impl Versions {
+    /// Every version.
+    pub const ALL: Versions = Versions {
+        from: 1,
+        to: i64::MAX as u64,
+    };
+
+    /// The versions in a Rust range: `..`, `3..`, `..=5`, `2..7`.
+    pub fn from_range(range: impl RangeBounds<u64>) -> Self {
+        let from = match range.start_bound() {
+            Bound::Included(&v) => v,
+            Bound::Excluded(&v) => v.saturating_add(1),
+            Bound::Unbounded => 1,
+        };
+        let to = match range.end_bound() {
+            Bound::Included(&v) => v,
+            Bound::Excluded(&v) => v.saturating_sub(1),
+            Bound::Unbounded => Self::ALL.to,
+        };
+        Self {
+            from: from.max(1),
+            to: to.min(Self::ALL.to),
+        }
+    }
+}
+
+/// Stores one application's events and presents them as a notification log.
+///
+/// Three implementations: [`memory::MemoryRecorder`],
+/// [`sqlite::SqliteRecorder`] and [`postgres::PostgresRecorder`]; and
+/// [`AnyRecorder`], which is whichever one a [`Store`] opened.
+pub trait Recorder: Clone + Send + Sync + 'static {
+    /// The application whose events this recorder keeps.
+    fn app(&self) -> &AppName;
+
+    /// Records `events` and, if given, moves the tracking position, in one
+    /// transaction. Returns the notification id given to each event, in
+    /// order.
+    ///
+    /// Fails with [`Error::Concurrency`](crate::Error::Concurrency) if an
+    /// (originator id, version) exists, and with
+    /// [`Error::TrackingConflict`](crate::Error::TrackingConflict) if the
+    /// tracking position is not at `tracking.previous`; either way nothing
+    /// is written.
+    fn insert(
+        &self,
+        events: &[StoredEvent],
+        tracking: Option<&Tracking>,
+    ) -> impl Future<Output = Result<Vec<u64>>> + Send;
+
+    /// An aggregate's events within `versions`, oldest first.
+    fn select_events(
+        &self,
+        originator_id: Uuid,
+        versions: Versions,
+    ) -> impl Future<Output = Result<Vec<StoredEvent>>> + Send;
+
+    /// Up to `limit` notifications of `partition` from id `start` on, in id order.
+    fn select_notifications(
+        &self,
+        partition: u32,
+        start: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Notification>>> + Send;
+
+    /// The highest notification id in `partition` (0 for an empty log).
+    fn max_notification_id(&self, partition: u32) -> impl Future<Output = Result<u64>> + Send;
+
+    /// The last notification id of `upstream`'s `partition` processed by
+    /// this application (0 for none).
+    fn tracking_position(
+        &self,
+        upstream: &AppName,
+        partition: u32,
+    ) -> impl Future<Output = Result<u64>> + Send;
+}
+
+/// A connection to where events are kept: in memory, a SQLite file, or a
+/// PostgreSQL database. Open it from a URL, then open a recorder for each
+/// application.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use eventsourcing::{AppName, Recorder, Store};
+///
+/// let store = Store::open("memory:").await?;
+/// let recorder = store.recorder(&AppName::new("dogs")?).await?;
+/// assert_eq!(recorder.max_notification_id(0).await?, 0);
+/// # Ok::<(), eventsourcing::Error>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone, Debug)]
+pub enum Store {
+    /// Events in this process's memory, gone when it ends.
+    Memory(memory::MemoryStore),
+    /// Events in a SQLite file: the embedded default.
+    #[cfg(feature = "sqlite")]
+    Sqlite(sqlite::SqliteStore),
+    /// Events in a PostgreSQL database, shared by processes and machines.
+    #[cfg(feature = "postgres")]
+    Postgres(postgres::PostgresStore),
+}
+
+impl Store {
+    /// Opens the store a URL names: `memory:`, `sqlite://PATH` (the file is
+    /// created if missing) or `postgres://…`.
+    pub async fn open(url: &str) -> Result<Self> {
+        url::open(url).await
+    }
+
+    /// Opens the store named by the `EVENTSOURCING_STORE_URL` environment
+    /// variable, or the SQLite file `eventsourcing.db` when it is unset.
+    pub async fn from_env() -> Result<Self> {
+        let url = std::env::var(STORE_URL_ENV).unwrap_or_else(|_| DEFAULT_STORE_URL.to_owned());
+        Self::open(&url).await
+    }
+
+    /// Opens the recorder of one application, creating its tables if they
+    /// do not exist.
+    pub async fn recorder(&self, app: &AppName) -> Result<AnyRecorder> {
+        Ok(match self {
+            Store::Memory(store) => AnyRecorder::Memory(store.recorder(app)),
+            #[cfg(feature = "sqlite")]
+            Store::Sqlite(store) => AnyRecorder::Sqlite(store.recorder(app).await?),
+            #[cfg(feature = "postgres")]
+            Store::Postgres(store) => AnyRecorder::Postgres(store.recorder(app).await?),
+        })
+    }
+
+    /// The backend's name: `memory`, `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Memory(_) => "memory",
+            #[cfg(feature = "sqlite")]
+            Store::Sqlite(_) => "sqlite",
+            #[cfg(feature = "postgres")]
+            Store::Postgres(_) => "postgres",
+        }
+    }
+}
+
+/// The recorder of whichever backend a [`Store`] opened.
+#[derive(Clone, Debug)]
+pub enum AnyRecorder {
+    /// See [`memory::MemoryRecorder`].
+    Memory(memory::MemoryRecorder),
+    /// See [`sqlite::SqliteRecorder`].
+    #[cfg(feature = "sqlite")]
+    Sqlite(sqlite::SqliteRecorder),
+    /// See [`postgres::PostgresRecorder`].
+    #[cfg(feature = "postgres")]
+    Postgres(postgres::PostgresRecorder),
+}
+
+/// Calls the same method on whichever recorder is inside.
+macro_rules! dispatch {
+    ($self:ident, $r:ident => $call:expr) => {
+        match $self {
+            AnyRecorder::Memory($r) => $call,
+            #[cfg(feature = "sqlite")]
+            AnyRecorder::Sqlite($r) => $call,
+            #[cfg(feature = "postgres")]
+            AnyRecorder::Postgres($r) => $call,
+        }
+    };
+}
+
+impl Recorder for AnyRecorder {
+    fn app(&self) -> &AppName {
+        dispatch!(self, r => r.app())
+    }
+
+    async fn insert(
+        &self,
+        events: &[StoredEvent],
+        tracking: Option<&Tracking>,
+    ) -> Result<Vec<u64>> {
+        dispatch!(self, r => r.insert(events, tracking).await)
+    }
+
+    async fn select_events(
+        &self,
+        originator_id: Uuid,
+        versions: Versions,
+    ) -> Result<Vec<StoredEvent>> {
+        dispatch!(self, r => r.select_events(originator_id, versions).await)
+    }
+
+    async fn select_notifications(
+        &self,
+        partition: u32,
+        start: u64,
+        limit: usize,
+    ) -> Result<Vec<Notification>> {
+        dispatch!(self, r => r.select_notifications(partition, start, limit).await)
+    }
+
+    async fn max_notification_id(&self, partition: u32) -> Result<u64> {
+        dispatch!(self, r => r.max_notification_id(partition).await)
+    }
+
+    async fn tracking_position(&self, upstream: &AppName, partition: u32) -> Result<u64> {
+        dispatch!(self, r => r.tracking_position(upstream, partition).await)
+    }
+}
+
+/// Checks a write request before any backend touches its tables.
+fn check_write(app: &AppName, events: &[StoredEvent], tracking: Option<&Tracking>) -> Result<()> {
+    let invalid = |reason: String| crate::Error::InvalidWrite {
+        app: app.to_string(),
+        reason,
+    };
+    if let Some(t) = tracking
+        && t.position <= t.previous
+    {
+        return Err(invalid(format!(
+            "tracking position {} for upstream `{}` partition {} does not move forward from {}",
+            t.position, t.upstream, t.partition, t.previous
+        )));
+    }
+    for e in events {
+        if e.originator_version == 0 || e.originator_version > Versions::ALL.to {
+            return Err(invalid(format!(
+                "aggregate {} has version {}; versions run from 1 to {}",
+                e.originator_id,
+                e.originator_version,
+                Versions::ALL.to
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The first (id, version) that appears twice in `events`, if any: a
+/// conflict within one write, which no stored row explains.
+fn duplicate_in_batch(events: &[StoredEvent]) -> Option<&StoredEvent> {
+    let mut seen = std::collections::HashSet::with_capacity(events.len());
+    events
+        .iter()
+        .find(|e| !seen.insert((e.originator_id, e.originator_version)))
+}
+
+/// Wraps a driver error with the application and what the recorder was doing.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+fn db_error<'a>(
+    app: &'a AppName,
+    action: &'static str,
+) -> impl FnOnce(sqlx::Error) -> crate::Error + 'a {
+    move |source| crate::Error::Database {
+        app: app.to_string(),
+        action,
+        source,
+    }
+}
+
+/// Converts a stored `i64` to the `u64` the API uses; the database only
+/// ever holds values written from `u64`s no greater than `i64::MAX`.
+fn to_u64(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or_default()
+}
+
+/// Converts a `u64` to the `i64` databases store, saturating.
+fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}

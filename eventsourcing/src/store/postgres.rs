@@ -1,0 +1,450 @@
+//! The PostgreSQL backend: one database shared by processes and machines.
+//!
+//! Notification ids come from a head row per (application, partition),
+//! advanced with `INSERT … ON CONFLICT DO UPDATE … RETURNING` in the same
+//! transaction as the events. The row lock it takes is held until commit,
+//! so a second writer to the same log waits until the first is visible and
+//! then continues from its head: ids are contiguous and become visible in id
+//! order. Events go in with one `INSERT … SELECT FROM UNNEST(…)` statement,
+//! one round trip whatever the batch size.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::Row;
+use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
+use uuid::Uuid;
+
+use super::{
+    Recorder, Tracking, Versions, check_write, db_error, duplicate_in_batch, to_i64, to_u64,
+};
+use crate::{AppName, Error, Notification, Result, StoredEvent, Timestamp};
+
+/// Connections in the pool.
+const MAX_CONNECTIONS: u32 = 16;
+
+/// A PostgreSQL database holding any number of applications' tables.
+#[derive(Clone, Debug)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects to the database a `postgres://` URL names.
+    pub async fn open(url: &str) -> Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect(url)
+            .await
+            .map_err(|source| Error::Database {
+                app: "*".to_owned(),
+                action: "connecting to PostgreSQL",
+                source,
+            })?;
+        tracing::info!(url = %super::url::redact(url), "opened PostgreSQL store");
+        Ok(Self { pool })
+    }
+
+    /// Opens the recorder of one application, creating its tables if needed.
+    pub async fn recorder(&self, app: &AppName) -> Result<PostgresRecorder> {
+        let sql = Arc::new(Sql::new(app.table_prefix()));
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(db_error(app, "beginning schema creation"))?;
+        // Concurrent CREATE … IF NOT EXISTS can still collide in the catalog;
+        // a lock per application makes creators take turns.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind(format!("eventsourcing:{}", app.table_prefix()))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error(app, "locking for schema creation"))?;
+        for statement in &sql.schema {
+            sqlx::query(statement)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error(app, "creating tables"))?;
+        }
+        tx.commit()
+            .await
+            .map_err(db_error(app, "committing schema creation"))?;
+        Ok(PostgresRecorder {
+            app: app.clone(),
+            pool: self.pool.clone(),
+            sql,
+        })
+    }
+
+    /// The connection pool, for tests and tools that need plain SQL.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+/// One application's SQL, written once when its recorder opens.
+#[derive(Debug)]
+struct Sql {
+    schema: Vec<String>,
+    insert_events: String,
+    advance_head: String,
+    insert_tracking: String,
+    update_tracking: String,
+    select_tracking: String,
+    select_events: String,
+    select_existing: String,
+    select_notifications: String,
+    max_notification_id: String,
+}
+
+impl Sql {
+    fn new(p: &str) -> Self {
+        Self {
+            schema: vec![
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {p}_events (
+                        partition_id integer NOT NULL,
+                        notification_id bigint NOT NULL,
+                        originator_id uuid NOT NULL,
+                        originator_version bigint NOT NULL,
+                        recorded_at bigint NOT NULL,
+                        topic text NOT NULL,
+                        state bytea NOT NULL,
+                        PRIMARY KEY (partition_id, notification_id)
+                    )"
+                ),
+                format!(
+                    "CREATE UNIQUE INDEX IF NOT EXISTS {p}_events_aggregate ON {p}_events (originator_id, originator_version)"
+                ),
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {p}_log_heads (
+                        partition_id integer PRIMARY KEY,
+                        head bigint NOT NULL
+                    )"
+                ),
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {p}_tracking (
+                        upstream text NOT NULL,
+                        partition_id integer NOT NULL,
+                        notification_id bigint NOT NULL,
+                        PRIMARY KEY (upstream, partition_id)
+                    )"
+                ),
+            ],
+            insert_events: format!(
+                "INSERT INTO {p}_events
+                   (partition_id, notification_id, originator_id, originator_version, recorded_at, topic, state)
+                 SELECT $1, * FROM UNNEST($2::bigint[], $3::uuid[], $4::bigint[], $5::bigint[], $6::text[], $7::bytea[])"
+            ),
+            advance_head: format!(
+                "INSERT INTO {p}_log_heads (partition_id, head) VALUES ($1, $2)
+                 ON CONFLICT (partition_id) DO UPDATE SET head = {p}_log_heads.head + EXCLUDED.head
+                 RETURNING head"
+            ),
+            insert_tracking: format!(
+                "INSERT INTO {p}_tracking (upstream, partition_id, notification_id) VALUES ($1, $2, $3)
+                 ON CONFLICT DO NOTHING"
+            ),
+            update_tracking: format!(
+                "UPDATE {p}_tracking SET notification_id = $1
+                 WHERE upstream = $2 AND partition_id = $3 AND notification_id = $4"
+            ),
+            select_tracking: format!("SELECT notification_id FROM {p}_tracking WHERE upstream = $1 AND partition_id = $2"),
+            select_events: format!(
+                "SELECT originator_id, originator_version, recorded_at, topic, state FROM {p}_events
+                 WHERE originator_id = $1 AND originator_version BETWEEN $2 AND $3 ORDER BY originator_version"
+            ),
+            select_existing: format!(
+                "SELECT e.originator_id, e.originator_version
+                 FROM UNNEST($1::uuid[], $2::bigint[]) WITH ORDINALITY AS k(id, version, n)
+                 JOIN {p}_events e ON e.originator_id = k.id AND e.originator_version = k.version
+                 ORDER BY k.n LIMIT 1"
+            ),
+            select_notifications: format!(
+                "SELECT notification_id, originator_id, originator_version, recorded_at, topic, state FROM {p}_events
+                 WHERE partition_id = $1 AND notification_id >= $2 ORDER BY notification_id LIMIT $3"
+            ),
+            max_notification_id: format!("SELECT COALESCE(MAX(notification_id), 0) FROM {p}_events WHERE partition_id = $1"),
+        }
+    }
+}
+
+/// The recorder of one application in a [`PostgresStore`].
+#[derive(Clone, Debug)]
+pub struct PostgresRecorder {
+    app: AppName,
+    pool: PgPool,
+    sql: Arc<Sql>,
+}
+
+/// Why a write transaction stopped before its commit.
+enum Abort {
+    Tracking,
+    Events(sqlx::Error),
+    Other(Error),
+}
+
+impl PostgresRecorder {
+    async fn write(
+        &self,
+        conn: &mut PgConnection,
+        events: &[StoredEvent],
+        tracking: Option<&Tracking>,
+    ) -> Result<Vec<u64>, Abort> {
+        let db = |action| {
+            move |source| {
+                Abort::Other(Error::Database {
+                    app: self.app.to_string(),
+                    action,
+                    source,
+                })
+            }
+        };
+        if let Some(t) = tracking {
+            let upstream = t.upstream.table_prefix();
+            let partition = t.partition as i32;
+            let query = if t.previous == 0 {
+                sqlx::query(&self.sql.insert_tracking)
+                    .bind(upstream)
+                    .bind(partition)
+                    .bind(to_i64(t.position))
+            } else {
+                sqlx::query(&self.sql.update_tracking)
+                    .bind(to_i64(t.position))
+                    .bind(upstream)
+                    .bind(partition)
+                    .bind(to_i64(t.previous))
+            };
+            let moved = query
+                .execute(&mut *conn)
+                .await
+                .map_err(db("moving the tracking position"))?
+                .rows_affected();
+            if moved != 1 {
+                return Err(Abort::Tracking);
+            }
+        }
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+
+        let partition = super::DEFAULT_PARTITION as i32;
+        let head: i64 = sqlx::query_scalar(&self.sql.advance_head)
+            .bind(partition)
+            .bind(events.len() as i64)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(db("advancing the log head"))?;
+        let first = to_u64(head) + 1 - events.len() as u64;
+        let ids: Vec<u64> = (first..first + events.len() as u64).collect();
+
+        let inserted = sqlx::query(&self.sql.insert_events)
+            .bind(partition)
+            .bind(ids.iter().map(|&id| to_i64(id)).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.originator_id).collect::<Vec<_>>())
+            .bind(
+                events
+                    .iter()
+                    .map(|e| to_i64(e.originator_version))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                events
+                    .iter()
+                    .map(|e| e.timestamp.as_micros())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(events.iter().map(|e| e.topic.as_str()).collect::<Vec<_>>())
+            .bind(
+                events
+                    .iter()
+                    .map(|e| e.state.as_slice())
+                    .collect::<Vec<_>>(),
+            )
+            .execute(&mut *conn)
+            .await;
+        match inserted {
+            Ok(_) => Ok(ids),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                Err(Abort::Events(sqlx::Error::Database(e)))
+            }
+            Err(e) => Err(db("inserting events")(e)),
+        }
+    }
+
+    /// Turns an aborted write into the error that explains it, reading the
+    /// state the conflict left after the rollback.
+    async fn explain(
+        &self,
+        abort: Abort,
+        events: &[StoredEvent],
+        tracking: Option<&Tracking>,
+    ) -> Error {
+        match abort {
+            Abort::Other(error) => error,
+            Abort::Tracking => match tracking {
+                Some(t) => match self.tracking_position(&t.upstream, t.partition).await {
+                    Ok(found) => Error::TrackingConflict {
+                        app: self.app.to_string(),
+                        upstream: t.upstream.to_string(),
+                        partition: t.partition,
+                        expected: t.previous,
+                        found,
+                    },
+                    Err(error) => error,
+                },
+                None => Error::InvalidWrite {
+                    app: self.app.to_string(),
+                    reason: "tracking conflict without tracking".to_owned(),
+                },
+            },
+            Abort::Events(source) => {
+                let existing = sqlx::query(&self.sql.select_existing)
+                    .bind(events.iter().map(|e| e.originator_id).collect::<Vec<_>>())
+                    .bind(
+                        events
+                            .iter()
+                            .map(|e| to_i64(e.originator_version))
+                            .collect::<Vec<_>>(),
+                    )
+                    .fetch_optional(&self.pool)
+                    .await;
+                let conflict = |originator_id, version| Error::Concurrency {
+                    app: self.app.to_string(),
+                    originator_id,
+                    version,
+                };
+                match existing {
+                    Ok(Some(row)) => match (row.try_get(0), row.try_get::<i64, _>(1)) {
+                        (Ok(id), Ok(version)) => conflict(id, to_u64(version)),
+                        (Err(source), _) | (_, Err(source)) => Error::Database {
+                            app: self.app.to_string(),
+                            action: "reading events",
+                            source,
+                        },
+                    },
+                    Ok(None) => match duplicate_in_batch(events) {
+                        Some(e) => conflict(e.originator_id, e.originator_version),
+                        None => Error::Database {
+                            app: self.app.to_string(),
+                            action: "inserting events",
+                            source,
+                        },
+                    },
+                    Err(source) => Error::Database {
+                        app: self.app.to_string(),
+                        action: "reading events",
+                        source,
+                    },
+                }
+            }
+        }
+    }
+}
+
+fn stored_event(row: &PgRow) -> sqlx::Result<StoredEvent> {
+    Ok(StoredEvent {
+        originator_id: row.try_get("originator_id")?,
+        originator_version: to_u64(row.try_get("originator_version")?),
+        timestamp: Timestamp::from_micros(row.try_get("recorded_at")?),
+        topic: row.try_get("topic")?,
+        state: row.try_get("state")?,
+    })
+}
+
+impl Recorder for PostgresRecorder {
+    fn app(&self) -> &AppName {
+        &self.app
+    }
+
+    async fn insert(
+        &self,
+        events: &[StoredEvent],
+        tracking: Option<&Tracking>,
+    ) -> Result<Vec<u64>> {
+        check_write(&self.app, events, tracking)?;
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(db_error(&self.app, "beginning a write"))?;
+        match self.write(&mut tx, events, tracking).await {
+            Ok(ids) => {
+                tx.commit()
+                    .await
+                    .map_err(db_error(&self.app, "committing"))?;
+                tracing::debug!(app = %self.app, events = events.len(), first = ids.first(), "committed");
+                Ok(ids)
+            }
+            Err(abort) => {
+                tx.rollback()
+                    .await
+                    .map_err(db_error(&self.app, "rolling back"))?;
+                Err(self.explain(abort, events, tracking).await)
+            }
+        }
+    }
+
+    async fn select_events(
+        &self,
+        originator_id: Uuid,
+        versions: Versions,
+    ) -> Result<Vec<StoredEvent>> {
+        let rows = sqlx::query(&self.sql.select_events)
+            .bind(originator_id)
+            .bind(to_i64(versions.from))
+            .bind(to_i64(versions.to))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error(&self.app, "reading an aggregate's events"))?;
+        rows.iter()
+            .map(stored_event)
+            .collect::<sqlx::Result<_>>()
+            .map_err(db_error(&self.app, "decoding an event row"))
+    }
+
+    async fn select_notifications(
+        &self,
+        partition: u32,
+        start: u64,
+        limit: usize,
+    ) -> Result<Vec<Notification>> {
+        let rows = sqlx::query(&self.sql.select_notifications)
+            .bind(partition as i32)
+            .bind(to_i64(start))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error(&self.app, "reading notifications"))?;
+        rows.iter()
+            .map(|row| {
+                Ok(Notification {
+                    id: to_u64(row.try_get("notification_id")?),
+                    partition,
+                    event: stored_event(row)?,
+                })
+            })
+            .collect::<sqlx::Result<_>>()
+            .map_err(db_error(&self.app, "decoding a notification row"))
+    }
+
+    async fn max_notification_id(&self, partition: u32) -> Result<u64> {
+        let max: i64 = sqlx::query_scalar(&self.sql.max_notification_id)
+            .bind(partition as i32)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_error(&self.app, "reading the max notification id"))?;
+        Ok(to_u64(max))
+    }
+
+    async fn tracking_position(&self, upstream: &AppName, partition: u32) -> Result<u64> {
+        let position: Option<i64> = sqlx::query_scalar(&self.sql.select_tracking)
+            .bind(upstream.table_prefix())
+            .bind(partition as i32)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error(&self.app, "reading the tracking position"))?;
+        Ok(position.map_or(0, to_u64))
+    }
+}

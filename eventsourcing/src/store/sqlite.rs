@@ -1,0 +1,527 @@
+//! The SQLite backend: the embedded default, one file, no server.
+//!
+//! SQLite lets one connection write at a time. This store keeps one writer
+//! connection behind an async mutex, so writers in this process queue
+//! without busy-waiting, and starts every write with `BEGIN IMMEDIATE`, so
+//! a writer in another process waits (up to the busy timeout) instead of
+//! failing half-way. Because writes are serial, notification ids taken from
+//! the log's head row inside the write transaction are contiguous and
+//! become visible in id order. Readers use a small pool and, in WAL mode,
+//! never block the writer.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+use sqlx::{ConnectOptions, Row};
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+use super::{
+    Recorder, Tracking, Versions, check_write, db_error, duplicate_in_batch, to_i64, to_u64,
+};
+use crate::{AppName, Error, Notification, Result, StoredEvent, Timestamp};
+
+/// How long a write waits for another process's write to finish.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connections for concurrent reads.
+const READERS: u32 = 4;
+/// The largest multi-row insert; writes are split into power-of-two chunks
+/// so that a handful of prepared statements serve every batch size.
+const MAX_CHUNK: usize = 256;
+
+/// A SQLite database file holding any number of applications' tables.
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    writer: Mutex<Writer>,
+    readers: SqlitePool,
+}
+
+#[derive(Debug)]
+struct Writer {
+    conn: SqliteConnection,
+    /// Set while a transaction is open, so that a write whose future was
+    /// dropped half-way is rolled back before the next one begins.
+    in_transaction: bool,
+}
+
+fn store_error(action: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
+    move |source| Error::Database {
+        app: "*".to_owned(),
+        action,
+        source,
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the SQLite file a `sqlite://PATH` URL
+    /// names, in WAL mode with full synchronous commits.
+    pub async fn open(url: &str) -> Result<Self> {
+        if url.contains(":memory:") || url.contains("mode=memory") {
+            return Err(Error::StoreUrl {
+                url: url.to_owned(),
+                reason: "a SQLite in-memory database is private to one connection",
+            });
+        }
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(store_error("reading the SQLite URL"))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(BUSY_TIMEOUT);
+        let conn = options
+            .connect()
+            .await
+            .map_err(store_error("opening the SQLite file"))?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(READERS)
+            .min_connections(0)
+            .connect_with(options)
+            .await
+            .map_err(store_error("opening SQLite read connections"))?;
+        tracing::info!(url, "opened SQLite store");
+        Ok(Self {
+            shared: Arc::new(Shared {
+                writer: Mutex::new(Writer {
+                    conn,
+                    in_transaction: false,
+                }),
+                readers,
+            }),
+        })
+    }
+
+    /// Opens the recorder of one application, creating its tables if needed.
+    pub async fn recorder(&self, app: &AppName) -> Result<SqliteRecorder> {
+        let sql = Arc::new(Sql::new(app.table_prefix()));
+        let mut writer = self.shared.writer.lock().await;
+        writer
+            .reset()
+            .await
+            .map_err(db_error(app, "rolling back an interrupted write"))?;
+        for statement in &sql.schema {
+            sqlx::query(statement)
+                .execute(&mut writer.conn)
+                .await
+                .map_err(db_error(app, "creating tables"))?;
+        }
+        Ok(SqliteRecorder {
+            app: app.clone(),
+            shared: self.shared.clone(),
+            sql,
+        })
+    }
+}
+
+impl Writer {
+    async fn reset(&mut self) -> sqlx::Result<()> {
+        if self.in_transaction {
+            sqlx::query("ROLLBACK").execute(&mut self.conn).await?;
+            self.in_transaction = false;
+        }
+        Ok(())
+    }
+
+    async fn begin(&mut self) -> sqlx::Result<()> {
+        self.reset().await?;
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut self.conn)
+            .await?;
+        self.in_transaction = true;
+        Ok(())
+    }
+
+    async fn finish(&mut self, statement: &'static str) -> sqlx::Result<()> {
+        sqlx::query(statement).execute(&mut self.conn).await?;
+        self.in_transaction = false;
+        Ok(())
+    }
+}
+
+/// One application's SQL, written once when its recorder opens.
+#[derive(Debug)]
+struct Sql {
+    schema: Vec<String>,
+    /// `insert_events[k]` inserts `2^k` rows.
+    insert_events: Vec<String>,
+    advance_head: String,
+    insert_tracking: String,
+    update_tracking: String,
+    select_tracking: String,
+    select_events: String,
+    select_version: String,
+    select_notifications: String,
+    max_notification_id: String,
+}
+
+impl Sql {
+    fn new(p: &str) -> Self {
+        let columns = "partition_id, notification_id, originator_id, originator_version, recorded_at, topic, state";
+        let insert_events = (0..=MAX_CHUNK.trailing_zeros())
+            .map(|k| {
+                let rows = vec!["(?, ?, ?, ?, ?, ?, ?)"; 1 << k].join(", ");
+                format!("INSERT INTO {p}_events ({columns}) VALUES {rows}")
+            })
+            .collect();
+        Self {
+            schema: vec![
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {p}_events (
+                        partition_id INTEGER NOT NULL,
+                        notification_id INTEGER NOT NULL,
+                        originator_id BLOB NOT NULL,
+                        originator_version INTEGER NOT NULL,
+                        recorded_at INTEGER NOT NULL,
+                        topic TEXT NOT NULL,
+                        state BLOB NOT NULL,
+                        PRIMARY KEY (partition_id, notification_id)
+                    ) WITHOUT ROWID"
+                ),
+                format!(
+                    "CREATE UNIQUE INDEX IF NOT EXISTS {p}_events_aggregate ON {p}_events (originator_id, originator_version)"
+                ),
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {p}_log_heads (
+                        partition_id INTEGER PRIMARY KEY,
+                        head INTEGER NOT NULL
+                    )"
+                ),
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {p}_tracking (
+                        upstream TEXT NOT NULL,
+                        partition_id INTEGER NOT NULL,
+                        notification_id INTEGER NOT NULL,
+                        PRIMARY KEY (upstream, partition_id)
+                    ) WITHOUT ROWID"
+                ),
+            ],
+            insert_events,
+            advance_head: format!(
+                "INSERT INTO {p}_log_heads (partition_id, head) VALUES (?, ?)
+                 ON CONFLICT (partition_id) DO UPDATE SET head = head + excluded.head RETURNING head"
+            ),
+            insert_tracking: format!(
+                "INSERT INTO {p}_tracking (upstream, partition_id, notification_id) VALUES (?, ?, ?)
+                 ON CONFLICT DO NOTHING"
+            ),
+            update_tracking: format!(
+                "UPDATE {p}_tracking SET notification_id = ? WHERE upstream = ? AND partition_id = ? AND notification_id = ?"
+            ),
+            select_tracking: format!(
+                "SELECT notification_id FROM {p}_tracking WHERE upstream = ? AND partition_id = ?"
+            ),
+            select_events: format!(
+                "SELECT originator_id, originator_version, recorded_at, topic, state FROM {p}_events
+                 WHERE originator_id = ? AND originator_version BETWEEN ? AND ? ORDER BY originator_version"
+            ),
+            select_version: format!(
+                "SELECT 1 FROM {p}_events WHERE originator_id = ? AND originator_version = ?"
+            ),
+            select_notifications: format!(
+                "SELECT notification_id, originator_id, originator_version, recorded_at, topic, state FROM {p}_events
+                 WHERE partition_id = ? AND notification_id >= ? ORDER BY notification_id LIMIT ?"
+            ),
+            max_notification_id: format!(
+                "SELECT COALESCE(MAX(notification_id), 0) FROM {p}_events WHERE partition_id = ?"
+            ),
+        }
+    }
+}
+
+/// The recorder of one application in a [`SqliteStore`].
+#[derive(Clone, Debug)]
+pub struct SqliteRecorder {
+    app: AppName,
+    shared: Arc<Shared>,
+    sql: Arc<Sql>,
+}
+
+/// Why a write transaction stopped before its commit.
+enum Abort {
+    Tracking,
+    Events(sqlx::Error),
+    Other(Error),
+}
+
+impl SqliteRecorder {
+    async fn write(
+        &self,
+        conn: &mut SqliteConnection,
+        events: &[StoredEvent],
+        tracking: Option<&Tracking>,
+    ) -> Result<Vec<u64>, Abort> {
+        let db = |action| {
+            move |source| {
+                Abort::Other(Error::Database {
+                    app: self.app.to_string(),
+                    action,
+                    source,
+                })
+            }
+        };
+        if let Some(t) = tracking {
+            let upstream = t.upstream.table_prefix();
+            let query = if t.previous == 0 {
+                sqlx::query(&self.sql.insert_tracking)
+                    .bind(upstream)
+                    .bind(t.partition)
+                    .bind(to_i64(t.position))
+            } else {
+                sqlx::query(&self.sql.update_tracking)
+                    .bind(to_i64(t.position))
+                    .bind(upstream)
+                    .bind(t.partition)
+                    .bind(to_i64(t.previous))
+            };
+            let moved = query
+                .execute(&mut *conn)
+                .await
+                .map_err(db("moving the tracking position"))?
+                .rows_affected()
+                == 1;
+            if !moved {
+                return Err(Abort::Tracking);
+            }
+        }
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+
+        let partition = super::DEFAULT_PARTITION;
+        let head: i64 = sqlx::query_scalar(&self.sql.advance_head)
+            .bind(partition)
+            .bind(events.len() as i64)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(db("advancing the log head"))?;
+        let first = to_u64(head) + 1 - events.len() as u64;
+        let ids: Vec<u64> = (first..first + events.len() as u64).collect();
+
+        let mut rows = events.iter().zip(&ids);
+        let mut remaining = events.len();
+        while remaining > 0 {
+            let k = (usize::BITS - 1 - remaining.min(MAX_CHUNK).leading_zeros()) as usize;
+            let mut query = sqlx::query(&self.sql.insert_events[k]);
+            for (event, id) in rows.by_ref().take(1 << k) {
+                query = query
+                    .bind(partition)
+                    .bind(to_i64(*id))
+                    .bind(event.originator_id)
+                    .bind(to_i64(event.originator_version))
+                    .bind(event.timestamp.as_micros())
+                    .bind(event.topic.as_str())
+                    .bind(event.state.as_slice());
+            }
+            match query.execute(&mut *conn).await {
+                Ok(_) => {}
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                    return Err(Abort::Events(sqlx::Error::Database(e)));
+                }
+                Err(e) => return Err(db("inserting events")(e)),
+            }
+            remaining -= 1 << k;
+        }
+        Ok(ids)
+    }
+
+    /// Turns an aborted write into the error that explains it, reading the
+    /// state the conflict left (after the rollback, with the writer held).
+    async fn explain(
+        &self,
+        conn: &mut SqliteConnection,
+        abort: Abort,
+        events: &[StoredEvent],
+        tracking: Option<&Tracking>,
+    ) -> Error {
+        match abort {
+            Abort::Other(error) => error,
+            Abort::Tracking => {
+                let Some(t) = tracking else {
+                    return Error::InvalidWrite {
+                        app: self.app.to_string(),
+                        reason: "tracking conflict without tracking".to_owned(),
+                    };
+                };
+                let found: Result<Option<i64>, _> = sqlx::query_scalar(&self.sql.select_tracking)
+                    .bind(t.upstream.table_prefix())
+                    .bind(t.partition)
+                    .fetch_optional(&mut *conn)
+                    .await;
+                match found {
+                    Ok(found) => Error::TrackingConflict {
+                        app: self.app.to_string(),
+                        upstream: t.upstream.to_string(),
+                        partition: t.partition,
+                        expected: t.previous,
+                        found: found.map_or(0, to_u64),
+                    },
+                    Err(source) => Error::Database {
+                        app: self.app.to_string(),
+                        action: "reading the tracking position",
+                        source,
+                    },
+                }
+            }
+            Abort::Events(source) => {
+                for event in events {
+                    let exists = sqlx::query(&self.sql.select_version)
+                        .bind(event.originator_id)
+                        .bind(to_i64(event.originator_version))
+                        .fetch_optional(&mut *conn)
+                        .await;
+                    match exists {
+                        Ok(None) => {}
+                        Ok(Some(_)) => return self.conflict(event),
+                        Err(source) => {
+                            return Error::Database {
+                                app: self.app.to_string(),
+                                action: "reading events",
+                                source,
+                            };
+                        }
+                    }
+                }
+                match duplicate_in_batch(events) {
+                    Some(event) => self.conflict(event),
+                    None => Error::Database {
+                        app: self.app.to_string(),
+                        action: "inserting events",
+                        source,
+                    },
+                }
+            }
+        }
+    }
+
+    fn conflict(&self, event: &StoredEvent) -> Error {
+        Error::Concurrency {
+            app: self.app.to_string(),
+            originator_id: event.originator_id,
+            version: event.originator_version,
+        }
+    }
+}
+
+fn stored_event(row: &sqlx::sqlite::SqliteRow) -> sqlx::Result<StoredEvent> {
+    Ok(StoredEvent {
+        originator_id: row.try_get("originator_id")?,
+        originator_version: to_u64(row.try_get("originator_version")?),
+        timestamp: Timestamp::from_micros(row.try_get("recorded_at")?),
+        topic: row.try_get("topic")?,
+        state: row.try_get("state")?,
+    })
+}
+
+impl Recorder for SqliteRecorder {
+    fn app(&self) -> &AppName {
+        &self.app
+    }
+
+    async fn insert(
+        &self,
+        events: &[StoredEvent],
+        tracking: Option<&Tracking>,
+    ) -> Result<Vec<u64>> {
+        check_write(&self.app, events, tracking)?;
+        let mut writer = self.shared.writer.lock().await;
+        writer
+            .begin()
+            .await
+            .map_err(db_error(&self.app, "beginning a write"))?;
+        match self.write(&mut writer.conn, events, tracking).await {
+            Ok(ids) => {
+                if let Err(source) = writer.finish("COMMIT").await {
+                    // The transaction may still be open; never leave it so.
+                    let _ = writer.reset().await;
+                    return Err(Error::Database {
+                        app: self.app.to_string(),
+                        action: "committing",
+                        source,
+                    });
+                }
+                tracing::debug!(app = %self.app, events = events.len(), first = ids.first(), "committed");
+                Ok(ids)
+            }
+            Err(abort) => {
+                writer
+                    .finish("ROLLBACK")
+                    .await
+                    .map_err(db_error(&self.app, "rolling back"))?;
+                Err(self
+                    .explain(&mut writer.conn, abort, events, tracking)
+                    .await)
+            }
+        }
+    }
+
+    async fn select_events(
+        &self,
+        originator_id: Uuid,
+        versions: Versions,
+    ) -> Result<Vec<StoredEvent>> {
+        let rows = sqlx::query(&self.sql.select_events)
+            .bind(originator_id)
+            .bind(to_i64(versions.from))
+            .bind(to_i64(versions.to))
+            .fetch_all(&self.shared.readers)
+            .await
+            .map_err(db_error(&self.app, "reading an aggregate's events"))?;
+        rows.iter()
+            .map(stored_event)
+            .collect::<sqlx::Result<_>>()
+            .map_err(db_error(&self.app, "decoding an event row"))
+    }
+
+    async fn select_notifications(
+        &self,
+        partition: u32,
+        start: u64,
+        limit: usize,
+    ) -> Result<Vec<Notification>> {
+        let rows = sqlx::query(&self.sql.select_notifications)
+            .bind(partition)
+            .bind(to_i64(start))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.shared.readers)
+            .await
+            .map_err(db_error(&self.app, "reading notifications"))?;
+        rows.iter()
+            .map(|row| {
+                Ok(Notification {
+                    id: to_u64(row.try_get("notification_id")?),
+                    partition,
+                    event: stored_event(row)?,
+                })
+            })
+            .collect::<sqlx::Result<_>>()
+            .map_err(db_error(&self.app, "decoding a notification row"))
+    }
+
+    async fn max_notification_id(&self, partition: u32) -> Result<u64> {
+        let max: i64 = sqlx::query_scalar(&self.sql.max_notification_id)
+            .bind(partition)
+            .fetch_one(&self.shared.readers)
+            .await
+            .map_err(db_error(&self.app, "reading the max notification id"))?;
+        Ok(to_u64(max))
+    }
+
+    async fn tracking_position(&self, upstream: &AppName, partition: u32) -> Result<u64> {
+        let position: Option<i64> = sqlx::query_scalar(&self.sql.select_tracking)
+            .bind(upstream.table_prefix())
+            .bind(partition)
+            .fetch_optional(&self.shared.readers)
+            .await
+            .map_err(db_error(&self.app, "reading the tracking position"))?;
+        Ok(position.map_or(0, to_u64))
+    }
+}

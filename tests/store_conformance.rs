@@ -1,0 +1,473 @@
+//! The recorder's promises, written once and checked against every backend.
+
+use eventsourcing::{
+    Aggregate, AppName, Error, Recorder, Store, StoredEvent, Timestamp, Tracking, Versions,
+};
+use eventsourcing_tests::{Dog, unique_app};
+use uuid::Uuid;
+
+fn event(id: Uuid, version: u64, topic: &str, state: &[u8]) -> StoredEvent {
+    StoredEvent {
+        originator_id: id,
+        originator_version: version,
+        timestamp: Timestamp::now(),
+        topic: topic.to_owned(),
+        state: state.to_vec(),
+    }
+}
+
+fn tracking(upstream: &AppName, previous: u64, position: u64) -> Tracking {
+    Tracking {
+        upstream: upstream.clone(),
+        partition: 0,
+        previous,
+        position,
+    }
+}
+
+async fn stores_and_reads_an_aggregates_events(store: &Store) {
+    let recorder = store.recorder(&unique_app("dogs")).await.unwrap();
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    let written: Vec<_> = (1..=5)
+        .map(|v| event(a, v, "Dog.TrickAdded", format!("{{\"v\":{v}}}").as_bytes()))
+        .collect();
+    recorder.insert(&written[..2], None).await.unwrap();
+    recorder
+        .insert(&[event(b, 1, "Dog.Registered", b"{}")], None)
+        .await
+        .unwrap();
+    recorder.insert(&written[2..], None).await.unwrap();
+
+    assert_eq!(
+        recorder.select_events(a, Versions::ALL).await.unwrap(),
+        written
+    );
+    assert_eq!(
+        recorder
+            .select_events(a, Versions::from_range(3..))
+            .await
+            .unwrap(),
+        written[2..]
+    );
+    assert_eq!(
+        recorder
+            .select_events(a, Versions::from_range(..=2))
+            .await
+            .unwrap(),
+        written[..2]
+    );
+    assert_eq!(
+        recorder
+            .select_events(a, Versions::from_range(2..4))
+            .await
+            .unwrap(),
+        written[1..3]
+    );
+    assert_eq!(
+        recorder
+            .select_events(a, Versions::from_range(6..))
+            .await
+            .unwrap(),
+        []
+    );
+    assert_eq!(
+        recorder
+            .select_events(Uuid::new_v4(), Versions::ALL)
+            .await
+            .unwrap(),
+        []
+    );
+    assert_eq!(
+        recorder
+            .select_events(b, Versions::ALL)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+async fn keeps_topic_state_and_timestamp_exactly(store: &Store) {
+    let recorder = store.recorder(&unique_app("exact")).await.unwrap();
+    let id = Uuid::new_v4();
+    let mut written = event(id, 1, "Dög.Ünïcode 🐕", &[0, 159, 146, 150, 255]);
+    written.timestamp = Timestamp::from_micros(1_795_421_702_123_456);
+    recorder
+        .insert(std::slice::from_ref(&written), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        recorder.select_events(id, Versions::ALL).await.unwrap(),
+        [written.clone()]
+    );
+    let notifications = recorder.select_notifications(0, 1, 10).await.unwrap();
+    assert_eq!(notifications.len(), 1);
+    assert_eq!((notifications[0].id, notifications[0].partition), (1, 0));
+    assert_eq!(notifications[0].event, written);
+}
+
+async fn numbers_notifications_contiguously(store: &Store) {
+    let recorder = store.recorder(&unique_app("log")).await.unwrap();
+    assert_eq!(recorder.max_notification_id(0).await.unwrap(), 0);
+    assert_eq!(recorder.select_notifications(0, 1, 10).await.unwrap(), []);
+
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    let ids = recorder
+        .insert(&[event(a, 1, "A", b"1"), event(b, 1, "B", b"1")], None)
+        .await
+        .unwrap();
+    assert_eq!(ids, [1, 2]);
+    let ids = recorder
+        .insert(&[event(a, 2, "A", b"2")], None)
+        .await
+        .unwrap();
+    assert_eq!(ids, [3]);
+    let many: Vec<_> = (2..=301).map(|v| event(b, v, "B", b"x")).collect();
+    let ids = recorder.insert(&many, None).await.unwrap();
+    assert_eq!(ids, (4..=303).collect::<Vec<u64>>());
+    assert_eq!(recorder.max_notification_id(0).await.unwrap(), 303);
+
+    let all = recorder.select_notifications(0, 1, 1000).await.unwrap();
+    assert_eq!(
+        all.iter().map(|n| n.id).collect::<Vec<_>>(),
+        (1..=303).collect::<Vec<u64>>()
+    );
+    assert_eq!(
+        (all[2].event.originator_id, all[2].event.originator_version),
+        (a, 2)
+    );
+    assert_eq!(all[302].event.originator_version, 301);
+
+    let page = recorder.select_notifications(0, 100, 5).await.unwrap();
+    assert_eq!(
+        page.iter().map(|n| n.id).collect::<Vec<_>>(),
+        [100, 101, 102, 103, 104]
+    );
+    assert_eq!(recorder.select_notifications(0, 304, 5).await.unwrap(), []);
+    assert_eq!(
+        recorder.select_notifications(1, 1, 5).await.unwrap(),
+        [],
+        "other partitions are empty"
+    );
+}
+
+async fn rejects_an_existing_version_and_writes_nothing(store: &Store) {
+    let app = unique_app("occ");
+    let recorder = store.recorder(&app).await.unwrap();
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    recorder
+        .insert(&[event(a, 1, "A", b"1")], None)
+        .await
+        .unwrap();
+
+    let err = recorder
+        .insert(&[event(b, 1, "B", b"1"), event(a, 1, "A", b"again")], None)
+        .await
+        .unwrap_err();
+    match &err {
+        Error::Concurrency {
+            app: name,
+            originator_id,
+            version,
+        } => {
+            assert_eq!(
+                (name.as_str(), *originator_id, *version),
+                (app.as_str(), a, 1)
+            );
+        }
+        other => panic!("expected a concurrency error, got {other:?}"),
+    }
+    let message = err.to_string();
+    assert!(
+        message.contains(&a.to_string()) && message.contains("version 1"),
+        "{message}"
+    );
+
+    assert_eq!(
+        recorder.select_events(b, Versions::ALL).await.unwrap(),
+        [],
+        "nothing of the failed write is stored"
+    );
+    assert_eq!(
+        recorder.select_events(a, Versions::ALL).await.unwrap()[0].state,
+        b"1"
+    );
+    assert_eq!(recorder.max_notification_id(0).await.unwrap(), 1);
+    assert_eq!(
+        recorder
+            .insert(&[event(b, 1, "B", b"1")], None)
+            .await
+            .unwrap(),
+        [2],
+        "no id was used up"
+    );
+}
+
+async fn rejects_one_version_twice_in_a_write(store: &Store) {
+    let recorder = store.recorder(&unique_app("twice")).await.unwrap();
+    let a = Uuid::new_v4();
+    let err = recorder
+        .insert(&[event(a, 1, "A", b"1"), event(a, 1, "A", b"2")], None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Concurrency { originator_id, version: 1, .. } if originator_id == a),
+        "{err:?}"
+    );
+    assert_eq!(recorder.max_notification_id(0).await.unwrap(), 0);
+}
+
+async fn rejects_version_zero(store: &Store) {
+    let recorder = store.recorder(&unique_app("zero")).await.unwrap();
+    let err = recorder
+        .insert(&[event(Uuid::new_v4(), 0, "A", b"1")], None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidWrite { .. }), "{err:?}");
+}
+
+async fn moves_tracking_forward_once_per_notification(store: &Store) {
+    let app = unique_app("down");
+    let recorder = store.recorder(&app).await.unwrap();
+    let upstream = unique_app("up");
+    assert_eq!(recorder.tracking_position(&upstream, 0).await.unwrap(), 0);
+
+    let a = Uuid::new_v4();
+    recorder
+        .insert(&[event(a, 1, "A", b"1")], Some(&tracking(&upstream, 0, 3)))
+        .await
+        .unwrap();
+    assert_eq!(recorder.tracking_position(&upstream, 0).await.unwrap(), 3);
+    assert_eq!(
+        recorder.tracking_position(&upstream, 1).await.unwrap(),
+        0,
+        "partitions are tracked apart"
+    );
+
+    // A second attempt at the same notifications fails and leaves no trace.
+    let b = Uuid::new_v4();
+    let err = recorder
+        .insert(&[event(b, 1, "B", b"1")], Some(&tracking(&upstream, 0, 3)))
+        .await
+        .unwrap_err();
+    match &err {
+        Error::TrackingConflict {
+            app: name,
+            upstream: up,
+            partition: 0,
+            expected: 0,
+            found: 3,
+        } => {
+            assert_eq!(
+                (name.as_str(), up.as_str()),
+                (app.as_str(), upstream.as_str())
+            );
+        }
+        other => panic!("expected a tracking conflict, got {other:?}"),
+    }
+    let err = recorder
+        .insert(&[event(b, 1, "B", b"1")], Some(&tracking(&upstream, 2, 3)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::TrackingConflict {
+                expected: 2,
+                found: 3,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(recorder.select_events(b, Versions::ALL).await.unwrap(), []);
+    assert_eq!(recorder.max_notification_id(0).await.unwrap(), 1);
+
+    // Moving on from where it is works, with or without events.
+    recorder
+        .insert(&[], Some(&tracking(&upstream, 3, 4)))
+        .await
+        .unwrap();
+    recorder
+        .insert(&[event(b, 1, "B", b"1")], Some(&tracking(&upstream, 4, 9)))
+        .await
+        .unwrap();
+    assert_eq!(recorder.tracking_position(&upstream, 0).await.unwrap(), 9);
+    assert_eq!(recorder.max_notification_id(0).await.unwrap(), 2);
+
+    // A tracking position never moves backwards or stays put.
+    let err = recorder
+        .insert(&[], Some(&tracking(&upstream, 9, 9)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidWrite { .. }), "{err:?}");
+    let err = recorder
+        .insert(&[], Some(&tracking(&upstream, 9, 4)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidWrite { .. }), "{err:?}");
+
+    // A version conflict rolls back the tracking position too.
+    let err = recorder
+        .insert(&[event(a, 1, "A", b"x")], Some(&tracking(&upstream, 9, 10)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Concurrency { .. }), "{err:?}");
+    assert_eq!(recorder.tracking_position(&upstream, 0).await.unwrap(), 9);
+}
+
+async fn lets_one_of_two_concurrent_writers_win(store: &Store) {
+    let recorder = store.recorder(&unique_app("race")).await.unwrap();
+    let upstream = unique_app("up");
+    for round in 0..20u64 {
+        let id = Uuid::new_v4();
+        let (first, second) = (recorder.clone(), recorder.clone());
+        let (t1, t2) = (
+            tracking(&upstream, round, round + 1),
+            tracking(&upstream, round, round + 1),
+        );
+        let (e1, e2) = (
+            [event(id, 1, "A", b"first")],
+            [event(Uuid::new_v4(), 1, "A", b"second")],
+        );
+        let (r1, r2) = tokio::join!(first.insert(&e1, Some(&t1)), second.insert(&e2, Some(&t2)));
+        assert!(
+            r1.is_ok() != r2.is_ok(),
+            "exactly one write wins: {r1:?} {r2:?}"
+        );
+        let loser = r1.err().or(r2.err()).unwrap();
+        assert!(matches!(loser, Error::TrackingConflict { .. }), "{loser:?}");
+
+        let (e1, e2) = (
+            [event(id, 2, "A", b"first")],
+            [event(id, 2, "A", b"second")],
+        );
+        let (r1, r2) = tokio::join!(first.insert(&e1, None), second.insert(&e2, None));
+        assert!(
+            r1.is_ok() != r2.is_ok(),
+            "exactly one write wins: {r1:?} {r2:?}"
+        );
+        let loser = r1.err().or(r2.err()).unwrap();
+        assert!(
+            matches!(loser, Error::Concurrency { version: 2, .. }),
+            "{loser:?}"
+        );
+    }
+    let ids: Vec<u64> = recorder
+        .select_notifications(0, 1, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|n| n.id)
+        .collect();
+    assert_eq!(ids, (1..=40).collect::<Vec<_>>());
+}
+
+async fn keeps_applications_apart_and_creates_tables_once(store: &Store) {
+    let (one, two) = (unique_app("one"), unique_app("two"));
+    let first = store.recorder(&one).await.unwrap();
+    let other = store.recorder(&two).await.unwrap();
+    let id = Uuid::new_v4();
+    first
+        .insert(&[event(id, 1, "A", b"1")], None)
+        .await
+        .unwrap();
+    assert_eq!(other.max_notification_id(0).await.unwrap(), 0);
+    assert_eq!(other.select_events(id, Versions::ALL).await.unwrap(), []);
+    other
+        .insert(&[event(id, 1, "A", b"1")], None)
+        .await
+        .unwrap();
+
+    let again = store.recorder(&one).await.unwrap();
+    assert_eq!(
+        again.max_notification_id(0).await.unwrap(),
+        1,
+        "reopening keeps the data"
+    );
+    assert_eq!(
+        again
+            .insert(&[event(id, 2, "A", b"2")], None)
+            .await
+            .unwrap(),
+        [2]
+    );
+    assert_eq!(first.max_notification_id(0).await.unwrap(), 2);
+}
+
+async fn round_trips_a_hand_written_aggregate(store: &Store) {
+    let recorder = store.recorder(&unique_app("kennel")).await.unwrap();
+    let mut dog = Dog::register("Fido");
+    dog.add_trick("roll over");
+    dog.add_trick("play dead");
+    assert_eq!(dog.pending_events().len(), 3);
+    let ids = recorder
+        .insert(&dog.collect_pending().unwrap(), None)
+        .await
+        .unwrap();
+    assert_eq!(ids, [1, 2, 3]);
+    assert!(dog.pending_events().is_empty());
+
+    let stored = recorder
+        .select_events(dog.id(), Versions::ALL)
+        .await
+        .unwrap();
+    let loaded = Dog::replay(&stored).unwrap().expect("the dog exists");
+    assert_eq!(loaded, dog);
+    assert_eq!(
+        (loaded.version(), loaded.created_on(), loaded.modified_on()),
+        (3, dog.created_on(), dog.modified_on())
+    );
+
+    let at_two = Dog::replay(
+        &recorder
+            .select_events(dog.id(), Versions::from_range(..=2))
+            .await
+            .unwrap(),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        (at_two.version(), at_two.tricks.as_slice()),
+        (2, ["roll over".to_owned()].as_slice())
+    );
+}
+
+/// Runs every check above as its own test on each backend.
+macro_rules! conformance {
+    ($($check:ident),* $(,)?) => {
+        mod memory {
+            $(#[tokio::test]
+            async fn $check() {
+                super::$check(&eventsourcing_tests::memory_store().await).await;
+            })*
+        }
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $check() {
+                let file = eventsourcing_tests::TempSqlite::new();
+                super::$check(&file.open().await).await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $check() {
+                let Some(store) = eventsourcing_tests::postgres_store().await else { return };
+                super::$check(&store).await;
+            })*
+        }
+    };
+}
+
+conformance!(
+    stores_and_reads_an_aggregates_events,
+    keeps_topic_state_and_timestamp_exactly,
+    numbers_notifications_contiguously,
+    rejects_an_existing_version_and_writes_nothing,
+    rejects_one_version_twice_in_a_write,
+    rejects_version_zero,
+    moves_tracking_forward_once_per_notification,
+    lets_one_of_two_concurrent_writers_win,
+    keeps_applications_apart_and_creates_tables_once,
+    round_trips_a_hand_written_aggregate,
+);

@@ -1,0 +1,209 @@
+//! What the integration tests share: stores on every backend, and a small
+//! hand-written aggregate.
+
+use std::path::PathBuf;
+
+use eventsourcing::{Aggregate, AggregateMeta, AppName, DomainEvent, NotApplicable, Store, codec};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The variable `scripts/with-postgres.sh` sets to the test database's URL.
+pub const POSTGRES_URL_ENV: &str = "EVENTSOURCING_TEST_POSTGRES_URL";
+
+/// A fresh in-memory store.
+pub async fn memory_store() -> Store {
+    Store::open("memory:").await.expect("memory store opens")
+}
+
+/// A SQLite file that is removed (with its WAL files) when dropped.
+pub struct TempSqlite {
+    path: PathBuf,
+}
+
+impl TempSqlite {
+    /// A new, not yet existing, database file in the temp directory.
+    pub fn new() -> Self {
+        let path =
+            std::env::temp_dir().join(format!("eventsourcing-test-{}.db", Uuid::new_v4().simple()));
+        Self { path }
+    }
+
+    /// The file's `sqlite://` URL.
+    pub fn url(&self) -> String {
+        format!("sqlite://{}", self.path.display())
+    }
+
+    /// Opens the store on this file.
+    pub async fn open(&self) -> Store {
+        Store::open(&self.url()).await.expect("SQLite store opens")
+    }
+}
+
+impl Default for TempSqlite {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TempSqlite {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut path = self.path.clone().into_os_string();
+            path.push(suffix);
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// The PostgreSQL test database's URL, or `None` (with a note on stderr)
+/// when it is not set. Under `CI=true` a missing URL fails the test: CI
+/// must never skip the PostgreSQL tests.
+pub fn postgres_url() -> Option<String> {
+    match std::env::var(POSTGRES_URL_ENV) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var("CI").is_ok_and(|ci| ci == "true") => {
+            panic!(
+                "{POSTGRES_URL_ENV} is not set under CI=true; run the tests through scripts/with-postgres.sh"
+            )
+        }
+        _ => {
+            eprintln!(
+                "SKIPPED: PostgreSQL test, because {POSTGRES_URL_ENV} is not set (scripts/with-postgres.sh sets it)"
+            );
+            None
+        }
+    }
+}
+
+/// A store on the PostgreSQL test database, or `None` when there is none.
+pub async fn postgres_store() -> Option<Store> {
+    let url = postgres_url()?;
+    Some(
+        Store::open(&url)
+            .await
+            .expect("PostgreSQL test database accepts connections"),
+    )
+}
+
+/// An application name no other test uses, so tests sharing one database
+/// never see each other's tables.
+pub fn unique_app(prefix: &str) -> AppName {
+    AppName::new(format!(
+        "{prefix}_{}",
+        &Uuid::new_v4().simple().to_string()[..12]
+    ))
+    .expect("valid name")
+}
+
+/// A dog was registered.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Registered {
+    /// The dog's name.
+    pub name: String,
+}
+
+/// A dog learned a trick.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrickAdded {
+    /// The trick.
+    pub trick: String,
+}
+
+/// The events of [`Dog`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum DogEvent {
+    /// See [`Registered`].
+    Registered(Registered),
+    /// See [`TrickAdded`].
+    TrickAdded(TrickAdded),
+}
+
+impl DomainEvent for DogEvent {
+    const TOPICS: &'static [&'static str] = &["Dog.Registered", "Dog.TrickAdded"];
+
+    fn topic(&self) -> &'static str {
+        match self {
+            DogEvent::Registered(_) => "Dog.Registered",
+            DogEvent::TrickAdded(_) => "Dog.TrickAdded",
+        }
+    }
+
+    fn encode(&self) -> Result<Vec<u8>, codec::CodecError> {
+        match self {
+            DogEvent::Registered(e) => codec::encode(e),
+            DogEvent::TrickAdded(e) => codec::encode(e),
+        }
+    }
+
+    fn decode(topic: &str, state: &[u8]) -> Option<Result<Self, codec::CodecError>> {
+        match topic {
+            "Dog.Registered" => Some(codec::decode(state).map(DogEvent::Registered)),
+            "Dog.TrickAdded" => Some(codec::decode(state).map(DogEvent::TrickAdded)),
+            _ => None,
+        }
+    }
+}
+
+/// A hand-written aggregate: what `#[aggregate]` will generate.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dog {
+    /// The dog's name.
+    pub name: String,
+    /// Tricks, in the order learned.
+    pub tricks: Vec<String>,
+    meta: AggregateMeta<DogEvent>,
+}
+
+impl Aggregate for Dog {
+    type Event = DogEvent;
+
+    fn meta(&self) -> &AggregateMeta<DogEvent> {
+        &self.meta
+    }
+
+    fn meta_mut(&mut self) -> &mut AggregateMeta<DogEvent> {
+        &mut self.meta
+    }
+
+    fn create(event: &DogEvent) -> Option<Self> {
+        match event {
+            DogEvent::Registered(e) => Some(Dog {
+                name: e.name.clone(),
+                tricks: Vec::new(),
+                meta: AggregateMeta::default(),
+            }),
+            DogEvent::TrickAdded(_) => None,
+        }
+    }
+
+    fn mutate(&mut self, event: &DogEvent) -> Result<(), NotApplicable> {
+        match event {
+            DogEvent::Registered(_) => Err(NotApplicable),
+            DogEvent::TrickAdded(e) => {
+                self.tricks.push(e.trick.clone());
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Dog {
+    /// Registers a new dog.
+    pub fn register(name: &str) -> Dog {
+        Dog::start(
+            Uuid::new_v4(),
+            DogEvent::Registered(Registered {
+                name: name.to_owned(),
+            }),
+        )
+        .expect("Registered creates a dog")
+    }
+
+    /// Teaches the dog a trick.
+    pub fn add_trick(&mut self, trick: &str) {
+        self.trigger(DogEvent::TrickAdded(TrickAdded {
+            trick: trick.to_owned(),
+        }))
+        .expect("a dog accepts tricks");
+    }
+}
