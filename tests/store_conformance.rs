@@ -1,8 +1,6 @@
 //! The recorder's promises, written once and checked against every backend.
 
-use eventsourcing::{
-    Aggregate, AppName, Error, Recorder, Store, StoredEvent, Timestamp, Tracking, Versions,
-};
+use eventsourcing::{Aggregate, AppName, Error, Recorder, Store, StoredEvent, Timestamp, Tracking, Versions};
 use eventsourcing_tests::{Dog, unique_app};
 use uuid::Uuid;
 
@@ -38,53 +36,22 @@ async fn stores_and_reads_an_aggregates_events(store: &Store) {
         .unwrap();
     recorder.insert(&written[2..], None).await.unwrap();
 
+    assert_eq!(recorder.select_events(a, Versions::ALL).await.unwrap(), written);
     assert_eq!(
-        recorder.select_events(a, Versions::ALL).await.unwrap(),
-        written
-    );
-    assert_eq!(
-        recorder
-            .select_events(a, Versions::from_range(3..))
-            .await
-            .unwrap(),
+        recorder.select_events(a, Versions::from_range(3..)).await.unwrap(),
         written[2..]
     );
     assert_eq!(
-        recorder
-            .select_events(a, Versions::from_range(..=2))
-            .await
-            .unwrap(),
+        recorder.select_events(a, Versions::from_range(..=2)).await.unwrap(),
         written[..2]
     );
     assert_eq!(
-        recorder
-            .select_events(a, Versions::from_range(2..4))
-            .await
-            .unwrap(),
+        recorder.select_events(a, Versions::from_range(2..4)).await.unwrap(),
         written[1..3]
     );
-    assert_eq!(
-        recorder
-            .select_events(a, Versions::from_range(6..))
-            .await
-            .unwrap(),
-        []
-    );
-    assert_eq!(
-        recorder
-            .select_events(Uuid::new_v4(), Versions::ALL)
-            .await
-            .unwrap(),
-        []
-    );
-    assert_eq!(
-        recorder
-            .select_events(b, Versions::ALL)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(recorder.select_events(a, Versions::from_range(6..)).await.unwrap(), []);
+    assert_eq!(recorder.select_events(Uuid::new_v4(), Versions::ALL).await.unwrap(), []);
+    assert_eq!(recorder.select_events(b, Versions::ALL).await.unwrap().len(), 1);
 }
 
 async fn keeps_topic_state_and_timestamp_exactly(store: &Store) {
@@ -92,10 +59,7 @@ async fn keeps_topic_state_and_timestamp_exactly(store: &Store) {
     let id = Uuid::new_v4();
     let mut written = event(id, 1, "Dög.Ünïcode 🐕", &[0, 159, 146, 150, 255]);
     written.timestamp = Timestamp::from_micros(1_795_421_702_123_456);
-    recorder
-        .insert(std::slice::from_ref(&written), None)
-        .await
-        .unwrap();
+    recorder.insert(std::slice::from_ref(&written), None).await.unwrap();
     assert_eq!(
         recorder.select_events(id, Versions::ALL).await.unwrap(),
         [written.clone()]
@@ -117,10 +81,7 @@ async fn numbers_notifications_contiguously(store: &Store) {
         .await
         .unwrap();
     assert_eq!(ids, [1, 2]);
-    let ids = recorder
-        .insert(&[event(a, 2, "A", b"2")], None)
-        .await
-        .unwrap();
+    let ids = recorder.insert(&[event(a, 2, "A", b"2")], None).await.unwrap();
     assert_eq!(ids, [3]);
     let many: Vec<_> = (2..=301).map(|v| event(b, v, "B", b"x")).collect();
     let ids = recorder.insert(&many, None).await.unwrap();
@@ -132,17 +93,11 @@ async fn numbers_notifications_contiguously(store: &Store) {
         all.iter().map(|n| n.id).collect::<Vec<_>>(),
         (1..=303).collect::<Vec<u64>>()
     );
-    assert_eq!(
-        (all[2].event.originator_id, all[2].event.originator_version),
-        (a, 2)
-    );
+    assert_eq!((all[2].event.originator_id, all[2].event.originator_version), (a, 2));
     assert_eq!(all[302].event.originator_version, 301);
 
     let page = recorder.select_notifications(0, 100, 5).await.unwrap();
-    assert_eq!(
-        page.iter().map(|n| n.id).collect::<Vec<_>>(),
-        [100, 101, 102, 103, 104]
-    );
+    assert_eq!(page.iter().map(|n| n.id).collect::<Vec<_>>(), [100, 101, 102, 103, 104]);
     assert_eq!(recorder.select_notifications(0, 304, 5).await.unwrap(), []);
     assert_eq!(
         recorder.select_notifications(1, 1, 5).await.unwrap(),
@@ -155,10 +110,7 @@ async fn rejects_an_existing_version_and_writes_nothing(store: &Store) {
     let app = unique_app("occ");
     let recorder = store.recorder(&app).await.unwrap();
     let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
-    recorder
-        .insert(&[event(a, 1, "A", b"1")], None)
-        .await
-        .unwrap();
+    recorder.insert(&[event(a, 1, "A", b"1")], None).await.unwrap();
 
     let err = recorder
         .insert(&[event(b, 1, "B", b"1"), event(a, 1, "A", b"again")], None)
@@ -170,10 +122,7 @@ async fn rejects_an_existing_version_and_writes_nothing(store: &Store) {
             originator_id,
             version,
         } => {
-            assert_eq!(
-                (name.as_str(), *originator_id, *version),
-                (app.as_str(), a, 1)
-            );
+            assert_eq!((name.as_str(), *originator_id, *version), (app.as_str(), a, 1));
         }
         other => panic!("expected a concurrency error, got {other:?}"),
     }
@@ -188,16 +137,10 @@ async fn rejects_an_existing_version_and_writes_nothing(store: &Store) {
         [],
         "nothing of the failed write is stored"
     );
-    assert_eq!(
-        recorder.select_events(a, Versions::ALL).await.unwrap()[0].state,
-        b"1"
-    );
+    assert_eq!(recorder.select_events(a, Versions::ALL).await.unwrap()[0].state, b"1");
     assert_eq!(recorder.max_notification_id(0).await.unwrap(), 1);
     assert_eq!(
-        recorder
-            .insert(&[event(b, 1, "B", b"1")], None)
-            .await
-            .unwrap(),
+        recorder.insert(&[event(b, 1, "B", b"1")], None).await.unwrap(),
         [2],
         "no id was used up"
     );
@@ -258,10 +201,7 @@ async fn moves_tracking_forward_once_per_notification(store: &Store) {
             expected: 0,
             found: 3,
         } => {
-            assert_eq!(
-                (name.as_str(), up.as_str()),
-                (app.as_str(), upstream.as_str())
-            );
+            assert_eq!((name.as_str(), up.as_str()), (app.as_str(), upstream.as_str()));
         }
         other => panic!("expected a tracking conflict, got {other:?}"),
     }
@@ -284,10 +224,7 @@ async fn moves_tracking_forward_once_per_notification(store: &Store) {
     assert_eq!(recorder.max_notification_id(0).await.unwrap(), 1);
 
     // Moving on from where it is works, with or without events.
-    recorder
-        .insert(&[], Some(&tracking(&upstream, 3, 4)))
-        .await
-        .unwrap();
+    recorder.insert(&[], Some(&tracking(&upstream, 3, 4))).await.unwrap();
     recorder
         .insert(&[event(b, 1, "B", b"1")], Some(&tracking(&upstream, 4, 9)))
         .await
@@ -331,27 +268,15 @@ async fn lets_one_of_two_concurrent_writers_win(store: &Store) {
             [event(Uuid::new_v4(), 1, "A", b"second")],
         );
         let (r1, r2) = tokio::join!(first.insert(&e1, Some(&t1)), second.insert(&e2, Some(&t2)));
-        assert!(
-            r1.is_ok() != r2.is_ok(),
-            "exactly one write wins: {r1:?} {r2:?}"
-        );
+        assert!(r1.is_ok() != r2.is_ok(), "exactly one write wins: {r1:?} {r2:?}");
         let loser = r1.err().or(r2.err()).unwrap();
         assert!(matches!(loser, Error::TrackingConflict { .. }), "{loser:?}");
 
-        let (e1, e2) = (
-            [event(id, 2, "A", b"first")],
-            [event(id, 2, "A", b"second")],
-        );
+        let (e1, e2) = ([event(id, 2, "A", b"first")], [event(id, 2, "A", b"second")]);
         let (r1, r2) = tokio::join!(first.insert(&e1, None), second.insert(&e2, None));
-        assert!(
-            r1.is_ok() != r2.is_ok(),
-            "exactly one write wins: {r1:?} {r2:?}"
-        );
+        assert!(r1.is_ok() != r2.is_ok(), "exactly one write wins: {r1:?} {r2:?}");
         let loser = r1.err().or(r2.err()).unwrap();
-        assert!(
-            matches!(loser, Error::Concurrency { version: 2, .. }),
-            "{loser:?}"
-        );
+        assert!(matches!(loser, Error::Concurrency { version: 2, .. }), "{loser:?}");
     }
     let ids: Vec<u64> = recorder
         .select_notifications(0, 1, 100)
@@ -368,16 +293,10 @@ async fn keeps_applications_apart_and_creates_tables_once(store: &Store) {
     let first = store.recorder(&one).await.unwrap();
     let other = store.recorder(&two).await.unwrap();
     let id = Uuid::new_v4();
-    first
-        .insert(&[event(id, 1, "A", b"1")], None)
-        .await
-        .unwrap();
+    first.insert(&[event(id, 1, "A", b"1")], None).await.unwrap();
     assert_eq!(other.max_notification_id(0).await.unwrap(), 0);
     assert_eq!(other.select_events(id, Versions::ALL).await.unwrap(), []);
-    other
-        .insert(&[event(id, 1, "A", b"1")], None)
-        .await
-        .unwrap();
+    other.insert(&[event(id, 1, "A", b"1")], None).await.unwrap();
 
     let again = store.recorder(&one).await.unwrap();
     assert_eq!(
@@ -385,13 +304,7 @@ async fn keeps_applications_apart_and_creates_tables_once(store: &Store) {
         1,
         "reopening keeps the data"
     );
-    assert_eq!(
-        again
-            .insert(&[event(id, 2, "A", b"2")], None)
-            .await
-            .unwrap(),
-        [2]
-    );
+    assert_eq!(again.insert(&[event(id, 2, "A", b"2")], None).await.unwrap(), [2]);
     assert_eq!(first.max_notification_id(0).await.unwrap(), 2);
 }
 
@@ -401,17 +314,11 @@ async fn round_trips_a_hand_written_aggregate(store: &Store) {
     dog.add_trick("roll over");
     dog.add_trick("play dead");
     assert_eq!(dog.pending_events().len(), 3);
-    let ids = recorder
-        .insert(&dog.collect_pending().unwrap(), None)
-        .await
-        .unwrap();
+    let ids = recorder.insert(&dog.collect_pending().unwrap(), None).await.unwrap();
     assert_eq!(ids, [1, 2, 3]);
     assert!(dog.pending_events().is_empty());
 
-    let stored = recorder
-        .select_events(dog.id(), Versions::ALL)
-        .await
-        .unwrap();
+    let stored = recorder.select_events(dog.id(), Versions::ALL).await.unwrap();
     let loaded = Dog::replay(&stored).unwrap().expect("the dog exists");
     assert_eq!(loaded, dog);
     assert_eq!(
@@ -433,33 +340,7 @@ async fn round_trips_a_hand_written_aggregate(store: &Store) {
     );
 }
 
-/// Runs every check above as its own test on each backend.
-macro_rules! conformance {
-    ($($check:ident),* $(,)?) => {
-        mod memory {
-            $(#[tokio::test]
-            async fn $check() {
-                super::$check(&eventsourcing_tests::memory_store().await).await;
-            })*
-        }
-        mod sqlite {
-            $(#[tokio::test]
-            async fn $check() {
-                let file = eventsourcing_tests::TempSqlite::new();
-                super::$check(&file.open().await).await;
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test]
-            async fn $check() {
-                let Some(store) = eventsourcing_tests::postgres_store().await else { return };
-                super::$check(&store).await;
-            })*
-        }
-    };
-}
-
-conformance!(
+eventsourcing_tests::on_every_backend!(
     stores_and_reads_an_aggregates_events,
     keeps_topic_state_and_timestamp_exactly,
     numbers_notifications_contiguously,

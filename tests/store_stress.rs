@@ -80,7 +80,10 @@ async fn stress(store: Store) {
                         })
                         .collect();
                     let ids = recorder.insert(&events, None).await.unwrap();
-                    assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "one write's ids are contiguous: {ids:?}");
+                    assert!(
+                        ids.windows(2).all(|w| w[1] == w[0] + 1),
+                        "one write's ids are contiguous: {ids:?}"
+                    );
                     written.fetch_add(count, Ordering::SeqCst);
                 }
             })
@@ -101,9 +104,17 @@ async fn stress(store: Store) {
         total as f64 / elapsed.as_secs_f64(),
         seen.len()
     );
-    assert_eq!(recorder.max_notification_id(0).await.unwrap(), total, "ids 1..N for N events written");
+    assert_eq!(
+        recorder.max_notification_id(0).await.unwrap(),
+        total,
+        "ids 1..N for N events written"
+    );
     if let Some(gap) = seen.iter().enumerate().find(|(i, id)| **id != *i as u64 + 1) {
-        panic!("the follower saw id {} where it expected {}: it skipped or repeated notifications", gap.1, gap.0 + 1);
+        panic!(
+            "the follower saw id {} where it expected {}: it skipped or repeated notifications",
+            gap.1,
+            gap.0 + 1
+        );
     }
     assert_eq!(seen.len() as u64, total, "the follower saw every id 1..N exactly once");
 }
@@ -116,6 +127,8 @@ async fn sqlite_follower_sees_every_id_once_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_follower_sees_every_id_once_in_order() {
-    let Some(store) = eventsourcing_tests::postgres_store().await else { return };
+    let Some(store) = eventsourcing_tests::postgres_store().await else {
+        return;
+    };
     stress(store).await;
 }

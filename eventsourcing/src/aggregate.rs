@@ -222,8 +222,7 @@ pub trait Aggregate: Sized + Send + 'static {
             None if envelope.originator_version != 1 => {
                 return Err(not_applicable("the aggregate's earlier events are missing"));
             }
-            None => Self::create(&envelope.event)
-                .ok_or_else(|| not_applicable("it is not a creation event"))?,
+            None => Self::create(&envelope.event).ok_or_else(|| not_applicable("it is not a creation event"))?,
             Some(mut aggregate) => {
                 if envelope.originator_version != aggregate.version() + 1 {
                     return Err(not_applicable("it does not follow the aggregate's version"));

@@ -91,9 +91,7 @@ pub enum Error {
 
     /// A store URL with a scheme this crate does not know, or for a backend
     /// that was compiled out.
-    #[error(
-        "unsupported store URL `{url}`: {reason}; use `memory:`, `sqlite://PATH` or `postgres://USER@HOST/DB`"
-    )]
+    #[error("unsupported store URL `{url}`: {reason}; use `memory:`, `sqlite://PATH` or `postgres://USER@HOST/DB`")]
     StoreUrl {
         /// The URL, with any password hidden.
         url: String,
@@ -147,9 +145,7 @@ pub enum Error {
 
     /// An event that cannot apply to the aggregate as it is: a creation event
     /// for an aggregate that exists, or any other event for one that does not.
-    #[error(
-        "event `{topic}` at version {version} cannot apply to aggregate {originator_id}: {reason}"
-    )]
+    #[error("event `{topic}` at version {version} cannot apply to aggregate {originator_id}: {reason}")]
     NotApplicable {
         /// The event's topic.
         topic: String,

@@ -35,3 +35,8 @@ pub mod __private {
     pub use ::serde;
     pub use ::uuid;
 }
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

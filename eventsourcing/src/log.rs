@@ -47,9 +47,9 @@ impl SectionId {
             id: id.to_owned(),
             reason,
         };
-        let (first, last) = id.split_once(',').ok_or_else(|| {
-            malformed("expected `current` or `first,last`, such as `1,10`".to_owned())
-        })?;
+        let (first, last) = id
+            .split_once(',')
+            .ok_or_else(|| malformed("expected `current` or `first,last`, such as `1,10`".to_owned()))?;
         let number = |text: &str, which: &str| {
             text.trim()
                 .parse::<u64>()
@@ -60,14 +60,10 @@ impl SectionId {
             return Err(malformed("notification ids start at 1".to_owned()));
         }
         if last < first {
-            return Err(malformed(format!(
-                "the last id {last} is before the first id {first}"
-            )));
+            return Err(malformed(format!("the last id {last} is before the first id {first}")));
         }
         if last - first >= max_span {
-            return Err(malformed(format!(
-                "a section spans at most {max_span} notifications"
-            )));
+            return Err(malformed(format!("a section spans at most {max_span} notifications")));
         }
         Ok(Self { first, last })
     }
@@ -141,10 +137,7 @@ impl<R: Recorder> NotificationLog<R> {
     fn invalid_size(&self, size: u64) -> Error {
         Error::InvalidWrite {
             app: self.recorder.app().to_string(),
-            reason: format!(
-                "section size {size} is not between 1 and {}",
-                self.max_section_size
-            ),
+            reason: format!("section size {size} is not between 1 and {}", self.max_section_size),
         }
     }
 

@@ -9,9 +9,7 @@ use serde::{Deserialize, Serialize};
 ///
 /// Stored as a 64-bit integer in every backend, so it sorts, compares and
 /// subtracts cheaply; shown as RFC 3339 (`2026-11-23T08:15:02.123456Z`).
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Timestamp(i64);
 
@@ -93,18 +91,12 @@ mod tests {
 
     #[test]
     fn displays_as_rfc3339_utc() {
-        assert_eq!(
-            Timestamp::from_micros(0).to_string(),
-            "1970-01-01T00:00:00.000000Z"
-        );
+        assert_eq!(Timestamp::from_micros(0).to_string(), "1970-01-01T00:00:00.000000Z");
         assert_eq!(
             Timestamp::from_micros(1_795_421_702_123_456).to_string(),
             "2026-11-23T08:15:02.123456Z"
         );
-        assert_eq!(
-            Timestamp::from_micros(-1).to_string(),
-            "1969-12-31T23:59:59.999999Z"
-        );
+        assert_eq!(Timestamp::from_micros(-1).to_string(), "1969-12-31T23:59:59.999999Z");
         assert_eq!(
             Timestamp::from_micros(951_782_400_000_000).to_string(),
             "2000-02-29T00:00:00.000000Z"

@@ -23,8 +23,7 @@ pub struct TempSqlite {
 impl TempSqlite {
     /// A new, not yet existing, database file in the temp directory.
     pub fn new() -> Self {
-        let path =
-            std::env::temp_dir().join(format!("eventsourcing-test-{}.db", Uuid::new_v4().simple()));
+        let path = std::env::temp_dir().join(format!("eventsourcing-test-{}.db", Uuid::new_v4().simple()));
         Self { path }
     }
 
@@ -62,9 +61,7 @@ pub fn postgres_url() -> Option<String> {
     match std::env::var(POSTGRES_URL_ENV) {
         Ok(url) if !url.is_empty() => Some(url),
         _ if std::env::var("CI").is_ok_and(|ci| ci == "true") => {
-            panic!(
-                "{POSTGRES_URL_ENV} is not set under CI=true; run the tests through scripts/with-postgres.sh"
-            )
+            panic!("{POSTGRES_URL_ENV} is not set under CI=true; run the tests through scripts/with-postgres.sh")
         }
         _ => {
             eprintln!(
@@ -85,14 +82,40 @@ pub async fn postgres_store() -> Option<Store> {
     )
 }
 
+/// Runs each named `async fn check(store: &Store)` of the calling test file
+/// as its own test on every backend: in memory, on a fresh SQLite file, and
+/// on the PostgreSQL test database (skipped with a note when its URL is not
+/// set, failing under `CI=true`).
+#[macro_export]
+macro_rules! on_every_backend {
+    ($($check:ident),* $(,)?) => {
+        mod memory {
+            $(#[tokio::test]
+            async fn $check() {
+                super::$check(&$crate::memory_store().await).await;
+            })*
+        }
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $check() {
+                let file = $crate::TempSqlite::new();
+                super::$check(&file.open().await).await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $check() {
+                let Some(store) = $crate::postgres_store().await else { return };
+                super::$check(&store).await;
+            })*
+        }
+    };
+}
+
 /// An application name no other test uses, so tests sharing one database
 /// never see each other's tables.
 pub fn unique_app(prefix: &str) -> AppName {
-    AppName::new(format!(
-        "{prefix}_{}",
-        &Uuid::new_v4().simple().to_string()[..12]
-    ))
-    .expect("valid name")
+    AppName::new(format!("{prefix}_{}", &Uuid::new_v4().simple().to_string()[..12])).expect("valid name")
 }
 
 /// A dog was registered.
@@ -192,9 +215,7 @@ impl Dog {
     pub fn register(name: &str) -> Dog {
         Dog::start(
             Uuid::new_v4(),
-            DogEvent::Registered(Registered {
-                name: name.to_owned(),
-            }),
+            DogEvent::Registered(Registered { name: name.to_owned() }),
         )
         .expect("Registered creates a dog")
     }

@@ -24,10 +24,7 @@ impl MemoryStore {
     /// The recorder of one application.
     pub fn recorder(&self, app: &AppName) -> MemoryRecorder {
         let mut apps = self.apps.lock().unwrap_or_else(PoisonError::into_inner);
-        let tables = apps
-            .entry(app.table_prefix().to_owned())
-            .or_default()
-            .clone();
+        let tables = apps.entry(app.table_prefix().to_owned()).or_default().clone();
         MemoryRecorder {
             app: app.clone(),
             tables,
@@ -65,11 +62,7 @@ impl Recorder for MemoryRecorder {
         &self.app
     }
 
-    async fn insert(
-        &self,
-        events: &[StoredEvent],
-        tracking: Option<&Tracking>,
-    ) -> Result<Vec<u64>> {
+    async fn insert(&self, events: &[StoredEvent], tracking: Option<&Tracking>) -> Result<Vec<u64>> {
         check_write(&self.app, events, tracking)?;
         let mut tables = self.tables();
 
@@ -91,11 +84,7 @@ impl Recorder for MemoryRecorder {
         }
         let conflict = events
             .iter()
-            .find(|e| {
-                tables
-                    .events
-                    .contains_key(&(e.originator_id, e.originator_version))
-            })
+            .find(|e| tables.events.contains_key(&(e.originator_id, e.originator_version)))
             .or_else(|| duplicate_in_batch(events));
         if let Some(e) = conflict {
             return Err(Error::Concurrency {
@@ -116,26 +105,20 @@ impl Recorder for MemoryRecorder {
                 partition,
                 event: event.clone(),
             });
-            tables.events.insert(
-                (event.originator_id, event.originator_version),
-                (partition, index),
-            );
+            tables
+                .events
+                .insert((event.originator_id, event.originator_version), (partition, index));
             ids.push(id);
         }
         if let Some(t) = tracking {
-            tables.tracking.insert(
-                (t.upstream.table_prefix().to_owned(), t.partition),
-                t.position,
-            );
+            tables
+                .tracking
+                .insert((t.upstream.table_prefix().to_owned(), t.partition), t.position);
         }
         Ok(ids)
     }
 
-    async fn select_events(
-        &self,
-        originator_id: Uuid,
-        versions: Versions,
-    ) -> Result<Vec<StoredEvent>> {
+    async fn select_events(&self, originator_id: Uuid, versions: Versions) -> Result<Vec<StoredEvent>> {
         let tables = self.tables();
         if versions.from > versions.to {
             return Ok(Vec::new());
@@ -147,12 +130,7 @@ impl Recorder for MemoryRecorder {
             .collect())
     }
 
-    async fn select_notifications(
-        &self,
-        partition: u32,
-        start: u64,
-        limit: usize,
-    ) -> Result<Vec<Notification>> {
+    async fn select_notifications(&self, partition: u32, start: u64, limit: usize) -> Result<Vec<Notification>> {
         let tables = self.tables();
         let Some(log) = tables.logs.get(&partition) else {
             return Ok(Vec::new());
@@ -162,11 +140,7 @@ impl Recorder for MemoryRecorder {
     }
 
     async fn max_notification_id(&self, partition: u32) -> Result<u64> {
-        Ok(self
-            .tables()
-            .logs
-            .get(&partition)
-            .map_or(0, |log| log.len() as u64))
+        Ok(self.tables().logs.get(&partition).map_or(0, |log| log.len() as u64))
     }
 
     async fn tracking_position(&self, upstream: &AppName, partition: u32) -> Result<u64> {

@@ -131,11 +131,7 @@ pub trait Recorder: Clone + Send + Sync + 'static {
 
     /// The last notification id of `upstream`'s `partition` processed by
     /// this application (0 for none).
-    fn tracking_position(
-        &self,
-        upstream: &AppName,
-        partition: u32,
-    ) -> impl Future<Output = Result<u64>> + Send;
+    fn tracking_position(&self, upstream: &AppName, partition: u32) -> impl Future<Output = Result<u64>> + Send;
 }
 
 /// A connection to where events are kept: in memory, a SQLite file, or a
@@ -233,28 +229,15 @@ impl Recorder for AnyRecorder {
         dispatch!(self, r => r.app())
     }
 
-    async fn insert(
-        &self,
-        events: &[StoredEvent],
-        tracking: Option<&Tracking>,
-    ) -> Result<Vec<u64>> {
+    async fn insert(&self, events: &[StoredEvent], tracking: Option<&Tracking>) -> Result<Vec<u64>> {
         dispatch!(self, r => r.insert(events, tracking).await)
     }
 
-    async fn select_events(
-        &self,
-        originator_id: Uuid,
-        versions: Versions,
-    ) -> Result<Vec<StoredEvent>> {
+    async fn select_events(&self, originator_id: Uuid, versions: Versions) -> Result<Vec<StoredEvent>> {
         dispatch!(self, r => r.select_events(originator_id, versions).await)
     }
 
-    async fn select_notifications(
-        &self,
-        partition: u32,
-        start: u64,
-        limit: usize,
-    ) -> Result<Vec<Notification>> {
+    async fn select_notifications(&self, partition: u32, start: u64, limit: usize) -> Result<Vec<Notification>> {
         dispatch!(self, r => r.select_notifications(partition, start, limit).await)
     }
 
@@ -305,10 +288,7 @@ fn duplicate_in_batch(events: &[StoredEvent]) -> Option<&StoredEvent> {
 
 /// Wraps a driver error with the application and what the recorder was doing.
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-fn db_error<'a>(
-    app: &'a AppName,
-    action: &'static str,
-) -> impl FnOnce(sqlx::Error) -> crate::Error + 'a {
+fn db_error<'a>(app: &'a AppName, action: &'static str) -> impl FnOnce(sqlx::Error) -> crate::Error + 'a {
     move |source| crate::Error::Database {
         app: app.to_string(),
         action,

@@ -15,9 +15,7 @@ use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
 use uuid::Uuid;
 
-use super::{
-    Recorder, Tracking, Versions, check_write, db_error, duplicate_in_batch, to_i64, to_u64,
-};
+use super::{Recorder, Tracking, Versions, check_write, db_error, duplicate_in_batch, to_i64, to_u64};
 use crate::{AppName, Error, Notification, Result, StoredEvent, Timestamp};
 
 /// Connections in the pool.
@@ -67,9 +65,7 @@ impl PostgresStore {
                 .await
                 .map_err(db_error(app, "creating tables"))?;
         }
-        tx.commit()
-            .await
-            .map_err(db_error(app, "committing schema creation"))?;
+        tx.commit().await.map_err(db_error(app, "committing schema creation"))?;
         Ok(PostgresRecorder {
             app: app.clone(),
             pool: self.pool.clone(),
@@ -243,44 +239,22 @@ impl PostgresRecorder {
             .bind(partition)
             .bind(ids.iter().map(|&id| to_i64(id)).collect::<Vec<_>>())
             .bind(events.iter().map(|e| e.originator_id).collect::<Vec<_>>())
-            .bind(
-                events
-                    .iter()
-                    .map(|e| to_i64(e.originator_version))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                events
-                    .iter()
-                    .map(|e| e.timestamp.as_micros())
-                    .collect::<Vec<_>>(),
-            )
+            .bind(events.iter().map(|e| to_i64(e.originator_version)).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.timestamp.as_micros()).collect::<Vec<_>>())
             .bind(events.iter().map(|e| e.topic.as_str()).collect::<Vec<_>>())
-            .bind(
-                events
-                    .iter()
-                    .map(|e| e.state.as_slice())
-                    .collect::<Vec<_>>(),
-            )
+            .bind(events.iter().map(|e| e.state.as_slice()).collect::<Vec<_>>())
             .execute(&mut *conn)
             .await;
         match inserted {
             Ok(_) => Ok(ids),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                Err(Abort::Events(sqlx::Error::Database(e)))
-            }
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(Abort::Events(sqlx::Error::Database(e))),
             Err(e) => Err(db("inserting events")(e)),
         }
     }
 
     /// Turns an aborted write into the error that explains it, reading the
     /// state the conflict left after the rollback.
-    async fn explain(
-        &self,
-        abort: Abort,
-        events: &[StoredEvent],
-        tracking: Option<&Tracking>,
-    ) -> Error {
+    async fn explain(&self, abort: Abort, events: &[StoredEvent], tracking: Option<&Tracking>) -> Error {
         match abort {
             Abort::Other(error) => error,
             Abort::Tracking => match tracking {
@@ -302,12 +276,7 @@ impl PostgresRecorder {
             Abort::Events(source) => {
                 let existing = sqlx::query(&self.sql.select_existing)
                     .bind(events.iter().map(|e| e.originator_id).collect::<Vec<_>>())
-                    .bind(
-                        events
-                            .iter()
-                            .map(|e| to_i64(e.originator_version))
-                            .collect::<Vec<_>>(),
-                    )
+                    .bind(events.iter().map(|e| to_i64(e.originator_version)).collect::<Vec<_>>())
                     .fetch_optional(&self.pool)
                     .await;
                 let conflict = |originator_id, version| Error::Concurrency {
@@ -358,11 +327,7 @@ impl Recorder for PostgresRecorder {
         &self.app
     }
 
-    async fn insert(
-        &self,
-        events: &[StoredEvent],
-        tracking: Option<&Tracking>,
-    ) -> Result<Vec<u64>> {
+    async fn insert(&self, events: &[StoredEvent], tracking: Option<&Tracking>) -> Result<Vec<u64>> {
         check_write(&self.app, events, tracking)?;
         let mut tx = self
             .pool
@@ -371,26 +336,18 @@ impl Recorder for PostgresRecorder {
             .map_err(db_error(&self.app, "beginning a write"))?;
         match self.write(&mut tx, events, tracking).await {
             Ok(ids) => {
-                tx.commit()
-                    .await
-                    .map_err(db_error(&self.app, "committing"))?;
+                tx.commit().await.map_err(db_error(&self.app, "committing"))?;
                 tracing::debug!(app = %self.app, events = events.len(), first = ids.first(), "committed");
                 Ok(ids)
             }
             Err(abort) => {
-                tx.rollback()
-                    .await
-                    .map_err(db_error(&self.app, "rolling back"))?;
+                tx.rollback().await.map_err(db_error(&self.app, "rolling back"))?;
                 Err(self.explain(abort, events, tracking).await)
             }
         }
     }
 
-    async fn select_events(
-        &self,
-        originator_id: Uuid,
-        versions: Versions,
-    ) -> Result<Vec<StoredEvent>> {
+    async fn select_events(&self, originator_id: Uuid, versions: Versions) -> Result<Vec<StoredEvent>> {
         let rows = sqlx::query(&self.sql.select_events)
             .bind(originator_id)
             .bind(to_i64(versions.from))
@@ -404,12 +361,7 @@ impl Recorder for PostgresRecorder {
             .map_err(db_error(&self.app, "decoding an event row"))
     }
 
-    async fn select_notifications(
-        &self,
-        partition: u32,
-        start: u64,
-        limit: usize,
-    ) -> Result<Vec<Notification>> {
+    async fn select_notifications(&self, partition: u32, start: u64, limit: usize) -> Result<Vec<Notification>> {
         let rows = sqlx::query(&self.sql.select_notifications)
             .bind(partition as i32)
             .bind(to_i64(start))

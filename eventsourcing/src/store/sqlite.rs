@@ -14,16 +14,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{ConnectOptions, Row};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use super::{
-    Recorder, Tracking, Versions, check_write, db_error, duplicate_in_batch, to_i64, to_u64,
-};
+use super::{Recorder, Tracking, Versions, check_write, db_error, duplicate_in_batch, to_i64, to_u64};
 use crate::{AppName, Error, Notification, Result, StoredEvent, Timestamp};
 
 /// How long a write waits for another process's write to finish.
@@ -133,9 +130,7 @@ impl Writer {
 
     async fn begin(&mut self) -> sqlx::Result<()> {
         self.reset().await?;
-        sqlx::query("BEGIN IMMEDIATE")
-            .execute(&mut self.conn)
-            .await?;
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut self.conn).await?;
         self.in_transaction = true;
         Ok(())
     }
@@ -223,9 +218,7 @@ impl Sql {
                 "SELECT originator_id, originator_version, recorded_at, topic, state FROM {p}_events
                  WHERE originator_id = ? AND originator_version BETWEEN ? AND ? ORDER BY originator_version"
             ),
-            select_version: format!(
-                "SELECT 1 FROM {p}_events WHERE originator_id = ? AND originator_version = ?"
-            ),
+            select_version: format!("SELECT 1 FROM {p}_events WHERE originator_id = ? AND originator_version = ?"),
             select_notifications: format!(
                 "SELECT notification_id, originator_id, originator_version, recorded_at, topic, state FROM {p}_events
                  WHERE partition_id = ? AND notification_id >= ? ORDER BY notification_id LIMIT ?"
@@ -426,17 +419,10 @@ impl Recorder for SqliteRecorder {
         &self.app
     }
 
-    async fn insert(
-        &self,
-        events: &[StoredEvent],
-        tracking: Option<&Tracking>,
-    ) -> Result<Vec<u64>> {
+    async fn insert(&self, events: &[StoredEvent], tracking: Option<&Tracking>) -> Result<Vec<u64>> {
         check_write(&self.app, events, tracking)?;
         let mut writer = self.shared.writer.lock().await;
-        writer
-            .begin()
-            .await
-            .map_err(db_error(&self.app, "beginning a write"))?;
+        writer.begin().await.map_err(db_error(&self.app, "beginning a write"))?;
         match self.write(&mut writer.conn, events, tracking).await {
             Ok(ids) => {
                 if let Err(source) = writer.finish("COMMIT").await {
@@ -456,18 +442,12 @@ impl Recorder for SqliteRecorder {
                     .finish("ROLLBACK")
                     .await
                     .map_err(db_error(&self.app, "rolling back"))?;
-                Err(self
-                    .explain(&mut writer.conn, abort, events, tracking)
-                    .await)
+                Err(self.explain(&mut writer.conn, abort, events, tracking).await)
             }
         }
     }
 
-    async fn select_events(
-        &self,
-        originator_id: Uuid,
-        versions: Versions,
-    ) -> Result<Vec<StoredEvent>> {
+    async fn select_events(&self, originator_id: Uuid, versions: Versions) -> Result<Vec<StoredEvent>> {
         let rows = sqlx::query(&self.sql.select_events)
             .bind(originator_id)
             .bind(to_i64(versions.from))
@@ -481,12 +461,7 @@ impl Recorder for SqliteRecorder {
             .map_err(db_error(&self.app, "decoding an event row"))
     }
 
-    async fn select_notifications(
-        &self,
-        partition: u32,
-        start: u64,
-        limit: usize,
-    ) -> Result<Vec<Notification>> {
+    async fn select_notifications(&self, partition: u32, start: u64, limit: usize) -> Result<Vec<Notification>> {
         let rows = sqlx::query(&self.sql.select_notifications)
             .bind(partition)
             .bind(to_i64(start))

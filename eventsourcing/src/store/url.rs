@@ -14,29 +14,18 @@ pub(super) async fn open(url: &str) -> Result<Store> {
         url: redact(url),
         reason,
     };
-    let scheme = url
-        .split_once(':')
-        .map(|(scheme, _)| scheme)
-        .unwrap_or_default();
+    let scheme = url.split_once(':').map(|(scheme, _)| scheme).unwrap_or_default();
     match scheme {
-        "memory" if matches!(url, "memory:" | "memory://") => {
-            Ok(Store::Memory(super::memory::MemoryStore::new()))
-        }
+        "memory" if matches!(url, "memory:" | "memory://") => Ok(Store::Memory(super::memory::MemoryStore::new())),
         "memory" => Err(unsupported("an in-memory store takes no path")),
         #[cfg(feature = "sqlite")]
         "sqlite" => Ok(Store::Sqlite(super::sqlite::SqliteStore::open(url).await?)),
         #[cfg(feature = "postgres")]
-        "postgres" | "postgresql" => Ok(Store::Postgres(
-            super::postgres::PostgresStore::open(url).await?,
-        )),
+        "postgres" | "postgresql" => Ok(Store::Postgres(super::postgres::PostgresStore::open(url).await?)),
         #[cfg(not(feature = "sqlite"))]
-        "sqlite" => Err(unsupported(
-            "the `sqlite` feature of eventsourcing is disabled",
-        )),
+        "sqlite" => Err(unsupported("the `sqlite` feature of eventsourcing is disabled")),
         #[cfg(not(feature = "postgres"))]
-        "postgres" | "postgresql" => Err(unsupported(
-            "the `postgres` feature of eventsourcing is disabled",
-        )),
+        "postgres" | "postgresql" => Err(unsupported("the `postgres` feature of eventsourcing is disabled")),
         _ => Err(unsupported("unknown scheme")),
     }
 }
@@ -63,10 +52,7 @@ mod tests {
 
     #[test]
     fn hides_passwords() {
-        assert_eq!(
-            redact("postgres://me:secret@db:5432/x"),
-            "postgres://me:***@db:5432/x"
-        );
+        assert_eq!(redact("postgres://me:secret@db:5432/x"), "postgres://me:***@db:5432/x");
         assert_eq!(redact("postgres://me@db/x"), "postgres://me@db/x");
         assert_eq!(redact("sqlite://a.db"), "sqlite://a.db");
     }

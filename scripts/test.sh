@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Everything CI checks, in the order that fails fastest: formatting, lints,
+# then every test (unit, integration, doc, ui) with a throwaway PostgreSQL
+# server so that no PostgreSQL test is skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test (with PostgreSQL)"
+scripts/with-postgres.sh cargo test --workspace --locked
