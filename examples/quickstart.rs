@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// The events of a dog: what happened, as data.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 enum DogEvent {
     Registered { name: String },
     TrickAdded { trick: String },
@@ -48,6 +48,7 @@ struct Dog {
 
 impl Aggregate for Dog {
     type Event = DogEvent;
+    const NAME: &'static str = "Dog";
 
     fn meta(&self) -> &AggregateMeta<DogEvent> {
         &self.meta
@@ -57,7 +58,7 @@ impl Aggregate for Dog {
         &mut self.meta
     }
 
-    fn create(event: &DogEvent) -> Option<Self> {
+    fn create(_id: Uuid, event: DogEvent) -> Option<Self> {
         match event {
             DogEvent::Registered { name } => Some(Dog {
                 name: name.clone(),
@@ -68,11 +69,11 @@ impl Aggregate for Dog {
         }
     }
 
-    fn mutate(&mut self, event: &DogEvent) -> Result<(), NotApplicable> {
+    fn mutate(&mut self, event: DogEvent) -> Result<(), NotApplicable> {
         match event {
             DogEvent::Registered { .. } => Err(NotApplicable),
             DogEvent::TrickAdded { trick } => {
-                self.tricks.push(trick.clone());
+                self.tricks.push(trick);
                 Ok(())
             }
         }
@@ -93,7 +94,7 @@ async fn main() -> eventsourcing::Result<()> {
     dog.trigger(DogEvent::TrickAdded {
         trick: "play dead".into(),
     })?;
-    let ids = recorder.insert(&dog.collect_pending()?, None).await?;
+    let ids = recorder.insert(&dog.encode_pending()?, None).await?;
     println!(
         "recorded {} events of dog {} as notifications {ids:?}",
         ids.len(),

@@ -314,7 +314,8 @@ async fn round_trips_a_hand_written_aggregate(store: &Store) {
     dog.add_trick("roll over");
     dog.add_trick("play dead");
     assert_eq!(dog.pending_events().len(), 3);
-    let ids = recorder.insert(&dog.collect_pending().unwrap(), None).await.unwrap();
+    let ids = recorder.insert(&dog.encode_pending().unwrap(), None).await.unwrap();
+    dog.clear_pending();
     assert_eq!(ids, [1, 2, 3]);
     assert!(dog.pending_events().is_empty());
 

@@ -9,7 +9,12 @@ use crate::{DomainEvent, Envelope, Error, Result, StoredEvent, Timestamp};
 ///
 /// `#[aggregate]` adds this to your struct; by hand, keep one in a field and
 /// return it from [`Aggregate::meta`] and [`Aggregate::meta_mut`].
-#[derive(Clone, Debug, PartialEq)]
+///
+/// Two metas are equal when they describe the same aggregate at the same
+/// version with the same timestamps; pending events are not compared, so an
+/// aggregate rebuilt from its recorded events equals the one that recorded
+/// them.
+#[derive(Clone)]
 pub struct AggregateMeta<E> {
     id: Uuid,
     version: u64,
@@ -27,6 +32,25 @@ impl<E> Default for AggregateMeta<E> {
             modified_on: Timestamp::default(),
             pending: Vec::new(),
         }
+    }
+}
+
+impl<E> PartialEq for AggregateMeta<E> {
+    fn eq(&self, other: &Self) -> bool {
+        (self.id, self.version, self.created_on, self.modified_on)
+            == (other.id, other.version, other.created_on, other.modified_on)
+    }
+}
+
+impl<E: DomainEvent> std::fmt::Debug for AggregateMeta<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AggregateMeta")
+            .field("id", &self.id)
+            .field("version", &self.version)
+            .field("created_on", &self.created_on)
+            .field("modified_on", &self.modified_on)
+            .field("pending", &self.pending.iter().map(Envelope::topic).collect::<Vec<_>>())
+            .finish()
     }
 }
 
@@ -56,28 +80,46 @@ impl<E> AggregateMeta<E> {
         &self.pending
     }
 
+    /// Keeps `event` as pending at the next version, for an aggregate whose
+    /// state the event has already changed.
+    fn record(&mut self, event: E) {
+        let envelope = Envelope {
+            originator_id: self.id,
+            originator_version: self.version + 1,
+            // Never earlier than the last event, whatever the clock does.
+            timestamp: Timestamp::now().max(self.modified_on),
+            event,
+        };
+        self.advance(&envelope);
+        self.pending.push(envelope);
+    }
+
     fn advance(&mut self, envelope: &Envelope<E>) {
-        if envelope.originator_version == 1 {
-            self.id = envelope.originator_id;
-            self.created_on = envelope.timestamp;
+        self.advance_to(envelope.originator_id, envelope.originator_version, envelope.timestamp);
+    }
+
+    fn advance_to(&mut self, id: Uuid, version: u64, timestamp: Timestamp) {
+        if version == 1 {
+            self.id = id;
+            self.created_on = timestamp;
         }
-        self.version = envelope.originator_version;
-        self.modified_on = envelope.timestamp;
+        self.version = version;
+        self.modified_on = timestamp;
     }
 }
 
 /// A consistency boundary whose state is the result of its events.
 ///
-/// Implement [`create`](Aggregate::create) (the creation event makes the
+/// `#[aggregate]` implements this from your event methods. By hand,
+/// implement [`create`](Aggregate::create) (the creation event makes the
 /// aggregate) and [`mutate`](Aggregate::mutate) (every other event changes
-/// it); the provided methods trigger, replay and collect events. `#[aggregate]`
-/// writes all of this from your event methods. By hand:
+/// it); the provided methods trigger, replay and collect events:
 ///
 /// ```
 /// use eventsourcing::{Aggregate, AggregateMeta, DomainEvent, NotApplicable, codec};
 /// use uuid::Uuid;
 ///
-/// #[derive(Debug)]
+/// #[derive(Clone, Debug)]
 /// enum CounterEvent { Started, Incremented }
 ///
 /// impl DomainEvent for CounterEvent {
@@ -101,12 +143,13 @@ impl<E> AggregateMeta<E> {
 ///
 /// impl Aggregate for Counter {
 ///     type Event = CounterEvent;
+///     const NAME: &'static str = "Counter";
 ///     fn meta(&self) -> &AggregateMeta<CounterEvent> { &self.meta }
 ///     fn meta_mut(&mut self) -> &mut AggregateMeta<CounterEvent> { &mut self.meta }
-///     fn create(event: &CounterEvent) -> Option<Self> {
+///     fn create(_id: Uuid, event: CounterEvent) -> Option<Self> {
 ///         matches!(event, CounterEvent::Started).then(Counter::default)
 ///     }
-///     fn mutate(&mut self, event: &CounterEvent) -> Result<(), NotApplicable> {
+///     fn mutate(&mut self, event: CounterEvent) -> Result<(), NotApplicable> {
 ///         match event {
 ///             CounterEvent::Started => Err(NotApplicable),
 ///             CounterEvent::Incremented => { self.count += 1; Ok(()) }
@@ -119,14 +162,22 @@ impl<E> AggregateMeta<E> {
 /// assert_eq!((counter.count, counter.version()), (1, 2));
 ///
 /// // Replaying the pending events rebuilds an equal state.
-/// let stored = counter.collect_pending()?;
+/// let stored = counter.encode_pending()?;
 /// let replayed = Counter::replay(&stored)?.expect("has events");
 /// assert_eq!((replayed.count, replayed.version(), replayed.id()), (1, 2, counter.id()));
 /// # Ok::<(), eventsourcing::Error>(())
 /// ```
-pub trait Aggregate: Sized + Send + 'static {
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an aggregate",
+    label = "not an aggregate",
+    note = "put `#[aggregate]` on its `impl` block, the one with its `#[event]` methods"
+)]
+pub trait Aggregate: Sized + Send + Sync + 'static {
     /// The aggregate's events.
     type Event: DomainEvent;
+
+    /// The aggregate type's name, for topics and messages.
+    const NAME: &'static str;
 
     /// The identity, version, timestamps and pending events.
     fn meta(&self) -> &AggregateMeta<Self::Event>;
@@ -134,19 +185,19 @@ pub trait Aggregate: Sized + Send + 'static {
     /// Mutable access to [`meta`](Aggregate::meta), for the provided methods.
     fn meta_mut(&mut self) -> &mut AggregateMeta<Self::Event>;
 
-    /// Makes the aggregate from its creation event, or returns `None` if
-    /// `event` does not create one.
-    fn create(event: &Self::Event) -> Option<Self>;
+    /// Makes the aggregate `id` from its creation event, or returns `None`
+    /// if `event` does not create one.
+    fn create(id: Uuid, event: Self::Event) -> Option<Self>;
 
     /// Applies an event that is not a creation event.
-    fn mutate(&mut self, event: &Self::Event) -> Result<(), NotApplicable>;
+    fn mutate(&mut self, event: Self::Event) -> Result<(), NotApplicable>;
 
     /// The aggregate's identity.
     fn id(&self) -> Uuid {
         self.meta().id
     }
 
-    /// The version of the last event applied.
+    /// The version of the last event applied: 1 after creation.
     fn version(&self) -> u64 {
         self.meta().version
     }
@@ -168,72 +219,73 @@ pub trait Aggregate: Sized + Send + 'static {
 
     /// Creates a new aggregate with identity `id` by triggering its
     /// creation event at version 1; the event is pending.
-    fn start(id: Uuid, event: Self::Event) -> Result<Self> {
-        let envelope = Envelope {
-            originator_id: id,
-            originator_version: 1,
-            timestamp: Timestamp::now(),
-            event,
-        };
-        let mut aggregate = Self::create(&envelope.event).ok_or_else(|| Error::NotApplicable {
-            topic: envelope.topic().to_owned(),
+    fn start(id: Uuid, event: Self::Event) -> Result<Self>
+    where
+        Self::Event: Clone,
+    {
+        let topic = event.topic();
+        let aggregate = Self::create(id, event.clone()).ok_or_else(|| Error::NotApplicable {
+            topic: topic.to_owned(),
             originator_id: id,
             version: 1,
             reason: "it is not a creation event",
         })?;
-        let meta = aggregate.meta_mut();
-        meta.advance(&envelope);
-        meta.pending.push(envelope);
-        Ok(aggregate)
+        Ok(created(aggregate, id, event))
     }
 
     /// Applies `event` as the next version and keeps it as pending.
-    fn trigger(&mut self, event: Self::Event) -> Result<()> {
-        let envelope = Envelope {
-            originator_id: self.id(),
-            originator_version: self.version() + 1,
-            // Never earlier than the last event, whatever the clock does.
-            timestamp: Timestamp::now().max(self.modified_on()),
-            event,
-        };
-        self.mutate(&envelope.event)
+    fn trigger(&mut self, event: Self::Event) -> Result<()>
+    where
+        Self::Event: Clone,
+    {
+        let topic = event.topic();
+        self.mutate(event.clone())
             .map_err(|NotApplicable| Error::NotApplicable {
-                topic: envelope.topic().to_owned(),
-                originator_id: envelope.originator_id,
-                version: envelope.originator_version,
+                topic: topic.to_owned(),
+                originator_id: self.id(),
+                version: self.version() + 1,
                 reason: "the aggregate does not accept this event in its current state",
             })?;
-        let meta = self.meta_mut();
-        meta.advance(&envelope);
-        meta.pending.push(envelope);
+        self.meta_mut().record(event);
         Ok(())
     }
 
     /// Applies an event that was recorded before (replay): the same change
     /// as when it was triggered, without making it pending.
-    fn apply_recorded(state: Option<Self>, envelope: &Envelope<Self::Event>) -> Result<Self> {
+    fn apply_recorded(state: Option<Self>, envelope: Envelope<Self::Event>) -> Result<Self> {
+        let topic = envelope.topic();
+        let Envelope {
+            originator_id,
+            originator_version,
+            timestamp,
+            event,
+        } = envelope;
         let not_applicable = |reason| Error::NotApplicable {
-            topic: envelope.topic().to_owned(),
-            originator_id: envelope.originator_id,
-            version: envelope.originator_version,
+            topic: topic.to_owned(),
+            originator_id,
+            version: originator_version,
             reason,
         };
         let mut aggregate = match state {
-            None if envelope.originator_version != 1 => {
+            None if originator_version != 1 => {
                 return Err(not_applicable("the aggregate's earlier events are missing"));
             }
-            None => Self::create(&envelope.event).ok_or_else(|| not_applicable("it is not a creation event"))?,
+            None => {
+                let error = not_applicable("it is not a creation event");
+                Self::create(originator_id, event).ok_or(error)?
+            }
             Some(mut aggregate) => {
-                if envelope.originator_version != aggregate.version() + 1 {
+                if originator_version != aggregate.version() + 1 {
                     return Err(not_applicable("it does not follow the aggregate's version"));
                 }
-                aggregate
-                    .mutate(&envelope.event)
-                    .map_err(|NotApplicable| not_applicable("the aggregate does not accept it"))?;
+                let error = not_applicable("the aggregate does not accept it");
+                aggregate.mutate(event).map_err(|NotApplicable| error)?;
                 aggregate
             }
         };
-        aggregate.meta_mut().advance(envelope);
+        aggregate
+            .meta_mut()
+            .advance_to(originator_id, originator_version, timestamp);
         Ok(aggregate)
     }
 
@@ -242,23 +294,57 @@ pub trait Aggregate: Sized + Send + 'static {
     fn replay<'a>(events: impl IntoIterator<Item = &'a StoredEvent>) -> Result<Option<Self>> {
         let mut state = None;
         for stored in events {
-            state = Some(Self::apply_recorded(state, &stored.decode()?)?);
+            state = Some(Self::apply_recorded(state, stored.decode()?)?);
         }
         Ok(state)
     }
 
-    /// Removes the pending events and returns them in stored form, ready for
-    /// [`Recorder::insert`](crate::Recorder::insert). On an encoding error
-    /// the pending events are kept.
-    fn collect_pending(&mut self) -> Result<Vec<StoredEvent>> {
-        let stored = self
-            .pending_events()
-            .iter()
-            .map(Envelope::to_stored)
-            .collect::<Result<Vec<_>>>()?;
-        self.meta_mut().pending.clear();
-        Ok(stored)
+    /// The pending events in stored form, ready for
+    /// [`Recorder::insert`](crate::Recorder::insert). They stay pending until
+    /// [`clear_pending`](Aggregate::clear_pending), so a failed write loses
+    /// nothing.
+    fn encode_pending(&self) -> Result<Vec<StoredEvent>> {
+        self.pending_events().iter().map(Envelope::to_stored).collect()
     }
+
+    /// Forgets the pending events, once they are recorded.
+    fn clear_pending(&mut self) {
+        self.meta_mut().pending.clear();
+    }
+}
+
+/// Access to the hidden field `#[aggregate]` adds to a struct.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` needs `#[aggregate]` on its struct definition too",
+    label = "its struct lacks `#[aggregate]`",
+    note = "put `#[aggregate]` on both the struct and its `impl` block with the `#[event]` methods"
+)]
+pub trait HasMeta: Aggregate {
+    /// The aggregate's meta.
+    fn __es_meta(&self) -> &AggregateMeta<Self::Event>;
+    /// The aggregate's meta, mutably.
+    fn __es_meta_mut(&mut self) -> &mut AggregateMeta<Self::Event>;
+}
+
+/// Records the creation event of an aggregate that `event` has just made.
+///
+/// For generated code, which applies the event itself; by hand, use
+/// [`Aggregate::start`].
+#[doc(hidden)]
+pub fn created<A: Aggregate>(mut aggregate: A, id: Uuid, event: A::Event) -> A {
+    let meta = aggregate.meta_mut();
+    meta.id = id;
+    meta.version = 0;
+    meta.pending.clear();
+    meta.record(event);
+    aggregate
+}
+
+/// Records `event`, which has just changed `aggregate`, as pending.
+#[doc(hidden)]
+pub fn triggered<A: Aggregate>(aggregate: &mut A, event: A::Event) {
+    aggregate.meta_mut().record(event);
 }
 
 /// Returned by [`Aggregate::mutate`] for an event that cannot change the

@@ -157,6 +157,47 @@ pub enum Error {
         reason: &'static str,
     },
 
+    /// No events are recorded for this aggregate id in this application.
+    #[error("aggregate {aggregate} {originator_id} not found in application `{app}`")]
+    AggregateNotFound {
+        /// The application searched.
+        app: String,
+        /// The aggregate type's name.
+        aggregate: &'static str,
+        /// The id asked for.
+        originator_id: Uuid,
+    },
+
+    /// The aggregate exists but has not reached the version asked for.
+    #[error(
+        "aggregate {aggregate} {originator_id} in application `{app}` has no version {version}; its latest is {latest}"
+    )]
+    VersionNotFound {
+        /// The application searched.
+        app: String,
+        /// The aggregate type's name.
+        aggregate: &'static str,
+        /// The id asked for.
+        originator_id: Uuid,
+        /// The version asked for.
+        version: u64,
+        /// The latest version recorded.
+        latest: u64,
+    },
+
+    /// Two event types claim one topic, so stored events would be ambiguous.
+    #[error(
+        "topic `{topic}` is registered by both `{first}` and `{second}`; give one of them another topic with `#[event(Name, topic = \"…\")]`"
+    )]
+    DuplicateTopic {
+        /// The topic.
+        topic: &'static str,
+        /// One event type claiming it.
+        first: String,
+        /// The other.
+        second: String,
+    },
+
     /// A database operation that failed.
     #[error("database error in application `{app}` while {action}")]
     Database {

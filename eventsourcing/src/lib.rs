@@ -14,26 +14,51 @@ extern crate self as eventsourcing;
 
 mod aggregate;
 mod app_name;
+mod application;
 pub mod codec;
 mod error;
 mod event;
 pub mod log;
 pub mod store;
 mod timestamp;
+pub mod topics;
 
 pub use aggregate::{Aggregate, AggregateMeta, NotApplicable};
 pub use app_name::{AppName, MAX_APP_NAME_LEN};
+pub use application::{Application, Unsaved};
 pub use error::{Error, Result};
-pub use event::{DomainEvent, Envelope, Notification, StoredEvent};
+pub use event::{DomainEvent, Envelope, EventType, Notification, StoredEvent};
 pub use log::{LogReader, NotificationLog, Section};
 pub use store::{AnyRecorder, Recorder, Store, Tracking, Versions};
 pub use timestamp::Timestamp;
 
+pub use eventsourcing_macros::{aggregate, event};
+
+/// What most programs need: `use eventsourcing::prelude::*;`.
+pub mod prelude {
+    pub use crate::{Aggregate, Application, EventType, Store, aggregate, event};
+}
+
 /// Items the macros' generated code names; not a stable API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::aggregate::{HasMeta, created, triggered};
+    pub use crate::codec;
+    pub use crate::topics::TopicRegistration;
+    pub use crate::{Aggregate, AggregateMeta, DomainEvent, EventType, NotApplicable};
+    pub use ::core;
+    pub use ::inventory;
     pub use ::serde;
-    pub use ::uuid;
+    pub use ::std::vec::Vec;
+    pub use ::uuid::Uuid;
+
+    /// A new random aggregate id.
+    pub fn new_id() -> Uuid {
+        Uuid::new_v4()
+    }
+
+    /// The result type of generated `DomainEvent` methods.
+    pub type CodecResult<T> = ::core::result::Result<T, crate::codec::CodecError>;
 }
 
 /// The README's examples, compiled and run as doctests.

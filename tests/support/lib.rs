@@ -179,6 +179,7 @@ pub struct Dog {
 
 impl Aggregate for Dog {
     type Event = DogEvent;
+    const NAME: &'static str = "Dog";
 
     fn meta(&self) -> &AggregateMeta<DogEvent> {
         &self.meta
@@ -188,7 +189,7 @@ impl Aggregate for Dog {
         &mut self.meta
     }
 
-    fn create(event: &DogEvent) -> Option<Self> {
+    fn create(_id: Uuid, event: DogEvent) -> Option<Self> {
         match event {
             DogEvent::Registered(e) => Some(Dog {
                 name: e.name.clone(),
@@ -199,11 +200,11 @@ impl Aggregate for Dog {
         }
     }
 
-    fn mutate(&mut self, event: &DogEvent) -> Result<(), NotApplicable> {
+    fn mutate(&mut self, event: DogEvent) -> Result<(), NotApplicable> {
         match event {
             DogEvent::Registered(_) => Err(NotApplicable),
             DogEvent::TrickAdded(e) => {
-                self.tricks.push(e.trick.clone());
+                self.tricks.push(e.trick);
                 Ok(())
             }
         }

@@ -1,0 +1,138 @@
+//! The arguments of `#[aggregate(...)]` and `#[event(...)]`.
+
+use proc_macro2::TokenStream;
+use syn::parse::{ParseStream, Parser};
+use syn::{Attribute, Ident, LitInt, LitStr, Token};
+
+use crate::errors::Errors;
+
+/// `#[aggregate]` or `#[aggregate(name = "...")]` on the impl block.
+#[derive(Default)]
+pub struct AggregateArgs {
+    /// The aggregate's name in topics and messages.
+    pub name: Option<LitStr>,
+}
+
+impl AggregateArgs {
+    pub fn parse(args: TokenStream, errors: &mut Errors) -> Self {
+        let mut parsed = Self::default();
+        let parser = syn::meta::parser(|meta| {
+            if meta.path.is_ident("name") {
+                let value: LitStr = meta.value()?.parse()?;
+                if parsed.name.is_some() {
+                    errors.push(&meta.path, "duplicate aggregate attribute `name`");
+                } else if !is_identifier(&value.value()) {
+                    errors.push(&value, "the aggregate name must be an identifier, such as `Order`");
+                } else {
+                    parsed.name = Some(value);
+                }
+                Ok(())
+            } else {
+                let key = meta.path.get_ident().map_or_else(|| "?".to_owned(), Ident::to_string);
+                errors.push(
+                    &meta.path,
+                    format!("unknown aggregate attribute `{key}`; the one known is `name`"),
+                );
+                // Skip the value, if any, to report later mistakes too.
+                if meta.input.peek(Token![=]) {
+                    let _: Token![=] = meta.input.parse()?;
+                    let _: syn::Expr = meta.input.parse()?;
+                }
+                Ok(())
+            }
+        });
+        if let Err(error) = parser.parse2(args) {
+            errors.push_error(error);
+        }
+        parsed
+    }
+}
+
+/// `#[event(Name, topic = "...", version = N)]`.
+pub struct EventArgs {
+    pub name: Ident,
+    pub topic: Option<LitStr>,
+    pub version: Option<(u32, LitInt)>,
+}
+
+impl EventArgs {
+    /// Parses one `#[event]` attribute; `None` if it is too broken to use.
+    pub fn parse(attr: &Attribute, errors: &mut Errors) -> Option<Self> {
+        let syn::Meta::List(list) = &attr.meta else {
+            errors.push(attr, "expected the event's name, as in `#[event(Reserved)]`");
+            return None;
+        };
+        let parsed = (|input: ParseStream| Self::parse_list(input, errors)).parse2(list.tokens.clone());
+        match parsed {
+            Ok(Some(args)) => Some(args),
+            Ok(None) => None,
+            Err(error) => {
+                errors.push_error(error);
+                None
+            }
+        }
+    }
+
+    fn parse_list(input: ParseStream, errors: &mut Errors) -> syn::Result<Option<Self>> {
+        if input.is_empty() {
+            return Err(syn::Error::new(
+                input.span(),
+                "expected the event's name, as in `#[event(Reserved)]`",
+            ));
+        }
+        let name: Ident = input
+            .parse()
+            .map_err(|e| syn::Error::new(e.span(), "expected the event's name, as in `#[event(Reserved)]`"))?;
+        if input.peek(Token![=]) {
+            return Err(syn::Error::new(
+                name.span(),
+                "the event's name comes first, as in `#[event(Reserved, topic = \"...\")]`",
+            ));
+        }
+        let mut args = Self {
+            name,
+            topic: None,
+            version: None,
+        };
+        while !input.is_empty() {
+            let _: Token![,] = input.parse()?;
+            if input.is_empty() {
+                break;
+            }
+            let key: Ident = input.parse()?;
+            let _: Token![=] = input.parse()?;
+            match key.to_string().as_str() {
+                "topic" => {
+                    let topic: LitStr = input.parse()?;
+                    if args.topic.is_some() {
+                        errors.push(&key, "duplicate event attribute `topic`");
+                    } else if topic.value().trim().is_empty() {
+                        errors.push(&topic, "an event topic cannot be empty");
+                    } else {
+                        args.topic = Some(topic);
+                    }
+                }
+                "version" => {
+                    let version: LitInt = input.parse()?;
+                    match version.base10_parse::<u32>() {
+                        _ if args.version.is_some() => errors.push(&key, "duplicate event attribute `version`"),
+                        Ok(number) if number >= 1 => args.version = Some((number, version)),
+                        _ => errors.push(&version, "an event version is a whole number from 1"),
+                    }
+                }
+                other => {
+                    errors.push(
+                        &key,
+                        format!("unknown event attribute `{other}`; the known ones are `topic` and `version`"),
+                    );
+                    let _: syn::Expr = input.parse()?;
+                }
+            }
+        }
+        Ok(Some(args))
+    }
+}
+
+pub fn is_identifier(text: &str) -> bool {
+    syn::parse_str::<Ident>(text).is_ok()
+}
