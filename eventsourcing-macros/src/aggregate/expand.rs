@@ -8,6 +8,7 @@ use syn::{FnArg, ImplItem, ImplItemFn, Pat};
 
 use super::META_FIELD;
 use super::model::{AggregateImpl, Event};
+use super::state::visibility_macro;
 
 pub fn expand(model: &AggregateImpl) -> TokenStream {
     let AggregateImpl {
@@ -18,6 +19,7 @@ pub fn expand(model: &AggregateImpl) -> TokenStream {
         enum_ident,
     } = model;
     let private = quote!(::eventsourcing::__private);
+    let vis_macro = visibility_macro(ident);
 
     let mut item = item.clone();
     for event in events {
@@ -77,10 +79,12 @@ pub fn expand(model: &AggregateImpl) -> TokenStream {
 
         #(#event_types)*
 
-        #[doc = #enum_doc]
-        #[derive(::core::clone::Clone, ::core::fmt::Debug, ::core::cmp::PartialEq)]
-        pub enum #enum_ident {
-            #(#variants,)*
+        #vis_macro! {
+            #[doc = #enum_doc]
+            #[derive(::core::clone::Clone, ::core::fmt::Debug, ::core::cmp::PartialEq)];
+            enum #enum_ident {
+                #(#variants,)*
+            }
         }
 
         const _: () = {
@@ -154,14 +158,19 @@ fn event_type(model: &AggregateImpl, event: &Event) -> TokenStream {
     let fields = event.fields.iter().map(|f| {
         let (field, field_ty) = (&f.ident, &f.ty);
         let doc = format!("The `{field}` given to `{ident}::{method}`.");
-        quote!(#[doc = #doc] pub #field: #field_ty)
+        // Spanned at the user's type, so that a type serde cannot handle
+        // is reported on the argument that declared it.
+        quote_spanned!(field_ty.span()=> #[doc = #doc] pub #field: #field_ty)
     });
+    let vis_macro = visibility_macro(ident);
     quote! {
-        #[doc = #doc]
-        #[derive(::core::clone::Clone, ::core::fmt::Debug, ::core::cmp::PartialEq, #private::serde::Serialize, #private::serde::Deserialize)]
-        #[serde(crate = "::eventsourcing::__private::serde")]
-        pub struct #ty {
-            #(#fields,)*
+        #vis_macro! {
+            #[doc = #doc]
+            #[derive(::core::clone::Clone, ::core::fmt::Debug, ::core::cmp::PartialEq, #private::serde::Serialize, #private::serde::Deserialize)]
+            #[serde(crate = "::eventsourcing::__private::serde")];
+            struct #ty {
+                #(#fields,)*
+            }
         }
 
         const _: () = {

@@ -104,8 +104,8 @@ impl AggregateImpl {
                 }
             }
         }
+        let events = check_unique(events, &mut items, errors);
         item.items = items;
-        check_unique(&events, errors);
         if !events.iter().any(|e| e.creation.is_some()) {
             errors.push(
                 &item.self_ty,
@@ -280,22 +280,22 @@ fn check_field_type(ty: &Type, errors: &mut Errors) {
     }
 }
 
-/// Event names and topics must be unique within the aggregate.
-fn check_unique(events: &[Event], errors: &mut Errors) {
-    let mut names: HashMap<String, &Event> = HashMap::new();
-    let mut topics: HashMap<&str, &Event> = HashMap::new();
+/// Event names and topics must be unique within the aggregate. A repeated
+/// event stays a plain method, so that it adds no errors of its own.
+fn check_unique(events: Vec<Event>, items: &mut Vec<ImplItem>, errors: &mut Errors) -> Vec<Event> {
+    let mut names: HashMap<String, Ident> = HashMap::new();
+    let mut topics: HashMap<String, Ident> = HashMap::new();
+    let mut unique = Vec::with_capacity(events.len());
     for event in events {
-        if let Some(first) = names.insert(event.name.to_string(), event) {
+        if let Some(first) = names.get(&event.name.to_string()) {
             errors.push(
                 &event.name,
                 format!(
-                    "event `{}` is declared twice in this aggregate, also by `fn {}`; give each event its own name",
-                    event.name, first.method.sig.ident
+                    "event `{}` is declared twice in this aggregate, also by `fn {first}`; give each event its own name",
+                    event.name
                 ),
             );
-            continue;
-        }
-        if let Some(first) = topics.insert(&event.topic, event) {
+        } else if let Some(first) = topics.get(&event.topic) {
             let at: &dyn quote::ToTokens = match &event.topic_literal {
                 Some(literal) => literal,
                 None => &event.name,
@@ -303,12 +303,19 @@ fn check_unique(events: &[Event], errors: &mut Errors) {
             errors.push(
                 at,
                 format!(
-                    "topic `{}` is already used by event `{}`; give this event another topic with `topic = \"...\"`",
-                    event.topic, first.name
+                    "topic `{}` is already used by event `{first}`; give this event another topic with `topic = \"...\"`",
+                    event.topic
                 ),
             );
+        } else {
+            names.insert(event.name.to_string(), event.method.sig.ident.clone());
+            topics.insert(event.topic.clone(), event.name.clone());
+            unique.push(event);
+            continue;
         }
+        items.push(ImplItem::Fn(event.method));
     }
+    unique
 }
 
 fn has_event_attr(attrs: &[syn::Attribute]) -> bool {

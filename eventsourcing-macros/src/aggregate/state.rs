@@ -55,8 +55,18 @@ pub fn expand(args: TokenStream, mut item: ItemStruct, errors: &mut Errors) -> T
         #field: #meta_type
     });
 
+    let vis = &item.vis;
+    let vis_macro = visibility_macro(ident);
     quote! {
         #item
+
+        // The `impl` block's generated event types take the struct's
+        // visibility from here: more public would leak a private aggregate,
+        // less public would hide events that callers of the aggregate need.
+        #[doc(hidden)]
+        macro_rules! #vis_macro {
+            ($(#[$attr:meta])* ; $($item:tt)*) => { $(#[$attr])* #vis $($item)* };
+        }
 
         #[automatically_derived]
         impl ::eventsourcing::__private::HasMeta for #ident {
@@ -69,6 +79,12 @@ pub fn expand(args: TokenStream, mut item: ItemStruct, errors: &mut Errors) -> T
             }
         }
     }
+}
+
+/// The macro through which the impl block gives its generated types the
+/// struct's visibility.
+pub fn visibility_macro(ident: &syn::Ident) -> syn::Ident {
+    format_ident!("__es_visibility_of_{}", ident)
 }
 
 /// Whether the struct derives `Serialize` or `Deserialize`.

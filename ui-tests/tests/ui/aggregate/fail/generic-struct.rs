@@ -1,0 +1,8 @@
+use eventsourcing::prelude::*;
+
+#[aggregate]
+struct Order<T> {
+    item: T,
+}
+
+fn main() {}

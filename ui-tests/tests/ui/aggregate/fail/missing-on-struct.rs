@@ -1,0 +1,21 @@
+use eventsourcing::prelude::*;
+
+#[derive(Debug, Default)]
+struct Order {
+    paid: bool,
+}
+
+#[aggregate]
+impl Order {
+    #[event(Created)]
+    fn create() -> Self {
+        Self::default()
+    }
+
+    #[event(Paid)]
+    fn pay(&mut self) {
+        self.paid = true;
+    }
+}
+
+fn main() {}

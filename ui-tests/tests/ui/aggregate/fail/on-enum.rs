@@ -1,0 +1,9 @@
+use eventsourcing::prelude::*;
+
+#[aggregate]
+enum Order {
+    Open,
+    Paid,
+}
+
+fn main() {}

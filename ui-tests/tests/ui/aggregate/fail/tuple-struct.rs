@@ -1,0 +1,6 @@
+use eventsourcing::prelude::*;
+
+#[aggregate]
+struct Order(bool);
+
+fn main() {}

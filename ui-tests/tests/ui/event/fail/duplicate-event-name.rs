@@ -1,0 +1,27 @@
+use eventsourcing::prelude::*;
+
+#[aggregate]
+#[derive(Debug, Default)]
+struct Order {
+    paid: bool,
+}
+
+#[aggregate]
+impl Order {
+    #[event(Created)]
+    fn create() -> Self {
+        Self::default()
+    }
+
+    #[event(Paid)]
+    fn pay(&mut self) {
+        self.paid = true;
+    }
+
+    #[event(Paid)]
+    fn pay_again(&mut self) {
+        self.paid = true;
+    }
+}
+
+fn main() {}

@@ -1,0 +1,27 @@
+use eventsourcing::prelude::*;
+
+#[aggregate]
+#[derive(Debug, Default)]
+struct Order {
+    paid: bool,
+}
+
+#[aggregate]
+impl Order {
+    #[event(Created)]
+    fn create() -> Self {
+        Self::default()
+    }
+
+    #[event(Paid)]
+    fn pay(&mut self) {
+        self.paid = true;
+    }
+
+    #[event(Settled, topic = "Order.Paid")]
+    fn settle(&mut self) {
+        self.paid = true;
+    }
+}
+
+fn main() {}

@@ -1,0 +1,23 @@
+use eventsourcing::prelude::*;
+
+#[aggregate]
+#[derive(Debug, Default)]
+struct Order {
+    paid: bool,
+}
+
+#[aggregate]
+impl Order {
+    #[event(Created)]
+    fn create() -> Self {
+        Self::default()
+    }
+
+    #[event(Paid)]
+    fn pay(&mut self, by: impl Into<String>) {
+        let _ = by.into();
+        self.paid = true;
+    }
+}
+
+fn main() {}
