@@ -11,19 +11,132 @@ use proc_macro::TokenStream;
 mod aggregate;
 mod errors;
 
-/// Makes a struct an event-sourced aggregate; see the `eventsourcing` crate.
+/// Makes a struct an event-sourced aggregate.
 ///
-/// Put it on the struct (which gains a hidden field for identity, version,
-/// timestamps and pending events) and on the struct's `impl` block, whose
-/// `#[event]` methods declare the aggregate's events.
+/// Put it on the struct, which gains a hidden field for identity, version,
+/// timestamps and pending events, and on the struct's `impl` block, whose
+/// [`#[event]`](macro@event) methods declare the aggregate's events. From
+/// each `#[event(Name)]` method it generates:
+///
+/// - a named event type `AggregateName` (here `OrderCreated`, `OrderPaid`)
+///   whose fields are the method's arguments, with serde, and topic
+///   `Aggregate.Name` registered for the whole program;
+/// - a variant of the event enum `AggregateEvent` (here `OrderEvent`);
+/// - the method you call: it builds the event, runs your body, and keeps the
+///   event pending with the aggregate's id, the next version and a
+///   timestamp;
+/// - the replay dispatch: loading the aggregate runs the same body.
+///
+/// The struct's visibility is given to the generated types. The aggregate
+/// implements [`Aggregate`](../eventsourcing/trait.Aggregate.html):
+/// `id()`, `version()`, `created_on()`, `modified_on()`,
+/// `pending_events()`.
+///
+/// ```
+/// use eventsourcing::prelude::*;
+/// use uuid::Uuid;
+///
+/// #[aggregate]
+/// #[derive(Debug, Default)]
+/// pub struct Order {
+///     paid_by: Option<Uuid>,
+/// }
+///
+/// #[aggregate]
+/// impl Order {
+///     /// The creation event: no `self`, returns `Self`; the order gets a new id.
+///     #[event(Created)]
+///     pub fn create() -> Self {
+///         Self::default()
+///     }
+///
+///     #[event(Paid)]
+///     fn set_paid(&mut self, payment_id: Uuid) {
+///         self.paid_by = Some(payment_id);
+///     }
+///
+///     /// A command: it checks, then triggers an event (or returns an error
+///     /// and records nothing).
+///     pub fn pay(&mut self, payment_id: Uuid) -> Result<(), &'static str> {
+///         if self.paid_by.is_some() {
+///             return Err("already paid");
+///         }
+///         self.set_paid(payment_id);
+///         Ok(())
+///     }
+/// }
+///
+/// let mut order = Order::create();
+/// order.pay(Uuid::new_v4()).unwrap();
+/// assert!(order.pay(Uuid::new_v4()).is_err());
+/// assert_eq!(order.version(), 2);
+/// assert_eq!(order.pending_events()[1].topic(), "Order.Paid");
+/// assert_eq!(OrderPaid::TOPIC, "Order.Paid");
+///
+/// // Replaying the pending events rebuilds an equal order.
+/// let replayed = Order::replay(&order.encode_pending().unwrap()).unwrap().unwrap();
+/// assert_eq!((replayed.id(), replayed.paid_by), (order.id(), order.paid_by));
+/// ```
+///
+/// On the `impl` block, `#[aggregate(name = "Purchase")]` sets the name used
+/// in topics and messages (by default the type's name).
 #[proc_macro_attribute]
 pub fn aggregate(args: TokenStream, input: TokenStream) -> TokenStream {
     aggregate::expand(args.into(), input.into()).into()
 }
 
 /// Declares an event: the method's arguments are the event's data and its
-/// body is the change the event makes. Only valid inside an `#[aggregate]`
-/// impl block, which reads and removes these attributes.
+/// body is the change the event makes.
+///
+/// Only valid on methods inside an [`#[aggregate]`](macro@aggregate) impl
+/// block, which reads and removes these attributes.
+///
+/// - `#[event(Name)]` names the event; its type is `AggregateName`.
+/// - `topic = "..."` stores it under another topic than `Aggregate.Name`.
+/// - `version = N` declares the version of its data (1 by default), for
+///   upcasting older stored events.
+///
+/// A method without `self` that returns `Self` is a creation event. Mark an
+/// argument `#[id]` to choose the new aggregate's id, for example a UUID v5
+/// derived from a name; otherwise it gets a new random id. Every other event
+/// method takes `&mut self`, returns nothing, and is not `async` or generic;
+/// its arguments are plain names with owned types, because they are stored.
+///
+/// ```
+/// use eventsourcing::prelude::*;
+/// use uuid::Uuid;
+///
+/// #[aggregate]
+/// #[derive(Debug)]
+/// struct Account {
+///     email: String,
+///     verified: bool,
+/// }
+///
+/// #[aggregate]
+/// impl Account {
+///     #[event(Opened, topic = "accounts.opened", version = 2)]
+///     fn open(#[id] id: Uuid, email: String) -> Self {
+///         Self { email, verified: false }
+///     }
+///
+///     #[event(Verified)]
+///     fn verify(&mut self) {
+///         self.verified = true;
+///     }
+///
+///     /// One account per email: its id is derived from the email.
+///     fn for_email(email: &str) -> Self {
+///         Self::open(Uuid::new_v5(&Uuid::NAMESPACE_URL, email.as_bytes()), email.to_owned())
+///     }
+/// }
+///
+/// let mut account = Account::for_email("ada@example.com");
+/// account.verify();
+/// assert_eq!(account.id(), Uuid::new_v5(&Uuid::NAMESPACE_URL, b"ada@example.com"));
+/// assert_eq!((AccountOpened::TOPIC, AccountOpened::VERSION), ("accounts.opened", 2));
+/// assert_eq!(account.pending_events()[1].topic(), "Account.Verified");
+/// ```
 #[proc_macro_attribute]
 pub fn event(_args: TokenStream, input: TokenStream) -> TokenStream {
     let input = proc_macro2::TokenStream::from(input);

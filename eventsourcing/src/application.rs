@@ -10,7 +10,10 @@ use crate::{
 /// events, saves their pending events atomically, and presents everything
 /// it recorded as its notification log.
 ///
-/// ```
+/// Opening an application checks that no two event types in the program
+/// claim one topic.
+///
+/// ```standalone_crate
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// use eventsourcing::{Application, Store};
 ///
