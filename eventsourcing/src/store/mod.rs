@@ -296,13 +296,27 @@ fn db_error<'a>(app: &'a AppName, action: &'static str) -> impl FnOnce(sqlx::Err
     }
 }
 
+/// Why a SQL write transaction stopped before its commit; the backend turns
+/// it into the error that explains it after rolling back.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+enum Abort {
+    /// The tracking position was not where the write expected it.
+    Tracking,
+    /// An (originator id, version) already exists.
+    Events(sqlx::Error),
+    /// Anything else.
+    Other(crate::Error),
+}
+
 /// Converts a stored `i64` to the `u64` the API uses; the database only
 /// ever holds values written from `u64`s no greater than `i64::MAX`.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 fn to_u64(value: i64) -> u64 {
     u64::try_from(value).unwrap_or_default()
 }
 
 /// Converts a `u64` to the `i64` databases store, saturating.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 fn to_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }

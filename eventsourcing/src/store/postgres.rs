@@ -15,7 +15,7 @@ use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
 use uuid::Uuid;
 
-use super::{Recorder, Tracking, Versions, check_write, db_error, duplicate_in_batch, to_i64, to_u64};
+use super::{Abort, Recorder, Tracking, Versions, check_write, db_error, duplicate_in_batch, to_i64, to_u64};
 use crate::{AppName, Error, Notification, Result, StoredEvent, Timestamp};
 
 /// Connections in the pool.
@@ -172,13 +172,6 @@ pub struct PostgresRecorder {
     app: AppName,
     pool: PgPool,
     sql: Arc<Sql>,
-}
-
-/// Why a write transaction stopped before its commit.
-enum Abort {
-    Tracking,
-    Events(sqlx::Error),
-    Other(Error),
 }
 
 impl PostgresRecorder {

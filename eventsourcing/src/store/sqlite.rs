@@ -20,7 +20,7 @@ use sqlx::{ConnectOptions, Row};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use super::{Recorder, Tracking, Versions, check_write, db_error, duplicate_in_batch, to_i64, to_u64};
+use super::{Abort, Recorder, Tracking, Versions, check_write, db_error, duplicate_in_batch, to_i64, to_u64};
 use crate::{AppName, Error, Notification, Result, StoredEvent, Timestamp};
 
 /// How long a write waits for another process's write to finish.
@@ -236,13 +236,6 @@ pub struct SqliteRecorder {
     app: AppName,
     shared: Arc<Shared>,
     sql: Arc<Sql>,
-}
-
-/// Why a write transaction stopped before its commit.
-enum Abort {
-    Tracking,
-    Events(sqlx::Error),
-    Other(Error),
 }
 
 impl SqliteRecorder {
