@@ -173,3 +173,18 @@ pub trait EventType: Clone + std::fmt::Debug + Serialize + serde::de::Deserializ
     /// This event as a value of its aggregate's event enum.
     fn into_event(self) -> <Self::Aggregate as crate::Aggregate>::Event;
 }
+
+/// What every field of an event must be: stored as data and read back.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be event data: it does not implement serde's `Serialize` and `Deserialize`",
+    label = "this argument becomes a stored field of the event",
+    note = "derive them on the type (`#[derive(serde::Serialize, serde::Deserialize)]`), or pass a type that has them"
+)]
+pub trait EventData: Serialize + serde::de::DeserializeOwned {}
+
+impl<T: Serialize + serde::de::DeserializeOwned> EventData for T {}
+
+/// Checks, at compile time, that `T` can be event data.
+#[doc(hidden)]
+pub const fn assert_event_data<T: EventData>() {}

@@ -44,6 +44,7 @@ pub mod prelude {
 pub mod __private {
     pub use crate::aggregate::{HasMeta, created, triggered};
     pub use crate::codec;
+    pub use crate::event::assert_event_data;
     pub use crate::topics::TopicRegistration;
     pub use crate::{Aggregate, AggregateMeta, DomainEvent, EventType, NotApplicable};
     pub use ::core;

@@ -163,7 +163,15 @@ fn event_type(model: &AggregateImpl, event: &Event) -> TokenStream {
         quote_spanned!(field_ty.span()=> #[doc = #doc] pub #field: #field_ty)
     });
     let vis_macro = visibility_macro(ident);
+    // One check per field, on the user's type, before serde's derives report
+    // the same thing from inside their expansion.
+    let data_checks = event.fields.iter().map(|f| {
+        let field_ty = &f.ty;
+        quote_spanned!(field_ty.span()=> #private::assert_event_data::<#field_ty>();)
+    });
     quote! {
+        const _: () = { #(#data_checks)* };
+
         #vis_macro! {
             #[doc = #doc]
             #[derive(::core::clone::Clone, ::core::fmt::Debug, ::core::cmp::PartialEq, #private::serde::Serialize, #private::serde::Deserialize)]
