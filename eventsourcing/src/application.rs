@@ -33,8 +33,11 @@ impl Application {
     /// program's topics, and creates the application's tables if needed.
     pub async fn open(store: &Store, name: &str) -> Result<Self> {
         let name = AppName::new(name)?;
+        // Fail before creating tables if the program's topics clash.
         topics::check()?;
-        Self::new(store.recorder(&name).await?)
+        Ok(Self {
+            recorder: store.recorder(&name).await?,
+        })
     }
 }
 

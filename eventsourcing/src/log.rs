@@ -253,20 +253,17 @@ impl<R: Recorder> LogReader<R> {
     /// Fails with [`Error::LogGap`] if the log skips an id.
     pub async fn next(&mut self) -> Result<Option<Notification>> {
         if self.buffer.is_empty() {
+            // The rest of the section holding the next id, read directly:
+            // a reader needs the items, not the links a section computes.
             let size = self.log.section_size;
-            let first = self.position / size * size + 1;
-            let section = self
+            let last = self.position / size * size + size;
+            let limit = usize::try_from(last - self.position).unwrap_or(usize::MAX);
+            let items = self
                 .log
-                .section(
-                    &SectionId {
-                        first,
-                        last: first + size - 1,
-                    }
-                    .render(),
-                )
+                .recorder
+                .select_notifications(self.log.partition, self.position + 1, limit)
                 .await?;
-            self.buffer
-                .extend(section.items.into_iter().filter(|n| n.id > self.position));
+            self.buffer.extend(items);
         }
         let Some(notification) = self.buffer.pop_front() else {
             return Ok(None);
