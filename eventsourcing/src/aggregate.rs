@@ -327,6 +327,11 @@ pub trait HasMeta: Aggregate {
     fn __es_meta_mut(&mut self) -> &mut AggregateMeta<Self::Event>;
 }
 
+/// Checks, at compile time, that the struct of an `#[aggregate]` impl has
+/// `#[aggregate]` too.
+#[doc(hidden)]
+pub const fn assert_has_meta<T: HasMeta>() {}
+
 /// Records the creation event of an aggregate that `event` has just made.
 ///
 /// For generated code, which applies the event itself; by hand, use

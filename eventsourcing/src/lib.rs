@@ -42,7 +42,7 @@ pub mod prelude {
 /// Items the macros' generated code names; not a stable API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::aggregate::{HasMeta, created, triggered};
+    pub use crate::aggregate::{HasMeta, assert_has_meta, created, triggered};
     pub use crate::codec;
     pub use crate::event::assert_event_data;
     pub use crate::topics::TopicRegistration;

@@ -27,7 +27,6 @@ pub fn expand(model: &AggregateImpl) -> TokenStream {
         item.items.push(ImplItem::Fn(apply_method(model, event)));
     }
 
-    let event_types = events.iter().map(|event| event_type(model, event));
     let variants = events.iter().map(|e| {
         let (name, ty, topic) = (&e.name, &e.type_ident, &e.topic);
         let doc = format!("`{topic}`: see [`{ty}`].");
@@ -74,19 +73,7 @@ pub fn expand(model: &AggregateImpl) -> TokenStream {
     let meta = quote_spanned!(item.self_ty.span()=> <Self as #private::HasMeta>::__es_meta(self));
     let meta_mut = quote_spanned!(item.self_ty.span()=> <Self as #private::HasMeta>::__es_meta_mut(self));
 
-    quote! {
-        #item
-
-        #(#event_types)*
-
-        #vis_macro! {
-            #[doc = #enum_doc]
-            #[derive(::core::clone::Clone, ::core::fmt::Debug, ::core::cmp::PartialEq)];
-            enum #enum_ident {
-                #(#variants,)*
-            }
-        }
-
+    let impls = quote! {
         const _: () = {
             #[automatically_derived]
             impl #private::DomainEvent for #enum_ident {
@@ -139,6 +126,32 @@ pub fn expand(model: &AggregateImpl) -> TokenStream {
                 }
             }
         };
+    };
+    let (event_items, event_types): (Vec<_>, Vec<_>) = events.iter().map(|event| event_type(model, event)).unzip();
+    let has_meta_check = quote_spanned!(item.self_ty.span()=> #private::assert_has_meta::<#ident>(););
+
+    quote! {
+        // Reported here, once, when the struct lacks `#[aggregate]` (and
+        // with it the macro below).
+        const _: () = { #has_meta_check };
+
+        #vis_macro! {
+            {
+                #item
+
+                #(#event_items)*
+
+                #impls
+            }
+            [
+                #[doc = #enum_doc]
+                #[derive(::core::clone::Clone, ::core::fmt::Debug, ::core::cmp::PartialEq)];
+                enum #enum_ident {
+                    #(#variants,)*
+                }
+            ]
+            #(#event_types)*
+        }
     }
 }
 
@@ -146,8 +159,9 @@ fn apply_ident(event: &Event) -> syn::Ident {
     format_ident!("__es_apply_{}", event.method.sig.ident)
 }
 
-/// The event's named type, its `EventType` impl and its topic registration.
-fn event_type(model: &AggregateImpl, event: &Event) -> TokenStream {
+/// The event's `EventType` impl and topic registration, and its named type
+/// (which takes the struct's visibility).
+fn event_type(model: &AggregateImpl, event: &Event) -> (TokenStream, TokenStream) {
     let private = quote!(::eventsourcing::__private);
     let (ident, enum_ident) = (&model.ident, &model.enum_ident);
     let (ty, name, topic, version) = (&event.type_ident, &event.name, &event.topic, event.version);
@@ -162,24 +176,22 @@ fn event_type(model: &AggregateImpl, event: &Event) -> TokenStream {
         // is reported on the argument that declared it.
         quote_spanned!(field_ty.span()=> #[doc = #doc] pub #field: #field_ty)
     });
-    let vis_macro = visibility_macro(ident);
     // One check per field, on the user's type, before serde's derives report
     // the same thing from inside their expansion.
     let data_checks = event.fields.iter().map(|f| {
         let field_ty = &f.ty;
         quote_spanned!(field_ty.span()=> #private::assert_event_data::<#field_ty>();)
     });
-    quote! {
-        const _: () = { #(#data_checks)* };
-
-        #vis_macro! {
-            #[doc = #doc]
-            #[derive(::core::clone::Clone, ::core::fmt::Debug, ::core::cmp::PartialEq, #private::serde::Serialize, #private::serde::Deserialize)]
-            #[serde(crate = "::eventsourcing::__private::serde")];
-            struct #ty {
-                #(#fields,)*
-            }
+    let named_type = quote! {[
+        #[doc = #doc]
+        #[derive(::core::clone::Clone, ::core::fmt::Debug, ::core::cmp::PartialEq, #private::serde::Serialize, #private::serde::Deserialize)]
+        #[serde(crate = "::eventsourcing::__private::serde")];
+        struct #ty {
+            #(#fields,)*
         }
+    ]};
+    let items = quote! {
+        const _: () = { #(#data_checks)* };
 
         const _: () = {
             #[automatically_derived]
@@ -209,7 +221,8 @@ fn event_type(model: &AggregateImpl, event: &Event) -> TokenStream {
                 }
             }
         };
-    }
+    };
+    (items, named_type)
 }
 
 /// The method the user calls: builds the event, applies it, keeps it pending.

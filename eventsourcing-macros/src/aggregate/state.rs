@@ -60,12 +60,18 @@ pub fn expand(args: TokenStream, mut item: ItemStruct, errors: &mut Errors) -> T
     quote! {
         #item
 
-        // The `impl` block's generated event types take the struct's
-        // visibility from here: more public would leak a private aggregate,
-        // less public would hide events that callers of the aggregate need.
+        // Everything the `impl` block generates passes through here, and its
+        // event types take the struct's visibility: more public would leak a
+        // private aggregate, less public would hide events that callers of
+        // the aggregate need. Without `#[aggregate]` on the struct this
+        // macro is missing, and nothing generated can fail in a way the user
+        // cannot relate to that one cause.
         #[doc(hidden)]
         macro_rules! #vis_macro {
-            ($(#[$attr:meta])* ; $($item:tt)*) => { $(#[$attr])* #vis $($item)* };
+            ({ $($item:tt)* } $([ $(#[$attr:meta])* ; $($typed:tt)* ])*) => {
+                $($item)*
+                $( $(#[$attr])* #vis $($typed)* )*
+            };
         }
 
         #[automatically_derived]
