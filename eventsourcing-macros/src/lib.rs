@@ -10,6 +10,8 @@ use proc_macro::TokenStream;
 
 mod aggregate;
 mod errors;
+mod policy;
+mod system;
 
 /// Makes a struct an event-sourced aggregate.
 ///
@@ -146,4 +148,112 @@ pub fn event(_args: TokenStream, input: TokenStream) -> TokenStream {
     )
     .to_compile_error();
     quote::quote!(#error #input).into()
+}
+
+/// Makes a type a process application: its `impl` block's handler methods
+/// respond to the events of the applications it follows.
+///
+/// - `aggregates(A, B)` (required) names the aggregates the application
+///   records, so that `system!` can check who can follow it.
+/// - `name = "…"` names the application and its tables (by default the
+///   type's name).
+///
+/// A handler is an `async fn(&self, event: &Notified<EventType>, repo: &mut
+/// Repo) -> Result<()>`: the event type it takes (such as `OrderCreated`)
+/// says which topic it handles. It loads or adds aggregates through the
+/// repository; when it returns `Ok`, the runtime records their new events
+/// with the tracking position in one transaction. An `Err` or a panic
+/// records nothing. Events with no handler are passed over, and tracked.
+/// Other methods in the block are left as they are. The type needs
+/// `Default`: runners make its value.
+///
+/// ```
+/// use eventsourcing::prelude::*;
+///
+/// #[aggregate]
+/// #[derive(Debug, Default)]
+/// pub struct Order {}
+///
+/// #[aggregate]
+/// impl Order {
+///     #[event(Created)]
+///     pub fn create() -> Self { Self {} }
+/// }
+///
+/// #[aggregate]
+/// #[derive(Debug, Default)]
+/// pub struct Invoice { order: Uuid }
+///
+/// #[aggregate]
+/// impl Invoice {
+///     #[event(Issued)]
+///     pub fn issue(order: Uuid) -> Self { Self { order } }
+/// }
+///
+/// #[derive(Default)]
+/// struct Invoicing;
+///
+/// #[policy(aggregates(Invoice))]
+/// impl Invoicing {
+///     async fn order_created(&self, event: &Notified<OrderCreated>, repo: &mut Repo) -> Result<()> {
+///         repo.add(Invoice::issue(event.originator_id));
+///         Ok(())
+///     }
+/// }
+///
+/// // Unit-tested without a store:
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let order = Order::create();
+/// let mut repo = Repo::new();
+/// Invoicing.order_created(&Notified::new(order.id(), 1, OrderCreated {}), &mut repo).await?;
+/// assert_eq!(repo.aggregates::<Invoice>().next().unwrap().order, order.id());
+/// # Ok::<(), eventsourcing::Error>(())
+/// # }).unwrap();
+/// ```
+#[proc_macro_attribute]
+pub fn policy(args: TokenStream, input: TokenStream) -> TokenStream {
+    policy::expand(args.into(), input.into()).into()
+}
+
+/// Declares a system of process applications: who follows whom.
+///
+/// `A => B` says that `B` follows `A`'s log. Chains continue (`A => B =>
+/// A`), commas separate chains, and an application may follow itself. The
+/// result is a [`System`](../eventsourcing/struct.System.html) to give a
+/// runner. While compiling, the macro checks that:
+///
+/// - every name is a process application (has `#[policy]`);
+/// - in every `A => B`, `B` handles some event of an aggregate `A` records;
+/// - every handler can run: some application its application follows
+///   records the handler's event type.
+///
+/// ```
+/// # use eventsourcing::prelude::*;
+/// # #[aggregate] #[derive(Debug, Default)] pub struct Order {}
+/// # #[aggregate] impl Order { #[event(Created)] pub fn create() -> Self { Self {} } }
+/// # #[aggregate] #[derive(Debug, Default)] pub struct Invoice {}
+/// # #[aggregate] impl Invoice { #[event(Issued)] pub fn issue() -> Self { Self {} } }
+/// #[derive(Default)]
+/// struct Orders;
+///
+/// #[policy(aggregates(Order))]
+/// impl Orders {}
+///
+/// #[derive(Default)]
+/// struct Invoicing;
+///
+/// #[policy(aggregates(Invoice))]
+/// impl Invoicing {
+///     async fn order_created(&self, _: &Notified<OrderCreated>, repo: &mut Repo) -> Result<()> {
+///         repo.add(Invoice::issue());
+///         Ok(())
+///     }
+/// }
+///
+/// let system = system!(Orders => Invoicing);
+/// assert_eq!(system.mermaid(), "flowchart LR\n    Orders --> Invoicing\n");
+/// ```
+#[proc_macro]
+pub fn system(input: TokenStream) -> TokenStream {
+    system::expand(input.into()).into()
 }

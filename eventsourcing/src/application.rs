@@ -1,5 +1,8 @@
 //! Applications: a name, a recorder, and the aggregates recorded through it.
 
+use std::sync::Arc;
+
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::{
@@ -26,6 +29,9 @@ use crate::{
 #[derive(Clone, Debug)]
 pub struct Application<R = AnyRecorder> {
     recorder: R,
+    /// Woken after each commit: the applications that follow this one,
+    /// when a multi-task runner runs it.
+    followers: Vec<Arc<Notify>>,
 }
 
 impl Application {
@@ -37,6 +43,7 @@ impl Application {
         topics::check()?;
         Ok(Self {
             recorder: store.recorder(&name).await?,
+            followers: Vec::new(),
         })
     }
 }
@@ -45,7 +52,10 @@ impl<R: Recorder> Application<R> {
     /// The application whose events `recorder` keeps.
     pub fn new(recorder: R) -> Result<Self> {
         topics::check()?;
-        Ok(Self { recorder })
+        Ok(Self {
+            recorder,
+            followers: Vec::new(),
+        })
     }
 
     /// The application's name.
@@ -112,7 +122,17 @@ impl<R: Recorder> Application<R> {
         }
         let ids = self.recorder.insert(&events, None).await?;
         aggregates.clear_pending();
+        self.prompt_followers();
         Ok(ids)
+    }
+
+    pub(crate) fn set_followers(&mut self, followers: Vec<Arc<Notify>>) {
+        self.followers = followers;
+    }
+
+    /// Tells the applications that follow this one that it has committed.
+    pub(crate) fn prompt_followers(&self) {
+        self.followers.iter().for_each(|follower| follower.notify_one());
     }
 
     /// This application's notification log.

@@ -198,6 +198,53 @@ pub enum Error {
         second: String,
     },
 
+    /// A policy could not process a notification: its handler returned an
+    /// error or panicked, the event did not decode, or the commit failed.
+    /// Nothing from that notification was recorded, and processing resumes
+    /// at it.
+    #[error(
+        "application `{app}` failed to process notification {notification_id} (`{topic}`) of upstream `{upstream}` partition {partition}; nothing from it was recorded, and processing resumes at this notification once the cause is fixed"
+    )]
+    Processing {
+        /// The process application.
+        app: String,
+        /// The upstream application whose notification it was.
+        upstream: String,
+        /// The upstream partition.
+        partition: u32,
+        /// The notification's id in the upstream log.
+        notification_id: u64,
+        /// The notification's topic.
+        topic: String,
+        /// What went wrong: the handler's error, a panic's message, or the
+        /// runtime's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    /// An aggregate id asked for as one aggregate type that is another.
+    #[error(
+        "aggregate {originator_id} in application `{app}` is a {found}, not a {expected}; ask the repository for the type that recorded it"
+    )]
+    AggregateType {
+        /// The application.
+        app: String,
+        /// The aggregate id.
+        originator_id: Uuid,
+        /// The type asked for.
+        expected: &'static str,
+        /// The type it is.
+        found: &'static str,
+    },
+
+    /// A process runner that stopped, or was asked for an application that
+    /// is not in its system.
+    #[error("runner: {reason}")]
+    Runner {
+        /// What happened.
+        reason: String,
+    },
+
     /// A database operation that failed.
     #[error("database error in application `{app}` while {action}")]
     Database {

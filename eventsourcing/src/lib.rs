@@ -19,7 +19,10 @@ pub mod codec;
 mod error;
 mod event;
 pub mod log;
+mod process;
+mod runner;
 pub mod store;
+pub mod system;
 mod timestamp;
 pub mod topics;
 
@@ -29,14 +32,21 @@ pub use application::{Application, Unsaved};
 pub use error::{Error, Result};
 pub use event::{DomainEvent, Envelope, EventType, Notification, StoredEvent};
 pub use log::{LogReader, NotificationLog, Section};
+pub use process::{Handler, HandlerError, Handling, Notified, Process, ProcessOptions, Records, Repo};
+pub use runner::{Runner, RunnerKind};
 pub use store::{AnyRecorder, Recorder, Store, Tracking, Versions};
+pub use system::System;
 pub use timestamp::Timestamp;
 
-pub use eventsourcing_macros::{aggregate, event};
+pub use eventsourcing_macros::{aggregate, event, policy, system};
 
 /// What most programs need: `use eventsourcing::prelude::*;`.
 pub mod prelude {
-    pub use crate::{Aggregate, Application, EventType, Store, aggregate, event};
+    pub use crate::{
+        Aggregate, Application, EventType, Notified, ProcessOptions, Repo, Result, Runner, Store, System, aggregate,
+        event, policy, system,
+    };
+    pub use uuid::Uuid;
 }
 
 /// Items the macros' generated code names; not a stable API.
@@ -45,11 +55,15 @@ pub mod __private {
     pub use crate::aggregate::{HasMeta, assert_has_meta, created, triggered};
     pub use crate::codec;
     pub use crate::event::assert_event_data;
+    pub use crate::process::{assert_handler_output, assert_process_default, handler_result};
+    pub use crate::system::checks::{assert_process, dead_handler_error, follow_error};
     pub use crate::topics::TopicRegistration;
     pub use crate::{Aggregate, AggregateMeta, DomainEvent, EventType, NotApplicable};
+    pub use crate::{Handler, HandlerError, Handling, Notification, Notified, Process, Records, Repo, System};
     pub use ::core;
     pub use ::inventory;
     pub use ::serde;
+    pub use ::std::boxed::Box;
     pub use ::std::vec::Vec;
     pub use ::uuid::Uuid;
 

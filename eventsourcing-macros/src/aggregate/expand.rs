@@ -273,6 +273,9 @@ fn apply_method(model: &AggregateImpl, event: &Event) -> ImplItemFn {
     method.vis = syn::Visibility::Inherited;
     method.attrs.retain(|a| !a.path().is_ident("doc"));
     method.attrs.push(syn::parse_quote!(#[doc(hidden)]));
+    // Arguments the body does not read are still the event's data (or, for
+    // `#[id]`, the aggregate's id): not a mistake.
+    method.attrs.push(syn::parse_quote!(#[allow(unused_variables)]));
     if event.creation.is_some() {
         // `Self { .. }` in a constructor cannot name the hidden field.
         AddMetaField { ident: &model.ident }.visit_block_mut(&mut method.block);

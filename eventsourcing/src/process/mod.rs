@@ -1,0 +1,128 @@
+//! Process applications: applications that follow other applications' logs
+//! and respond to their events, exactly once.
+//!
+//! `#[policy]` implements [`Process`] from handler methods; a [`System`]
+//! (declared with `system!`) says who follows whom; a
+//! [`Runner`](crate::Runner) runs the loops. The loop for one application
+//! lives in `worker.rs`; the repository a handler works through in
+//! `repo.rs`.
+//!
+//! [`System`]: crate::System
+
+mod notified;
+mod options;
+mod repo;
+pub(crate) mod worker;
+
+use std::future::Future;
+use std::pin::Pin;
+
+pub use notified::Notified;
+pub use options::ProcessOptions;
+pub use repo::Repo;
+
+use crate::Notification;
+
+/// What a handler's error becomes: any error type, boxed.
+pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The future a generated dispatch returns for a handled notification.
+pub type Handling<'a> = Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send + 'a>>;
+
+/// A process application: an application with a policy that responds to the
+/// events of the applications it follows.
+///
+/// `#[policy]` implements this from an `impl` block of handler methods; the
+/// constants describe the policy so that `system!` can check the wiring
+/// while compiling.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a process application",
+    label = "not a process application",
+    note = "put `#[policy(aggregates(...))]` on an `impl {Self}` block, naming the aggregates it records, with a handler method for each event type it responds to"
+)]
+pub trait Process: Default + Send + Sync + 'static {
+    /// The application's name, which names its tables: the type's name
+    /// unless `#[policy(name = "…")]` says otherwise.
+    const NAME: &'static str;
+
+    /// The aggregates this application records, with their topics.
+    const RECORDS: &'static [Records];
+
+    /// The policy's handlers, one per event type.
+    const HANDLERS: &'static [Handler];
+
+    /// Calls the handler for `notification`'s topic, or returns `None` if
+    /// the policy handles no event of that topic.
+    fn handle<'a>(
+        &'a self,
+        upstream: &'static str,
+        notification: &'a Notification,
+        repo: &'a mut Repo,
+    ) -> Option<Handling<'a>>;
+}
+
+/// An aggregate type a process application records.
+#[derive(Clone, Copy, Debug)]
+pub struct Records {
+    /// The aggregate's name.
+    pub aggregate: &'static str,
+    /// The topics of its events.
+    pub topics: &'static [&'static str],
+}
+
+/// One handler of a policy.
+#[derive(Clone, Copy, Debug)]
+pub struct Handler {
+    /// The method's name.
+    pub method: &'static str,
+    /// The event type it takes, as written.
+    pub event_type: &'static str,
+    /// The event's topic.
+    pub topic: &'static str,
+    /// The aggregate whose event it is.
+    pub aggregate: &'static str,
+}
+
+/// What a handler returns: `Result<(), E>` for any error `E` that boxes
+/// into a [`HandlerError`] (this crate's [`Error`](crate::Error), any
+/// `std::error::Error`, a `String`).
+#[diagnostic::on_unimplemented(
+    message = "a policy handler returns `Result<(), E>`, not `{Self}`",
+    label = "return `Result<()>` here",
+    note = "the error type may be `eventsourcing::Error`, any `std::error::Error + Send + Sync`, or `String`; an error rolls back the notification"
+)]
+pub trait HandlerOutput {
+    /// The result with its error boxed.
+    fn into_handler_result(self) -> Result<(), HandlerError>;
+}
+
+impl<E: Into<HandlerError>> HandlerOutput for Result<(), E> {
+    fn into_handler_result(self) -> Result<(), HandlerError> {
+        self.map_err(Into::into)
+    }
+}
+
+/// Converts what a handler returned, for generated code.
+#[doc(hidden)]
+pub fn handler_result<T: HandlerOutput>(output: T) -> Result<(), HandlerError> {
+    output.into_handler_result()
+}
+
+/// Checks, at compile time, what a handler returns.
+#[doc(hidden)]
+pub const fn assert_handler_output<T: HandlerOutput>() {}
+
+/// What a runner needs to make a process application's value.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "the process application `{Self}` needs `Default`",
+    label = "runners make the application's value with `Default::default()`",
+    note = "add `#[derive(Default)]` to `{Self}`; keep state in aggregates, not in the application"
+)]
+pub trait ProcessDefault: Default {}
+
+impl<T: Default> ProcessDefault for T {}
+
+/// Checks, at compile time, that a process application has `Default`.
+#[doc(hidden)]
+pub const fn assert_process_default<T: ProcessDefault>() {}

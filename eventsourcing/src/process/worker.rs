@@ -1,0 +1,319 @@
+//! The loop of one process application: read a batch of upstream
+//! notifications, run the policy on each, and commit the new events with
+//! the tracking position in one transaction.
+//!
+//! Exactly once rests on the recorder: the tracking position moves from
+//! the position this worker read to the last notification of the batch, or
+//! the commit fails and leaves no trace. A handler that fails (error,
+//! panic, undecodable event) abandons the batch; the notifications before
+//! it are processed again and committed without it, and the failing one is
+//! retried or stops the application, per [`ProcessOptions`].
+
+use std::any::Any;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use super::repo::Cache;
+use super::{Handling, Process, ProcessOptions, Repo};
+use crate::store::DEFAULT_PARTITION;
+use crate::{AnyRecorder, AppName, Application, Error, Notification, Recorder, Result, Tracking};
+
+/// How often a batch is tried again after another writer changed one of
+/// its aggregates, before the conflict counts as a failure.
+const MAX_CONFLICT_RETRIES: u32 = 8;
+
+/// A process application's policy, without its type.
+pub(crate) trait DynProcess: Send + Sync {
+    fn handle<'a>(&'a self, upstream: &'static str, n: &'a Notification, repo: &'a mut Repo) -> Option<Handling<'a>>;
+}
+
+impl<P: Process> DynProcess for P {
+    fn handle<'a>(&'a self, upstream: &'static str, n: &'a Notification, repo: &'a mut Repo) -> Option<Handling<'a>> {
+        Process::handle(self, upstream, n, repo)
+    }
+}
+
+/// An upstream log and how far this application has processed it.
+struct Upstream {
+    name: &'static str,
+    app: AppName,
+    recorder: AnyRecorder,
+    /// `None` until read from the tracking table.
+    position: Option<u64>,
+}
+
+/// One process application at work.
+pub(crate) struct Worker {
+    name: &'static str,
+    app: Application,
+    policy: Arc<dyn DynProcess>,
+    upstreams: Vec<Upstream>,
+    cache: Cache,
+    options: ProcessOptions,
+    /// Failures in a row at the current position.
+    failures: u32,
+}
+
+/// Why a batch did not commit.
+enum BatchFailure {
+    /// The notification at `index` failed; nothing was committed.
+    Handler { index: usize, error: Error },
+    /// The commit itself failed.
+    Commit(Error),
+}
+
+impl Worker {
+    pub(crate) fn new(
+        name: &'static str,
+        app: Application,
+        policy: Arc<dyn DynProcess>,
+        upstreams: Vec<(&'static str, Application)>,
+        options: ProcessOptions,
+    ) -> Self {
+        let upstreams = upstreams
+            .into_iter()
+            .map(|(name, upstream)| Upstream {
+                name,
+                app: upstream.name().clone(),
+                recorder: upstream.recorder().clone(),
+                position: None,
+            })
+            .collect();
+        Self {
+            name,
+            app,
+            policy,
+            upstreams,
+            cache: Cache::new(options.cache_capacity),
+            options,
+            failures: 0,
+        }
+    }
+
+    pub(crate) fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// One batch from each upstream in turn. Returns whether anything was
+    /// done (or is worth trying again at once).
+    pub(crate) async fn step_all(&mut self) -> Result<bool> {
+        let mut busy = false;
+        for upstream in 0..self.upstreams.len() {
+            busy |= self.step(upstream).await?;
+        }
+        Ok(busy)
+    }
+
+    /// Processes everything upstream until caught up. Returns whether
+    /// anything was processed.
+    pub(crate) async fn catch_up(&mut self) -> Result<bool> {
+        let mut any = false;
+        while self.step_all().await? {
+            any = true;
+        }
+        Ok(any)
+    }
+
+    /// Processes the next batch from upstream `u`. Returns `false` if it is
+    /// caught up.
+    async fn step(&mut self, u: usize) -> Result<bool> {
+        let previous = match self.position(u).await {
+            Ok(previous) => previous,
+            Err(error) => return self.failed(error).await,
+        };
+        let upstream = &self.upstreams[u];
+        let batch = match upstream
+            .recorder
+            .select_notifications(DEFAULT_PARTITION, previous + 1, self.options.batch_size)
+            .await
+        {
+            Ok(batch) => batch,
+            Err(error) => return self.failed(error).await,
+        };
+        let Some(first) = batch.first() else {
+            return Ok(false);
+        };
+        if first.id != previous + 1 {
+            let error = Error::LogGap {
+                app: upstream.app.to_string(),
+                partition: DEFAULT_PARTITION,
+                position: previous,
+                found: first.id,
+            };
+            return self.failed(error).await;
+        }
+
+        let mut end = batch.len();
+        let mut conflicts = 0;
+        loop {
+            match self.process_batch(u, &batch[..end], previous).await {
+                Ok(()) => {
+                    self.upstreams[u].position = Some(batch[end - 1].id);
+                    self.failures = 0;
+                    return Ok(true);
+                }
+                // Commit the notifications before the failing one; it fails
+                // again on its own in the next step, where retries count.
+                Err(BatchFailure::Handler { index, .. }) if index > 0 => end = index,
+                Err(BatchFailure::Handler { error, .. }) => return self.failed(error).await,
+                Err(BatchFailure::Commit(Error::TrackingConflict { found, .. })) => {
+                    // Another worker processed these: carry on after them.
+                    tracing::debug!(
+                        app = self.name,
+                        upstream = self.upstreams[u].name,
+                        found,
+                        "tracking conflict; skipping ahead"
+                    );
+                    self.cache.clear();
+                    self.upstreams[u].position = None;
+                    return Ok(true);
+                }
+                Err(BatchFailure::Commit(Error::Concurrency { .. })) if conflicts < MAX_CONFLICT_RETRIES => {
+                    // A cached aggregate was stale: reload from the store.
+                    conflicts += 1;
+                    self.cache.clear();
+                }
+                Err(BatchFailure::Commit(error)) => {
+                    let error = processing_error(self.name, self.upstreams[u].name, &batch[0], Box::new(error));
+                    return self.failed(error).await;
+                }
+            }
+        }
+    }
+
+    async fn position(&mut self, u: usize) -> Result<u64> {
+        let upstream = &mut self.upstreams[u];
+        if let Some(position) = upstream.position {
+            return Ok(position);
+        }
+        let position = self
+            .app
+            .recorder()
+            .tracking_position(&upstream.app, DEFAULT_PARTITION)
+            .await?;
+        upstream.position = Some(position);
+        Ok(position)
+    }
+
+    /// Runs the policy on `batch` and commits; all or nothing.
+    async fn process_batch(&mut self, u: usize, batch: &[Notification], previous: u64) -> Result<(), BatchFailure> {
+        let upstream = &self.upstreams[u];
+        let cache = std::mem::replace(&mut self.cache, Cache::new(0));
+        let mut repo = Repo::with_cache(self.app.name().clone(), Some(self.app.recorder().clone()), cache);
+        let mut events = Vec::new();
+        for (index, notification) in batch.iter().enumerate() {
+            let outcome = match self.policy.handle(upstream.name, notification, &mut repo) {
+                None => Ok(()),
+                Some(handling) => match CatchUnwind(handling).await {
+                    Ok(result) => result,
+                    Err(panic) => Err(panic_message(panic).into()),
+                },
+            };
+            let outcome = outcome.and_then(|()| Ok(repo.collect_new_events(&mut events)?));
+            if let Err(source) = outcome {
+                self.cache = repo.abandoned();
+                let error = processing_error(self.name, upstream.name, notification, source);
+                return Err(BatchFailure::Handler { index, error });
+            }
+        }
+        let last = batch.last().map_or(previous, |n| n.id);
+        let tracking = Tracking {
+            upstream: upstream.app.clone(),
+            partition: DEFAULT_PARTITION,
+            previous,
+            position: last,
+        };
+        match self.app.recorder().insert(&events, Some(&tracking)).await {
+            Ok(_) => {
+                self.cache = repo.committed();
+                tracing::debug!(
+                    app = self.name,
+                    upstream = upstream.name,
+                    notifications = batch.len(),
+                    events = events.len(),
+                    position = last,
+                    "processed"
+                );
+                if !events.is_empty() {
+                    self.app.prompt_followers();
+                }
+                Ok(())
+            }
+            Err(error) => {
+                self.cache = repo.abandoned();
+                Err(BatchFailure::Commit(error))
+            }
+        }
+    }
+
+    /// Retries after a delay, or stops with `error` once retries are spent.
+    async fn failed(&mut self, error: Error) -> Result<bool> {
+        self.failures += 1;
+        if self.failures > self.options.retries {
+            tracing::error!(app = self.name, error = %error_chain(&error), "stopping");
+            return Err(error);
+        }
+        tracing::warn!(
+            app = self.name,
+            attempt = self.failures,
+            of = self.options.retries,
+            error = %error_chain(&error),
+            "retrying"
+        );
+        self.cache.clear();
+        tokio::time::sleep(self.options.retry_delay).await;
+        Ok(true)
+    }
+}
+
+fn processing_error(app: &str, upstream: &str, notification: &Notification, source: super::HandlerError) -> Error {
+    Error::Processing {
+        app: app.to_owned(),
+        upstream: upstream.to_owned(),
+        partition: notification.partition,
+        notification_id: notification.id,
+        topic: notification.event.topic.clone(),
+        source,
+    }
+}
+
+/// An error and its sources, as one line.
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// What a panicking handler said.
+fn panic_message(panic: Box<dyn Any + Send>) -> String {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic with a non-text payload".to_owned());
+    format!("the handler panicked: {message}")
+}
+
+/// Turns a panic while polling a handler into an error.
+struct CatchUnwind<'a>(Handling<'a>);
+
+impl Future for CatchUnwind<'_> {
+    type Output = std::result::Result<std::result::Result<(), super::HandlerError>, Box<dyn Any + Send>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let future = &mut self.0;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
+            Ok(Poll::Ready(result)) => Poll::Ready(Ok(result)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(panic) => Poll::Ready(Err(panic)),
+        }
+    }
+}

@@ -1,0 +1,393 @@
+//! Runners: what drives a system's process loops.
+//!
+//! The single-threaded runner processes on the caller's task, after each
+//! command, until the system is quiet: deterministic, for tests and
+//! development. The multi-task runner gives each application a tokio task,
+//! woken by in-process prompts when an application it follows commits, and
+//! by a polling interval for writes from other processes.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{Mutex, Notify};
+use tokio::task::JoinHandle;
+
+use crate::process::worker::{Worker, error_chain};
+use crate::{AppName, Application, Error, Process, ProcessOptions, Recorder, Result, Store, System, Unsaved};
+
+/// Which runner to start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunnerKind {
+    /// Everything on the caller's task: [`Runner::single_threaded`].
+    SingleThreaded,
+    /// A task per application: [`Runner::multi_task`].
+    MultiTask,
+}
+
+impl std::str::FromStr for RunnerKind {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Self> {
+        match text {
+            "single" | "single-threaded" => Ok(Self::SingleThreaded),
+            "multi" | "multi-task" => Ok(Self::MultiTask),
+            other => Err(Error::Runner {
+                reason: format!("unknown runner `{other}`; use `single` or `multi`"),
+            }),
+        }
+    }
+}
+
+/// Runs a [`System`]: opens its applications in a store and processes
+/// their policies.
+///
+/// ```standalone_crate
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// use eventsourcing::Recorder;
+/// use eventsourcing::prelude::*;
+///
+/// #[aggregate]
+/// #[derive(Debug, Default)]
+/// pub struct Ping {}
+///
+/// #[aggregate]
+/// impl Ping {
+///     #[event(Sent)]
+///     pub fn send() -> Self { Self {} }
+/// }
+///
+/// #[aggregate]
+/// #[derive(Debug, Default)]
+/// pub struct Pong { ping: Uuid }
+///
+/// #[aggregate]
+/// impl Pong {
+///     #[event(Sent)]
+///     pub fn reply(ping: Uuid) -> Self { Self { ping } }
+/// }
+///
+/// #[derive(Default)]
+/// struct Pinger;
+///
+/// #[policy(aggregates(Ping))]
+/// impl Pinger {}
+///
+/// #[derive(Default)]
+/// struct Ponger;
+///
+/// #[policy(aggregates(Pong))]
+/// impl Ponger {
+///     async fn ping_sent(&self, ping: &Notified<PingSent>, repo: &mut Repo) -> Result<()> {
+///         repo.add(Pong::reply(ping.originator_id));
+///         Ok(())
+///     }
+/// }
+///
+/// let store = Store::open("memory:").await?;
+/// let runner = Runner::single_threaded(system!(Pinger => Ponger), &store, ProcessOptions::default()).await?;
+/// runner.save::<Pinger>(&mut Ping::send()).await?;
+/// // The single-threaded runner processed before `save` returned.
+/// assert_eq!(runner.app::<Ponger>()?.recorder().max_notification_id(0).await?, 1);
+/// runner.shutdown().await?;
+/// # Ok::<(), eventsourcing::Error>(())
+/// # }).unwrap();
+/// ```
+pub struct Runner {
+    system: System,
+    apps: Vec<Application>,
+    mode: Mode,
+}
+
+enum Mode {
+    SingleThreaded {
+        workers: Mutex<Vec<Worker>>,
+    },
+    MultiTask {
+        tasks: Mutex<Vec<Task>>,
+        stopping: Arc<AtomicBool>,
+        prompts: Vec<Arc<Notify>>,
+    },
+}
+
+struct Task {
+    name: &'static str,
+    handle: Option<JoinHandle<Result<()>>>,
+}
+
+impl std::fmt::Debug for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.mode {
+            Mode::SingleThreaded { .. } => RunnerKind::SingleThreaded,
+            Mode::MultiTask { .. } => RunnerKind::MultiTask,
+        };
+        f.debug_struct("Runner")
+            .field("kind", &kind)
+            .field("system", &self.system)
+            .finish()
+    }
+}
+
+impl Runner {
+    /// Starts the runner `kind`.
+    pub async fn start(kind: RunnerKind, system: System, store: &Store, options: ProcessOptions) -> Result<Self> {
+        match kind {
+            RunnerKind::SingleThreaded => Self::single_threaded(system, store, options).await,
+            RunnerKind::MultiTask => Self::multi_task(system, store, options).await,
+        }
+    }
+
+    /// A runner that processes on the caller's task: [`save`](Runner::save)
+    /// and [`wait_until_quiet`](Runner::wait_until_quiet) process every
+    /// notification in the system before they return.
+    pub async fn single_threaded(system: System, store: &Store, options: ProcessOptions) -> Result<Self> {
+        let apps = open_apps(&system, store).await?;
+        let workers = workers(&system, &apps, &options);
+        let runner = Self {
+            system,
+            apps,
+            mode: Mode::SingleThreaded {
+                workers: Mutex::new(workers),
+            },
+        };
+        // Whatever was left unprocessed when the system last stopped.
+        runner.wait_until_quiet().await?;
+        Ok(runner)
+    }
+
+    /// A runner with a tokio task per application, woken when an
+    /// application it follows commits, and every
+    /// [`poll_interval`](ProcessOptions::poll_interval). Call it within a
+    /// tokio runtime with the time driver enabled.
+    pub async fn multi_task(system: System, store: &Store, options: ProcessOptions) -> Result<Self> {
+        let mut apps = open_apps(&system, store).await?;
+        let prompts: Vec<Arc<Notify>> = apps.iter().map(|_| Arc::new(Notify::new())).collect();
+        for app in &mut apps {
+            let followers = system
+                .followers(app_name(app))
+                .filter_map(|follower| index_of(&system, follower).map(|i| prompts[i].clone()))
+                .collect();
+            app.set_followers(followers);
+        }
+        let stopping = Arc::new(AtomicBool::new(false));
+        let tasks = workers(&system, &apps, &options)
+            .into_iter()
+            .zip(&prompts)
+            .map(|(worker, prompt)| Task {
+                name: worker.name(),
+                handle: Some(tokio::spawn(run_task(
+                    worker,
+                    prompt.clone(),
+                    stopping.clone(),
+                    options.poll_interval,
+                ))),
+            })
+            .collect();
+        Ok(Self {
+            system,
+            apps,
+            mode: Mode::MultiTask {
+                tasks: Mutex::new(tasks),
+                stopping,
+                prompts,
+            },
+        })
+    }
+
+    /// The system this runner runs.
+    pub fn system(&self) -> &System {
+        &self.system
+    }
+
+    /// The application `P`, for commands and queries: load aggregates, read
+    /// its log, or save (saving through [`Runner::save`] also processes, with
+    /// the single-threaded runner).
+    pub fn app<P: Process>(&self) -> Result<&Application> {
+        index_of(&self.system, P::NAME)
+            .map(|i| &self.apps[i])
+            .ok_or_else(|| Error::Runner {
+                reason: format!("`{}` is not an application of this system", P::NAME),
+            })
+    }
+
+    /// Saves aggregates through the application `P`, then, with the
+    /// single-threaded runner, processes until the system is quiet (the
+    /// multi-task runner processes in the background).
+    pub async fn save<P: Process>(&self, aggregates: impl Unsaved) -> Result<Vec<u64>> {
+        let ids = self.app::<P>()?.save(aggregates).await?;
+        if let Mode::SingleThreaded { .. } = self.mode {
+            self.wait_until_quiet().await?;
+        }
+        Ok(ids)
+    }
+
+    /// Returns once every application has processed every notification of
+    /// the applications it follows, or with the error that stopped one.
+    pub async fn wait_until_quiet(&self) -> Result<()> {
+        match &self.mode {
+            Mode::SingleThreaded { workers } => {
+                let mut workers = workers.lock().await;
+                loop {
+                    let mut busy = false;
+                    for worker in workers.iter_mut() {
+                        busy |= worker.catch_up().await?;
+                    }
+                    if !busy {
+                        return Ok(());
+                    }
+                }
+            }
+            Mode::MultiTask { tasks, .. } => {
+                let mut previous = None;
+                loop {
+                    check_tasks(&mut tasks.lock().await).await?;
+                    let (heads, caught_up) = self.progress().await?;
+                    // Quiet when caught up twice with no commit in between:
+                    // edges are read one after another, not at one instant.
+                    if caught_up && previous.as_ref() == Some(&heads) {
+                        return Ok(());
+                    }
+                    previous = caught_up.then_some(heads);
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        }
+    }
+
+    /// Every log's head, and whether every follower has reached the heads
+    /// of the logs it follows.
+    async fn progress(&self) -> Result<(Vec<u64>, bool)> {
+        let mut heads = Vec::with_capacity(self.apps.len());
+        for app in &self.apps {
+            heads.push(
+                app.recorder()
+                    .max_notification_id(crate::store::DEFAULT_PARTITION)
+                    .await?,
+            );
+        }
+        let mut caught_up = true;
+        for app in &self.apps {
+            for upstream in self.system.upstreams(app_name(app)) {
+                let Some(u) = index_of(&self.system, upstream) else {
+                    continue;
+                };
+                let position = app
+                    .recorder()
+                    .tracking_position(self.apps[u].name(), crate::store::DEFAULT_PARTITION)
+                    .await?;
+                caught_up &= position >= heads[u];
+            }
+        }
+        Ok((heads, caught_up))
+    }
+
+    /// Stops processing: each task finishes the transaction in hand. Returns
+    /// the error that stopped an application, if one did.
+    pub async fn shutdown(self) -> Result<()> {
+        if let Mode::MultiTask {
+            tasks,
+            stopping,
+            prompts,
+        } = &self.mode
+        {
+            stopping.store(true, Ordering::SeqCst);
+            prompts.iter().for_each(|prompt| prompt.notify_one());
+            let mut first_error = None;
+            for task in tasks.lock().await.iter_mut() {
+                if let Some(handle) = task.handle.take()
+                    && let Err(error) = join(task.name, handle).await
+                {
+                    first_error.get_or_insert(error);
+                }
+            }
+            if let Some(error) = first_error {
+                return Err(error);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        if let Mode::MultiTask { stopping, prompts, .. } = &self.mode {
+            stopping.store(true, Ordering::SeqCst);
+            prompts.iter().for_each(|prompt| prompt.notify_one());
+        }
+    }
+}
+
+async fn open_apps(system: &System, store: &Store) -> Result<Vec<Application>> {
+    let mut apps = Vec::new();
+    for spec in system.app_specs() {
+        apps.push(Application::open(store, spec.name).await?);
+    }
+    Ok(apps)
+}
+
+fn workers(system: &System, apps: &[Application], options: &ProcessOptions) -> Vec<Worker> {
+    system
+        .app_specs()
+        .iter()
+        .zip(apps)
+        .map(|(spec, app)| {
+            let upstreams = system
+                .upstreams(spec.name)
+                .filter_map(|up| index_of(system, up).map(|i| (up, apps[i].clone())))
+                .collect();
+            Worker::new(spec.name, app.clone(), (spec.policy)(), upstreams, options.clone())
+        })
+        .collect()
+}
+
+fn index_of(system: &System, name: &str) -> Option<usize> {
+    system.apps().position(|app| app == name)
+}
+
+fn app_name(app: &Application) -> &str {
+    let name: &AppName = app.name();
+    name.as_str()
+}
+
+/// One application's loop in the multi-task runner.
+async fn run_task(
+    mut worker: Worker,
+    prompt: Arc<Notify>,
+    stopping: Arc<AtomicBool>,
+    poll_interval: Duration,
+) -> Result<()> {
+    tracing::debug!(app = worker.name(), "started");
+    while !stopping.load(Ordering::SeqCst) {
+        if !worker.step_all().await? {
+            // Woken by a commit upstream, a shutdown, or the poll timer.
+            let _ = tokio::time::timeout(poll_interval, prompt.notified()).await;
+        }
+    }
+    tracing::debug!(app = worker.name(), "stopped");
+    Ok(())
+}
+
+/// Returns the error of any task that has stopped on its own.
+async fn check_tasks(tasks: &mut [Task]) -> Result<()> {
+    for task in tasks {
+        if let Some(handle) = task.handle.take_if(|handle| handle.is_finished()) {
+            join(task.name, handle).await?;
+            return Err(Error::Runner {
+                reason: format!("application `{}` stopped processing", task.name),
+            });
+        }
+    }
+    Ok(())
+}
+
+async fn join(name: &str, handle: JoinHandle<Result<()>>) -> Result<()> {
+    match handle.await {
+        Ok(result) => result,
+        Err(error) => Err(Error::Runner {
+            reason: format!(
+                "the task of application `{name}` ended abnormally: {}",
+                error_chain(&error)
+            ),
+        }),
+    }
+}

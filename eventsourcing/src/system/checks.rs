@@ -1,0 +1,196 @@
+//! The topology checks `system!` runs while compiling.
+//!
+//! They compare the constants `#[policy]` generates ([`Process::RECORDS`],
+//! [`Process::HANDLERS`]) in `const` evaluation, and return the message for
+//! the first mistake; the macro panics with it at the user's tokens, which
+//! makes it a compile error there.
+
+use crate::Process;
+
+/// A compile-time message: text built by `const fn`s, up to a fixed length.
+#[derive(Clone, Copy)]
+pub struct Message {
+    bytes: [u8; Message::CAPACITY],
+    len: usize,
+}
+
+impl Message {
+    const CAPACITY: usize = 2048;
+
+    const fn new() -> Self {
+        Self {
+            bytes: [0; Self::CAPACITY],
+            len: 0,
+        }
+    }
+
+    const fn push(mut self, text: &str) -> Self {
+        let text = text.as_bytes();
+        let mut i = 0;
+        // Cut at a character boundary if the message is too long.
+        while i < text.len() && self.len < Self::CAPACITY - 4 {
+            self.bytes[self.len] = text[i];
+            self.len += 1;
+            i += 1;
+        }
+        while i < text.len() && (text[i] & 0b1100_0000) == 0b1000_0000 && self.len < Self::CAPACITY {
+            self.bytes[self.len] = text[i];
+            self.len += 1;
+            i += 1;
+        }
+        self
+    }
+
+    /// Pushes `items` as "`a`, `b` and `c`" (or `none`).
+    const fn push_list(mut self, items: &[&str]) -> Self {
+        if items.is_empty() {
+            return self.push("none");
+        }
+        let mut i = 0;
+        while i < items.len() {
+            if i > 0 {
+                self = self.push(if i + 1 == items.len() { " and " } else { ", " });
+            }
+            self = self.push("`").push(items[i]).push("`");
+            i += 1;
+        }
+        self
+    }
+
+    /// The text.
+    pub const fn as_str(&self) -> &str {
+        let (bytes, _) = self.bytes.split_at(self.len);
+        match core::str::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(_) => "(message cut short)",
+        }
+    }
+}
+
+const fn str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+const fn records_topic(records: &[crate::Records], topic: &str) -> bool {
+    let mut i = 0;
+    while i < records.len() {
+        let mut j = 0;
+        while j < records[i].topics.len() {
+            if str_eq(records[i].topics[j], topic) {
+                return true;
+            }
+            j += 1;
+        }
+        i += 1;
+    }
+    false
+}
+
+/// Names of the aggregates in `records`, up to 16.
+const fn aggregate_names(records: &[crate::Records]) -> ([&str; 16], usize) {
+    let mut names = [""; 16];
+    let mut i = 0;
+    while i < records.len() && i < 16 {
+        names[i] = records[i].aggregate;
+        i += 1;
+    }
+    (names, i)
+}
+
+/// The mistake in `Up => Down`, if `Down` handles no event `Up` records.
+pub const fn follow_error<Up: Process, Down: Process>() -> Option<Message> {
+    let mut i = 0;
+    while i < Down::HANDLERS.len() {
+        if records_topic(Up::RECORDS, Down::HANDLERS[i].topic) {
+            return None;
+        }
+        i += 1;
+    }
+    let (names, count) = aggregate_names(Up::RECORDS);
+    let (names, _) = names.split_at(count);
+    let message = Message::new()
+        .push("`")
+        .push(Up::NAME)
+        .push(" => ")
+        .push(Down::NAME)
+        .push("` can never do anything: `")
+        .push(Down::NAME)
+        .push("` has no handler for an event that `")
+        .push(Up::NAME)
+        .push("` records (its aggregates: ")
+        .push_list(names)
+        .push("); add a handler for one of their events to `")
+        .push(Down::NAME)
+        .push("`'s policy, or remove this `=>`");
+    Some(message)
+}
+
+/// The first handler of `App` that no application it follows can feed:
+/// `upstreams` are the `RECORDS` of the applications `App` follows,
+/// `all` the names and `RECORDS` of every application in the system.
+pub const fn dead_handler_error<App: Process>(
+    upstreams: &[&[crate::Records]],
+    all: &[(&str, &[crate::Records])],
+) -> Option<Message> {
+    let mut h = 0;
+    'handlers: while h < App::HANDLERS.len() {
+        let handler = App::HANDLERS[h];
+        h += 1;
+        let mut u = 0;
+        while u < upstreams.len() {
+            if records_topic(upstreams[u], handler.topic) {
+                continue 'handlers;
+            }
+            u += 1;
+        }
+        let mut message = Message::new()
+            .push("`")
+            .push(App::NAME)
+            .push("::")
+            .push(handler.method)
+            .push("` handles `")
+            .push(handler.event_type)
+            .push("` (topic `")
+            .push(handler.topic)
+            .push("`), but no application that `")
+            .push(App::NAME)
+            .push("` follows in this system records `")
+            .push(handler.aggregate)
+            .push("`, so it can never run; ");
+        let mut a = 0;
+        let mut hinted = false;
+        while a < all.len() {
+            if records_topic(all[a].1, handler.topic) {
+                message = message
+                    .push(if hinted { ", or add `" } else { "add `" })
+                    .push(all[a].0)
+                    .push(" => ")
+                    .push(App::NAME)
+                    .push("`");
+                hinted = true;
+            }
+            a += 1;
+        }
+        message = message.push(if hinted {
+            " to the system, or remove the handler"
+        } else {
+            "remove the handler, or add an application that records it to the system"
+        });
+        return Some(message);
+    }
+    None
+}
+
+/// Checks at compile time that `P` is a process application.
+pub const fn assert_process<P: Process>() {}

@@ -1,0 +1,119 @@
+//! Systems: which process application follows which.
+//!
+//! `system!(Orders => Reservations => Orders)` builds a [`System`] and
+//! checks its topology while compiling (see `checks.rs`); the builder
+//! methods here do the same wiring without the checks.
+
+pub mod checks;
+
+use std::sync::Arc;
+
+use crate::Process;
+use crate::process::worker::DynProcess;
+
+/// Process applications and who follows whom: the input of a
+/// [`Runner`](crate::Runner).
+///
+/// Declare one with `system!`, which checks the wiring at compile time:
+///
+/// ```
+/// # use eventsourcing::prelude::*;
+/// # #[derive(Default)] struct Orders;
+/// # #[policy(aggregates())] impl Orders {}
+/// # #[derive(Default)] struct Audit;
+/// # #[policy(aggregates())] impl Audit {}
+/// let system = System::new().follow::<Orders, Audit>();
+/// assert_eq!(system.mermaid(), "flowchart LR\n    Orders --> Audit\n");
+/// ```
+#[derive(Clone, Default)]
+pub struct System {
+    apps: Vec<SystemApp>,
+    edges: Vec<(&'static str, &'static str)>,
+}
+
+#[derive(Clone)]
+pub(crate) struct SystemApp {
+    pub(crate) name: &'static str,
+    pub(crate) policy: fn() -> Arc<dyn DynProcess>,
+}
+
+impl std::fmt::Debug for System {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("System")
+            .field("apps", &self.apps().collect::<Vec<_>>())
+            .field("edges", &self.edges)
+            .finish()
+    }
+}
+
+fn make<P: Process>() -> Arc<dyn DynProcess> {
+    Arc::new(P::default())
+}
+
+impl System {
+    /// A system with no applications.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds the process application `P` (once, however often it is named).
+    pub fn app<P: Process>(mut self) -> Self {
+        if !self.apps.iter().any(|app| app.name == P::NAME) {
+            self.apps.push(SystemApp {
+                name: P::NAME,
+                policy: make::<P>,
+            });
+        }
+        self
+    }
+
+    /// Adds `Up` and `Down`, with `Down` following `Up`'s log.
+    pub fn follow<Up: Process, Down: Process>(self) -> Self {
+        let mut system = self.app::<Up>().app::<Down>();
+        let edge = (Up::NAME, Down::NAME);
+        if !system.edges.contains(&edge) {
+            system.edges.push(edge);
+        }
+        system
+    }
+
+    /// The applications' names, in the order they were first named.
+    pub fn apps(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.apps.iter().map(|app| app.name)
+    }
+
+    /// The applications `app` follows, in the order the edges were declared.
+    pub fn upstreams<'a>(&'a self, app: &'a str) -> impl Iterator<Item = &'static str> + 'a {
+        self.edges
+            .iter()
+            .filter(move |(_, down)| *down == app)
+            .map(|(up, _)| *up)
+    }
+
+    /// The applications that follow `app`.
+    pub fn followers<'a>(&'a self, app: &'a str) -> impl Iterator<Item = &'static str> + 'a {
+        self.edges
+            .iter()
+            .filter(move |(up, _)| *up == app)
+            .map(|(_, down)| *down)
+    }
+
+    pub(crate) fn app_specs(&self) -> &[SystemApp] {
+        &self.apps
+    }
+
+    /// The system as a Mermaid flowchart: an arrow from each application to
+    /// each of its followers.
+    pub fn mermaid(&self) -> String {
+        let mut text = String::from("flowchart LR\n");
+        for app in self.apps() {
+            if !self.edges.iter().any(|(up, down)| *up == app || *down == app) {
+                text.push_str(&format!("    {app}\n"));
+            }
+        }
+        for (up, down) in &self.edges {
+            text.push_str(&format!("    {up} --> {down}\n"));
+        }
+        text
+    }
+}
