@@ -82,6 +82,32 @@ pub async fn postgres_store() -> Option<Store> {
     )
 }
 
+/// A store on a new, empty PostgreSQL database made for one test, for tests
+/// whose applications have fixed names; `None` when there is no server.
+pub async fn fresh_postgres_store() -> Option<Store> {
+    Some(
+        Store::open(&fresh_postgres_url().await?)
+            .await
+            .expect("fresh database accepts connections"),
+    )
+}
+
+/// The URL of a new, empty PostgreSQL database on the test server.
+pub async fn fresh_postgres_url() -> Option<String> {
+    use sqlx::Connection;
+    let url = postgres_url()?;
+    let mut conn = sqlx::PgConnection::connect(&url)
+        .await
+        .expect("PostgreSQL test database accepts connections");
+    let name = format!("es_{}", Uuid::new_v4().simple());
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("the test server makes databases");
+    let base = url.rsplit_once('/').map_or(url.as_str(), |(base, _)| base);
+    Some(format!("{base}/{name}"))
+}
+
 /// Runs each named `async fn check(store: &Store)` of the calling test file
 /// as its own test on every backend: in memory, on a fresh SQLite file, and
 /// on the PostgreSQL test database (skipped with a note when its URL is not

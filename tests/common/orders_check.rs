@@ -1,0 +1,84 @@
+//! Checks the stores of an orders system after a run: what "exactly once"
+//! means for the user, read from the applications' logs.
+
+use std::collections::HashMap;
+
+use eventsourcing::{Application, Notification, Recorder, Store};
+use uuid::Uuid;
+
+use crate::domain::{PaymentEvent, ReservationEvent};
+
+/// Every notification of an application's log, checking that the ids run
+/// 1, 2, 3, … with no gap.
+pub async fn read_log(store: &Store, app: &str) -> Vec<Notification> {
+    let recorder = Application::open(store, app).await.unwrap().recorder().clone();
+    let mut all: Vec<Notification> = Vec::new();
+    loop {
+        let page = recorder
+            .select_notifications(0, all.len() as u64 + 1, 1000)
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        all.extend(page);
+    }
+    for (i, n) in all.iter().enumerate() {
+        assert_eq!(n.id, i as u64 + 1, "the log of {app} is not contiguous");
+    }
+    all
+}
+
+/// Asserts that each order of `orders` was created, reserved and paid
+/// exactly once, with one reservation and one payment each and nothing
+/// else, and that each follower's tracking is at its upstream's head.
+pub async fn assert_each_order_reserved_and_paid_once(store: &Store, orders: &[Uuid]) {
+    let orders_log = read_log(store, "Orders").await;
+    let mut topics: HashMap<(Uuid, &str), usize> = HashMap::new();
+    for n in &orders_log {
+        *topics
+            .entry((n.event.originator_id, n.event.topic.as_str()))
+            .or_default() += 1;
+    }
+    for id in orders {
+        for topic in ["Order.Created", "Order.Reserved", "Order.Paid"] {
+            assert_eq!(topics.get(&(*id, topic)), Some(&1), "order {id}: {topic} recorded once");
+        }
+    }
+    assert_eq!(
+        orders_log.len(),
+        3 * orders.len(),
+        "the Orders log holds only these orders' events"
+    );
+
+    let mut reserved: HashMap<Uuid, usize> = HashMap::new();
+    for n in read_log(store, "Reservations").await {
+        let event = n.event.decode::<ReservationEvent>().unwrap().event;
+        let ReservationEvent::Created(created) = event;
+        *reserved.entry(created.order_id).or_default() += 1;
+    }
+    let mut paid: HashMap<Uuid, usize> = HashMap::new();
+    for n in read_log(store, "Payments").await {
+        let PaymentEvent::Created(created) = n.event.decode::<PaymentEvent>().unwrap().event;
+        *paid.entry(created.order_id).or_default() += 1;
+    }
+    for id in orders {
+        assert_eq!(reserved.get(id), Some(&1), "order {id} has one reservation");
+        assert_eq!(paid.get(id), Some(&1), "order {id} has one payment");
+    }
+    assert_eq!((reserved.len(), paid.len()), (orders.len(), orders.len()));
+
+    // Every follower processed (and tracked) all of its upstream's log.
+    for (app, upstream) in [
+        ("Reservations", "Orders"),
+        ("Orders", "Reservations"),
+        ("Payments", "Orders"),
+        ("Orders", "Payments"),
+    ] {
+        let app = Application::open(store, app).await.unwrap();
+        let upstream = Application::open(store, upstream).await.unwrap();
+        let head = upstream.recorder().max_notification_id(0).await.unwrap();
+        let position = app.recorder().tracking_position(upstream.name(), 0).await.unwrap();
+        assert_eq!(position, head, "{} tracked {} to its head", app.name(), upstream.name());
+    }
+}
