@@ -23,7 +23,7 @@ async fn create_orders(runner: &Runner, count: usize) -> Vec<Uuid> {
         let mut orders: Vec<Order> = (0..7.min(count - chunk * 7))
             .map(|_| Order::create(Uuid::new_v4()))
             .collect();
-        ids.extend(orders.iter().map(|o| eventsourcing::Aggregate::id(o)));
+        ids.extend(orders.iter().map(eventsourcing::Aggregate::id));
         runner.save::<Orders>(&mut orders).await.unwrap();
     }
     ids
