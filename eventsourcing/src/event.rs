@@ -172,6 +172,12 @@ pub trait EventType: Clone + std::fmt::Debug + Serialize + serde::de::Deserializ
 
     /// This event as a value of its aggregate's event enum.
     fn into_event(self) -> <Self::Aggregate as crate::Aggregate>::Event;
+
+    /// Decodes a notification of this event's topic for a policy handler.
+    #[doc(hidden)]
+    fn __notified(upstream: &'static str, notification: &Notification) -> Result<crate::Notified<Self>> {
+        crate::Notified::decode(upstream, notification)
+    }
 }
 
 /// What every field of an event must be: stored as data and read back.

@@ -55,8 +55,8 @@ pub mod __private {
     pub use crate::aggregate::{HasMeta, assert_has_meta, created, triggered};
     pub use crate::codec;
     pub use crate::event::assert_event_data;
-    pub use crate::process::{assert_handler_output, assert_process_default, handler_result};
-    pub use crate::system::checks::{assert_process, dead_handler_error, follow_error};
+    pub use crate::process::handler_result;
+    pub use crate::system::checks::{dead_handler_error, follow_error};
     pub use crate::topics::TopicRegistration;
     pub use crate::{Aggregate, AggregateMeta, DomainEvent, EventType, NotApplicable};
     pub use crate::{Handler, HandlerError, Handling, Notification, Notified, Process, Records, Repo, System};

@@ -133,54 +133,57 @@ fn app_name(input: ParseStream, after: Option<&Token![=>]>) -> syn::Result<syn::
 
 fn generate(model: &Model) -> TokenStream {
     let private = quote!(::eventsourcing::__private);
-    let is_process = model.apps.iter().map(|app| {
-        let path = &app.path;
-        quote_spanned!(path.span()=> const _: () = #private::assert_process::<#path>();)
-    });
-    let follow_checks = model.edges.iter().map(|edge| {
-        let (up, down) = (&model.apps[edge.up].path, &model.apps[edge.down].path);
-        quote_spanned! {edge.arrow=>
-            const _: () = if let ::core::option::Option::Some(message) = #private::follow_error::<#up, #down>() {
-                ::core::panic!("{}", message.as_str())
-            };
-        }
-    });
-    let all: Vec<_> = model
+    // Every use of an application goes through `<App as Process>::…`, so
+    // a name that is not a process application is one error, not one per use.
+    let facts: Vec<TokenStream> = model
         .apps
         .iter()
         .map(|app| {
             let path = &app.path;
-            quote!((<#path as #private::Process>::NAME, <#path as #private::Process>::RECORDS))
+            quote_spanned! {path.span()=>
+                (
+                    <#path as #private::Process>::NAME,
+                    <#path as #private::Process>::RECORDS,
+                    <#path as #private::Process>::HANDLERS,
+                )
+            }
         })
         .collect();
+    let follow_checks = model.edges.iter().map(|edge| {
+        let (up, down) = (&facts[edge.up], &facts[edge.down]);
+        quote_spanned! {edge.arrow=>
+            const _: () = if let ::core::option::Option::Some(message) = #private::follow_error(#up, #down) {
+                ::core::panic!("{}", message.as_str())
+            };
+        }
+    });
     let dead_handler_checks = model.apps.iter().enumerate().map(|(i, app)| {
-        let path = &app.path;
         let mut upstreams: Vec<usize> = model.edges.iter().filter(|e| e.down == i).map(|e| e.up).collect();
         upstreams.sort_unstable();
         upstreams.dedup();
-        let upstreams = upstreams.iter().map(|&u| {
-            let up = &model.apps[u].path;
-            quote!(<#up as #private::Process>::RECORDS)
-        });
-        quote_spanned! {path.span()=>
+        let upstreams = upstreams.iter().map(|&u| &facts[u]);
+        let this = &facts[i];
+        quote_spanned! {app.path.span()=>
             const _: () = if let ::core::option::Option::Some(message) =
-                #private::dead_handler_error::<#path>(&[#(#upstreams),*], &[#(#all),*])
+                #private::dead_handler_error(#this, &[#(#upstreams),*], &[#(#facts),*])
             {
                 ::core::panic!("{}", message.as_str())
             };
         }
     });
-    let apps = model.apps.iter().map(|app| &app.path);
+    let apps = model.apps.iter().map(|app| {
+        let path = &app.path;
+        quote_spanned!(path.span()=> .__app(<#path as #private::Process>::__system_app()))
+    });
     let follows = model.edges.iter().map(|edge| {
         let (up, down) = (&model.apps[edge.up].path, &model.apps[edge.down].path);
-        quote!(.follow::<#up, #down>())
+        quote!(.__follow(<#up as #private::Process>::NAME, <#down as #private::Process>::NAME))
     });
     quote! {{
-        #(#is_process)*
         #(#follow_checks)*
         #(#dead_handler_checks)*
         #private::System::new()
-            #(.app::<#apps>())*
+            #(#apps)*
             #(#follows)*
     }}
 }

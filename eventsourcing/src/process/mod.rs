@@ -59,6 +59,12 @@ pub trait Process: Default + Send + Sync + 'static {
         notification: &'a Notification,
         repo: &'a mut Repo,
     ) -> Option<Handling<'a>>;
+
+    /// This application as a part of a [`System`](crate::System).
+    #[doc(hidden)]
+    fn __system_app() -> crate::system::SystemApp {
+        crate::system::SystemApp::of::<Self>()
+    }
 }
 
 /// An aggregate type a process application records.
@@ -107,22 +113,3 @@ impl<E: Into<HandlerError>> HandlerOutput for Result<(), E> {
 pub fn handler_result<T: HandlerOutput>(output: T) -> Result<(), HandlerError> {
     output.into_handler_result()
 }
-
-/// Checks, at compile time, what a handler returns.
-#[doc(hidden)]
-pub const fn assert_handler_output<T: HandlerOutput>() {}
-
-/// What a runner needs to make a process application's value.
-#[doc(hidden)]
-#[diagnostic::on_unimplemented(
-    message = "the process application `{Self}` needs `Default`",
-    label = "runners make the application's value with `Default::default()`",
-    note = "add `#[derive(Default)]` to `{Self}`; keep state in aggregates, not in the application"
-)]
-pub trait ProcessDefault: Default {}
-
-impl<T: Default> ProcessDefault for T {}
-
-/// Checks, at compile time, that a process application has `Default`.
-#[doc(hidden)]
-pub const fn assert_process_default<T: ProcessDefault>() {}

@@ -1,11 +1,12 @@
 //! The topology checks `system!` runs while compiling.
 //!
-//! They compare the constants `#[policy]` generates ([`Process::RECORDS`],
-//! [`Process::HANDLERS`]) in `const` evaluation, and return the message for
+//! They compare the constants `#[policy]` generates
+//! ([`Process::RECORDS`](crate::Process::RECORDS),
+//! [`Process::HANDLERS`](crate::Process::HANDLERS)) in `const` evaluation, and return the message for
 //! the first mistake; the macro panics with it at the user's tokens, which
 //! makes it a compile error there.
 
-use crate::Process;
+use crate::{Handler, Records};
 
 /// A compile-time message: text built by `const fn`s, up to a fixed length.
 #[derive(Clone, Copy)]
@@ -82,7 +83,7 @@ const fn str_eq(a: &str, b: &str) -> bool {
     true
 }
 
-const fn records_topic(records: &[crate::Records], topic: &str) -> bool {
+const fn records_topic(records: &[Records], topic: &str) -> bool {
     let mut i = 0;
     while i < records.len() {
         let mut j = 0;
@@ -98,7 +99,7 @@ const fn records_topic(records: &[crate::Records], topic: &str) -> bool {
 }
 
 /// Names of the aggregates in `records`, up to 16.
-const fn aggregate_names(records: &[crate::Records]) -> ([&str; 16], usize) {
+const fn aggregate_names(records: &[Records]) -> ([&str; 16], usize) {
     let mut names = [""; 16];
     let mut i = 0;
     while i < records.len() && i < 16 {
@@ -108,55 +109,57 @@ const fn aggregate_names(records: &[crate::Records]) -> ([&str; 16], usize) {
     (names, i)
 }
 
-/// The mistake in `Up => Down`, if `Down` handles no event `Up` records.
-pub const fn follow_error<Up: Process, Down: Process>() -> Option<Message> {
+/// One application as the checks see it: its `Process` constants.
+pub type Facts = (&'static str, &'static [Records], &'static [Handler]);
+
+/// The mistake in `up => down`, if `down` handles no event `up` records.
+pub const fn follow_error(up: Facts, down: Facts) -> Option<Message> {
+    let ((up_name, up_records, _), (down_name, _, down_handlers)) = (up, down);
     let mut i = 0;
-    while i < Down::HANDLERS.len() {
-        if records_topic(Up::RECORDS, Down::HANDLERS[i].topic) {
+    while i < down_handlers.len() {
+        if records_topic(up_records, down_handlers[i].topic) {
             return None;
         }
         i += 1;
     }
-    let (names, count) = aggregate_names(Up::RECORDS);
+    let (names, count) = aggregate_names(up_records);
     let (names, _) = names.split_at(count);
     let message = Message::new()
         .push("`")
-        .push(Up::NAME)
+        .push(up_name)
         .push(" => ")
-        .push(Down::NAME)
+        .push(down_name)
         .push("` can never do anything: `")
-        .push(Down::NAME)
+        .push(down_name)
         .push("` has no handler for an event that `")
-        .push(Up::NAME)
+        .push(up_name)
         .push("` records (its aggregates: ")
         .push_list(names)
         .push("); add a handler for one of their events to `")
-        .push(Down::NAME)
+        .push(down_name)
         .push("`'s policy, or remove this `=>`");
     Some(message)
 }
 
-/// The first handler of `App` that no application it follows can feed:
-/// `upstreams` are the `RECORDS` of the applications `App` follows,
-/// `all` the names and `RECORDS` of every application in the system.
-pub const fn dead_handler_error<App: Process>(
-    upstreams: &[&[crate::Records]],
-    all: &[(&str, &[crate::Records])],
-) -> Option<Message> {
+/// The first handler of `app` that no application it follows can feed:
+/// `upstreams` are the applications `app` follows, `all` every application
+/// in the system.
+pub const fn dead_handler_error(app: Facts, upstreams: &[Facts], all: &[Facts]) -> Option<Message> {
+    let (app_name, _, handlers) = app;
     let mut h = 0;
-    'handlers: while h < App::HANDLERS.len() {
-        let handler = App::HANDLERS[h];
+    'handlers: while h < handlers.len() {
+        let handler = handlers[h];
         h += 1;
         let mut u = 0;
         while u < upstreams.len() {
-            if records_topic(upstreams[u], handler.topic) {
+            if records_topic(upstreams[u].1, handler.topic) {
                 continue 'handlers;
             }
             u += 1;
         }
         let mut message = Message::new()
             .push("`")
-            .push(App::NAME)
+            .push(app_name)
             .push("::")
             .push(handler.method)
             .push("` handles `")
@@ -164,7 +167,7 @@ pub const fn dead_handler_error<App: Process>(
             .push("` (topic `")
             .push(handler.topic)
             .push("`), but no application that `")
-            .push(App::NAME)
+            .push(app_name)
             .push("` follows in this system records `")
             .push(handler.aggregate)
             .push("`, so it can never run; ");
@@ -176,7 +179,7 @@ pub const fn dead_handler_error<App: Process>(
                     .push(if hinted { ", or add `" } else { "add `" })
                     .push(all[a].0)
                     .push(" => ")
-                    .push(App::NAME)
+                    .push(app_name)
                     .push("`");
                 hinted = true;
             }
@@ -191,6 +194,3 @@ pub const fn dead_handler_error<App: Process>(
     }
     None
 }
-
-/// Checks at compile time that `P` is a process application.
-pub const fn assert_process<P: Process>() {}

@@ -31,10 +31,21 @@ pub struct System {
     edges: Vec<(&'static str, &'static str)>,
 }
 
+/// One application of a system: its name, and how to make its policy.
+#[doc(hidden)]
 #[derive(Clone)]
-pub(crate) struct SystemApp {
+pub struct SystemApp {
     pub(crate) name: &'static str,
     pub(crate) policy: fn() -> Arc<dyn DynProcess>,
+}
+
+impl SystemApp {
+    pub(crate) fn of<P: Process>() -> Self {
+        Self {
+            name: P::NAME,
+            policy: make::<P>,
+        }
+    }
 }
 
 impl std::fmt::Debug for System {
@@ -57,24 +68,31 @@ impl System {
     }
 
     /// Adds the process application `P` (once, however often it is named).
-    pub fn app<P: Process>(mut self) -> Self {
-        if !self.apps.iter().any(|app| app.name == P::NAME) {
-            self.apps.push(SystemApp {
-                name: P::NAME,
-                policy: make::<P>,
-            });
-        }
-        self
+    pub fn app<P: Process>(self) -> Self {
+        self.__app(SystemApp::of::<P>())
     }
 
     /// Adds `Up` and `Down`, with `Down` following `Up`'s log.
     pub fn follow<Up: Process, Down: Process>(self) -> Self {
-        let mut system = self.app::<Up>().app::<Down>();
-        let edge = (Up::NAME, Down::NAME);
-        if !system.edges.contains(&edge) {
-            system.edges.push(edge);
+        self.app::<Up>().app::<Down>().__follow(Up::NAME, Down::NAME)
+    }
+
+    /// Adds an application, for `system!`.
+    #[doc(hidden)]
+    pub fn __app(mut self, app: SystemApp) -> Self {
+        if !self.apps.iter().any(|known| known.name == app.name) {
+            self.apps.push(app);
         }
-        system
+        self
+    }
+
+    /// Adds an edge between applications added before, for `system!`.
+    #[doc(hidden)]
+    pub fn __follow(mut self, up: &'static str, down: &'static str) -> Self {
+        if !self.edges.contains(&(up, down)) {
+            self.edges.push((up, down));
+        }
+        self
     }
 
     /// The applications' names, in the order they were first named.
