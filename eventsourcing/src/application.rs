@@ -3,6 +3,8 @@
 use std::sync::Arc;
 
 use tokio::sync::Notify;
+
+use crate::process::warm::WarmHistories;
 use uuid::Uuid;
 
 use crate::{
@@ -32,6 +34,9 @@ pub struct Application<R = AnyRecorder> {
     /// Woken after each commit: the applications that follow this one,
     /// when a multi-task runner runs it.
     followers: Vec<Arc<Notify>>,
+    /// Where saves leave new aggregates' histories for this application's
+    /// own process, when a runner runs it.
+    warm: Option<Arc<WarmHistories>>,
 }
 
 impl Application {
@@ -44,6 +49,7 @@ impl Application {
         Ok(Self {
             recorder: store.recorder(&name).await?,
             followers: Vec::new(),
+            warm: None,
         })
     }
 }
@@ -55,6 +61,7 @@ impl<R: Recorder> Application<R> {
         Ok(Self {
             recorder,
             followers: Vec::new(),
+            warm: None,
         })
     }
 
@@ -122,12 +129,23 @@ impl<R: Recorder> Application<R> {
         }
         let ids = self.recorder.insert(&events, None).await?;
         aggregates.clear_pending();
+        if let Some(warm) = &self.warm {
+            warm.put_new(&events);
+        }
         self.prompt_followers();
         Ok(ids)
     }
 
     pub(crate) fn set_followers(&mut self, followers: Vec<Arc<Notify>>) {
         self.followers = followers;
+    }
+
+    pub(crate) fn set_warm(&mut self, warm: Arc<WarmHistories>) {
+        self.warm = Some(warm);
+    }
+
+    pub(crate) fn warm(&self) -> Option<&Arc<WarmHistories>> {
+        self.warm.as_ref()
     }
 
     /// Tells the applications that follow this one that it has committed.

@@ -67,9 +67,11 @@ pub mod __private {
     pub use ::std::vec::Vec;
     pub use ::uuid::Uuid;
 
-    /// A new random aggregate id.
+    /// A new aggregate id: a UUID v7, which grows with time, so that the
+    /// stores' index on (aggregate id, version) is appended to, not written
+    /// all over (random ids made each commit rewrite many index pages).
     pub fn new_id() -> Uuid {
-        Uuid::new_v4()
+        Uuid::now_v7()
     }
 
     /// The result type of generated `DomainEvent` methods.

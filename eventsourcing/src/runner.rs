@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio::sync::{Mutex, Notify};
 use tokio::task::JoinHandle;
 
+use crate::process::warm::WarmHistories;
 use crate::process::worker::{Worker, error_chain};
 use crate::{AppName, Application, Error, Process, ProcessOptions, Recorder, Result, Store, System, Unsaved};
 
@@ -141,7 +142,7 @@ impl Runner {
     /// and [`wait_until_quiet`](Runner::wait_until_quiet) process every
     /// notification in the system before they return.
     pub async fn single_threaded(system: System, store: &Store, options: ProcessOptions) -> Result<Self> {
-        let apps = open_apps(&system, store).await?;
+        let apps = open_apps(&system, store, &options).await?;
         let workers = workers(&system, &apps, &options);
         let runner = Self {
             system,
@@ -160,7 +161,7 @@ impl Runner {
     /// [`poll_interval`](ProcessOptions::poll_interval). Call it within a
     /// tokio runtime with the time driver enabled.
     pub async fn multi_task(system: System, store: &Store, options: ProcessOptions) -> Result<Self> {
-        let mut apps = open_apps(&system, store).await?;
+        let mut apps = open_apps(&system, store, &options).await?;
         let prompts: Vec<Arc<Notify>> = apps.iter().map(|_| Arc::new(Notify::new())).collect();
         for app in &mut apps {
             let followers = system
@@ -317,10 +318,12 @@ impl Drop for Runner {
     }
 }
 
-async fn open_apps(system: &System, store: &Store) -> Result<Vec<Application>> {
+async fn open_apps(system: &System, store: &Store, options: &ProcessOptions) -> Result<Vec<Application>> {
     let mut apps = Vec::new();
     for spec in system.app_specs() {
-        apps.push(Application::open(store, spec.name).await?);
+        let mut app = Application::open(store, spec.name).await?;
+        app.set_warm(Arc::new(WarmHistories::new(options.cache_capacity)));
+        apps.push(app);
     }
     Ok(apps)
 }

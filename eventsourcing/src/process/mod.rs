@@ -12,6 +12,7 @@
 mod notified;
 mod options;
 mod repo;
+pub(crate) mod warm;
 pub(crate) mod worker;
 
 use std::future::Future;

@@ -3,8 +3,11 @@
 
 use std::any::Any;
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use uuid::Uuid;
+
+use super::warm::WarmHistories;
 
 use crate::{Aggregate, AnyRecorder, AppName, Error, Recorder, Result, StoredEvent, Versions};
 
@@ -52,6 +55,7 @@ pub struct Repo {
     /// Entries handed out since the last collection of new events.
     touched: Vec<usize>,
     cache: Cache,
+    warm: Option<Arc<WarmHistories>>,
 }
 
 struct Entry {
@@ -81,10 +85,15 @@ impl Repo {
     /// only the aggregates [`add`](Repo::add)ed to it.
     pub fn new() -> Self {
         let app = AppName::new("test").expect("`test` is a valid application name");
-        Self::with_cache(app, None, Cache::new(0))
+        Self::with_cache(app, None, Cache::new(0), None)
     }
 
-    pub(crate) fn with_cache(app: AppName, recorder: Option<AnyRecorder>, cache: Cache) -> Self {
+    pub(crate) fn with_cache(
+        app: AppName,
+        recorder: Option<AnyRecorder>,
+        cache: Cache,
+        warm: Option<Arc<WarmHistories>>,
+    ) -> Self {
         Self {
             app,
             recorder,
@@ -92,6 +101,7 @@ impl Repo {
             index: HashMap::new(),
             touched: Vec::new(),
             cache,
+            warm,
         }
     }
 
@@ -184,6 +194,9 @@ impl Repo {
     }
 
     async fn load<A: Aggregate>(&self, id: Uuid) -> Result<Option<A>> {
+        if let Some(history) = self.warm.as_ref().and_then(|warm| warm.take(id)) {
+            return A::replay(&history);
+        }
         let Some(recorder) = &self.recorder else {
             return Ok(None);
         };

@@ -167,20 +167,29 @@ impl Worker {
                         found,
                         "tracking conflict; skipping ahead"
                     );
-                    self.cache.clear();
+                    self.forget_cached();
                     self.upstreams[u].position = None;
                     return Ok(true);
                 }
                 Err(BatchFailure::Commit(Error::Concurrency { .. })) if conflicts < MAX_CONFLICT_RETRIES => {
                     // A cached aggregate was stale: reload from the store.
                     conflicts += 1;
-                    self.cache.clear();
+                    self.forget_cached();
                 }
                 Err(BatchFailure::Commit(error)) => {
                     let error = processing_error(self.name, self.upstreams[u].name, &batch[0], Box::new(error));
                     return self.failed(error).await;
                 }
             }
+        }
+    }
+
+    /// Forgets every aggregate kept in memory: after a conflict, the store
+    /// has the truth.
+    fn forget_cached(&mut self) {
+        self.cache.clear();
+        if let Some(warm) = self.app.warm() {
+            warm.clear();
         }
     }
 
@@ -202,7 +211,12 @@ impl Worker {
     async fn process_batch(&mut self, u: usize, batch: &[Notification], previous: u64) -> Result<(), BatchFailure> {
         let upstream = &self.upstreams[u];
         let cache = std::mem::replace(&mut self.cache, Cache::new(0));
-        let mut repo = Repo::with_cache(self.app.name().clone(), Some(self.app.recorder().clone()), cache);
+        let mut repo = Repo::with_cache(
+            self.app.name().clone(),
+            Some(self.app.recorder().clone()),
+            cache,
+            self.app.warm().cloned(),
+        );
         let mut events = Vec::new();
         for (index, notification) in batch.iter().enumerate() {
             let outcome = match self.policy.handle(upstream.name, notification, &mut repo) {
@@ -263,7 +277,7 @@ impl Worker {
             error = %error_chain(&error),
             "retrying"
         );
-        self.cache.clear();
+        self.forget_cached();
         tokio::time::sleep(self.options.retry_delay).await;
         Ok(true)
     }

@@ -74,7 +74,11 @@ impl SqliteStore {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(BUSY_TIMEOUT);
+            .busy_timeout(BUSY_TIMEOUT)
+            // Room for the pages a busy log and its index touch, and fewer
+            // checkpoints (each one syncs the database file).
+            .pragma("cache_size", "-65536")
+            .pragma("wal_autocheckpoint", "8192");
         let conn = options
             .connect()
             .await
