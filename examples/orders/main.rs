@@ -13,8 +13,9 @@
 //! Options: `--orders N` (10,000), `--runner multi|single` (multi),
 //! `--url URL` (`EVENTSOURCING_STORE_URL`, else the SQLite file
 //! `orders.db`), `--batch-size N` notifications per transaction (500),
-//! `--orders-per-commit N` orders created per transaction (100), `--fresh`
-//! to delete a SQLite file first.
+//! `--orders-per-commit N` orders created per transaction (100), `--rate N`
+//! to create orders at N per second instead of as fast as possible (latency
+//! at a steady load), `--fresh` to delete the SQLite file first.
 //!
 //! Order ids are the same in every run, so the program can be killed at any
 //! moment and run again: orders already created are not created twice, and
@@ -36,6 +37,7 @@ struct Options {
     url: String,
     batch_size: usize,
     orders_per_commit: u64,
+    rate: Option<f64>,
     fresh: bool,
 }
 
@@ -46,6 +48,7 @@ fn options() -> Result<Options, String> {
         url: std::env::var(eventsourcing::store::STORE_URL_ENV).unwrap_or_else(|_| "sqlite://orders.db".to_owned()),
         batch_size: 500,
         orders_per_commit: 100,
+        rate: None,
         fresh: false,
     };
     let mut args = std::env::args().skip(1);
@@ -58,6 +61,7 @@ fn options() -> Result<Options, String> {
             "--url" => options.url = value()?,
             "--batch-size" => options.batch_size = number(value()?)? as usize,
             "--orders-per-commit" => options.orders_per_commit = number(value()?)?.max(1),
+            "--rate" => options.rate = Some(number(value()?)?.max(1) as f64),
             "--fresh" => options.fresh = true,
             other => {
                 return Err(format!(
@@ -102,6 +106,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut n = first_uncreated(orders_app, options.orders, options.orders_per_commit).await?;
     let before = n;
     while n < options.orders {
+        if let Some(rate) = options.rate {
+            let due = std::time::Duration::from_secs_f64((n - before) as f64 / rate);
+            tokio::time::sleep_until((started + due).into()).await;
+        }
         let end = (n + options.orders_per_commit).min(options.orders);
         let mut orders: Vec<Order> = (n..end).map(|i| Order::create(order_id(i))).collect();
         runner.save::<Orders>(&mut orders).await?;
@@ -112,19 +120,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     runner.shutdown().await?;
 
     let latencies = check_and_measure(&store, options.orders).await?;
-    let rate = options.orders as f64 / elapsed.as_secs_f64();
+    let created = options.orders - before;
     println!(
-        "{} orders created in this run ({} before), all {} reserved and paid in {:.2} s: {:.0} orders/s",
-        options.orders - before,
-        before,
+        "{created} orders created in this run ({before} before); all {} reserved and paid {:.2} s after the run began",
         options.orders,
         elapsed.as_secs_f64(),
-        rate
     );
+    if created > 0 {
+        println!(
+            "throughput: {:.0} orders/s through all five steps",
+            created as f64 / elapsed.as_secs_f64()
+        );
+    }
     if !latencies.is_empty() {
         let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
         println!(
-            "latency created -> paid: min {:.1} ms, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            "latency created -> paid (all {} orders): min {:.1} ms, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            latencies.len(),
             ms(latencies[0]),
             ms(at(0.5)),
             ms(at(0.99)),
