@@ -341,7 +341,78 @@ async fn round_trips_a_hand_written_aggregate(store: &Store) {
     );
 }
 
+/// Many writers at once, across two applications, some of whom conflict
+/// (an existing version, a tracking position already moved): each conflict
+/// fails alone, and every other write is recorded whole. (The SQLite store
+/// records concurrent writes in one transaction; this is its promise that
+/// they stay independent.)
+async fn fails_conflicting_writes_alone_among_concurrent_ones(store: &Store) {
+    let apps = [unique_app("crowd"), unique_app("crowd")];
+    let upstream = unique_app("up");
+    let recorders = [
+        store.recorder(&apps[0]).await.unwrap(),
+        store.recorder(&apps[1]).await.unwrap(),
+    ];
+    let taken = Uuid::new_v4();
+    recorders[0].insert(&[event(taken, 1, "A", b"0")], None).await.unwrap();
+    recorders[1]
+        .insert(&[], Some(&tracking(&upstream, 0, 5)))
+        .await
+        .unwrap();
+
+    // The first application has `taken`, the second a tracking position.
+    let which = |i: u64| match i {
+        3 => 0,
+        4 => 1,
+        _ => (i % 2) as usize,
+    };
+    // Events recorded per application: the one taken version so far.
+    let mut totals = [1u64, 0];
+    for round in 0..10u64 {
+        let mut writes = Vec::new();
+        for i in 0..12u64 {
+            let recorder = recorders[which(i)].clone();
+            let upstream = upstream.clone();
+            writes.push(tokio::spawn(async move {
+                let fresh = Uuid::new_v4();
+                let (events, tracking) = match i {
+                    // The version exists: a concurrency conflict.
+                    3 => (vec![event(fresh, 1, "A", b"1"), event(taken, 1, "A", b"1")], None),
+                    // Position 5 was recorded, not 0: a tracking conflict.
+                    4 if round == 0 => (vec![event(fresh, 1, "A", b"1")], Some(tracking(&upstream, 0, 9))),
+                    _ => ((1..=i % 3 + 1).map(|v| event(fresh, v, "A", b"1")).collect(), None),
+                };
+                (recorder.insert(&events, tracking.as_ref()).await, events.len())
+            }));
+        }
+        for (i, write) in writes.into_iter().enumerate() {
+            let (result, len) = write.await.unwrap();
+            match (i, result) {
+                (3, Err(Error::Concurrency { originator_id, .. })) => assert_eq!(originator_id, taken),
+                (4, Err(Error::TrackingConflict { found: 5, .. })) if round == 0 => {}
+                (_, Ok(ids)) => {
+                    assert_eq!(ids.len(), len);
+                    totals[which(i as u64)] += len as u64;
+                }
+                (i, other) => panic!("write {i} of round {round}: unexpected {other:?}"),
+            }
+        }
+    }
+    // Every log is contiguous and holds exactly the successful writes' events.
+    for (recorder, total) in recorders.iter().zip(totals) {
+        let max = recorder.max_notification_id(0).await.unwrap();
+        let all = recorder.select_notifications(0, 1, 100_000).await.unwrap();
+        assert_eq!((all.len() as u64, max), (total, total));
+        assert!(all.iter().enumerate().all(|(i, n)| n.id == i as u64 + 1));
+        assert!(
+            all.iter()
+                .all(|n| n.event.state != b"1" || n.event.originator_id != taken)
+        );
+    }
+}
+
 eventsourcing_tests::on_every_backend!(
+    fails_conflicting_writes_alone_among_concurrent_ones,
     stores_and_reads_an_aggregates_events,
     keeps_topic_state_and_timestamp_exactly,
     numbers_notifications_contiguously,

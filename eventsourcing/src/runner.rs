@@ -214,6 +214,11 @@ impl Runner {
     /// Saves aggregates through the application `P`, then, with the
     /// single-threaded runner, processes until the system is quiet (the
     /// multi-task runner processes in the background).
+    ///
+    /// With the single-threaded runner, an error may come from processing
+    /// after the save succeeded ([`Error::Processing`]); the aggregates are
+    /// saved then (their events are no longer pending), and processing
+    /// resumes at the failed notification on the next call.
     pub async fn save<P: Process>(&self, aggregates: impl Unsaved) -> Result<Vec<u64>> {
         let ids = self.app::<P>()?.save(aggregates).await?;
         if let Mode::SingleThreaded { .. } = self.mode {

@@ -8,6 +8,13 @@
 //! the log's head row inside the write transaction are contiguous and
 //! become visible in id order. Readers use a small pool and, in WAL mode,
 //! never block the writer.
+//!
+//! Group commit: a durable commit waits for the disk, and while one write
+//! holds the writer, others queue. Whoever takes the writer next records
+//! every queued write in one transaction, each inside its own savepoint, so
+//! that one write's conflict rolls back that write alone; one flush then
+//! serves them all. Each write keeps its own all-or-nothing promise and its
+//! own answer.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -17,7 +24,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{ConnectOptions, Row};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, oneshot};
 use uuid::Uuid;
 
 use super::{Abort, Recorder, Tracking, Versions, check_write, db_error, duplicate_in_batch, to_i64, to_u64};
@@ -41,6 +48,25 @@ pub struct SqliteStore {
 struct Shared {
     writer: Mutex<Writer>,
     readers: SqlitePool,
+    /// Writes waiting for the writer; see "group commit" above.
+    queue: std::sync::Mutex<Vec<QueuedWrite>>,
+}
+
+/// A write waiting for the writer, with where to send its answer.
+struct QueuedWrite {
+    recorder: SqliteRecorder,
+    events: Vec<StoredEvent>,
+    tracking: Option<Tracking>,
+    answer: oneshot::Sender<Result<Vec<u64>>>,
+}
+
+impl std::fmt::Debug for QueuedWrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueuedWrite")
+            .field("app", &self.recorder.app)
+            .field("events", &self.events.len())
+            .finish()
+    }
 }
 
 #[derive(Debug)]
@@ -97,6 +123,7 @@ impl SqliteStore {
                     in_transaction: false,
                 }),
                 readers,
+                queue: std::sync::Mutex::new(Vec::new()),
             }),
         })
     }
@@ -401,6 +428,95 @@ impl SqliteRecorder {
     }
 }
 
+impl Shared {
+    fn lock_queue(&self) -> std::sync::MutexGuard<'_, Vec<QueuedWrite>> {
+        self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Records a group of queued writes in one transaction, each in its own
+/// savepoint when there are several, and answers each.
+async fn write_group(writer: &mut Writer, mut group: Vec<QueuedWrite>) {
+    // A caller that stopped waiting gets nothing recorded.
+    group.retain(|write| !write.answer.is_closed());
+    let Some(first) = group.first() else {
+        return;
+    };
+    let first_app = first.recorder.app.clone();
+    if let Err(source) = writer.begin().await {
+        return fail_group(group, &first_app, "beginning a write", source);
+    }
+    let alone = group.len() == 1;
+    let mut answers = Vec::with_capacity(group.len());
+    for write in &group {
+        let recorder = &write.recorder;
+        if !alone && let Err(source) = sqlx::query("SAVEPOINT write").execute(&mut writer.conn).await {
+            let _ = writer.reset().await;
+            return fail_group(group, &first_app, "opening a savepoint", source);
+        }
+        let answer = match recorder
+            .write(&mut writer.conn, &write.events, write.tracking.as_ref())
+            .await
+        {
+            Ok(ids) => {
+                if !alone && let Err(source) = sqlx::query("RELEASE write").execute(&mut writer.conn).await {
+                    let _ = writer.reset().await;
+                    return fail_group(group, &first_app, "releasing a savepoint", source);
+                }
+                Ok(ids)
+            }
+            Err(abort) => {
+                let undo = if alone {
+                    writer.finish("ROLLBACK").await
+                } else {
+                    match sqlx::query("ROLLBACK TO write").execute(&mut writer.conn).await {
+                        Ok(_) => sqlx::query("RELEASE write").execute(&mut writer.conn).await.map(drop),
+                        Err(error) => Err(error),
+                    }
+                };
+                if let Err(source) = undo {
+                    let _ = writer.reset().await;
+                    return fail_group(group, &first_app, "rolling back", source);
+                }
+                Err(recorder
+                    .explain(&mut writer.conn, abort, &write.events, write.tracking.as_ref())
+                    .await)
+            }
+        };
+        answers.push(answer);
+    }
+    if writer.in_transaction
+        && let Err(source) = writer.finish("COMMIT").await
+    {
+        // The transaction may still be open; never leave it so.
+        let _ = writer.reset().await;
+        return fail_group(group, &first_app, "committing", source);
+    }
+    for (write, answer) in group.into_iter().zip(answers) {
+        if let Ok(ids) = &answer {
+            tracing::debug!(app = %write.recorder.app, events = ids.len(), first = ids.first(), "committed");
+        }
+        let _ = write.answer.send(answer);
+    }
+}
+
+/// Answers every write of a group whose transaction failed: nothing of
+/// theirs was recorded.
+fn fail_group(group: Vec<QueuedWrite>, first_app: &AppName, action: &'static str, source: sqlx::Error) {
+    let message = source.to_string();
+    let mut source = Some(source);
+    for write in group {
+        let source = source.take().unwrap_or_else(|| {
+            sqlx::Error::Protocol(format!("a write of `{first_app}` in the same transaction: {message}"))
+        });
+        let _ = write.answer.send(Err(Error::Database {
+            app: write.recorder.app.to_string(),
+            action,
+            source,
+        }));
+    }
+}
+
 fn stored_event(row: &sqlx::sqlite::SqliteRow) -> sqlx::Result<StoredEvent> {
     Ok(StoredEvent {
         originator_id: row.try_get("originator_id")?,
@@ -418,30 +534,27 @@ impl Recorder for SqliteRecorder {
 
     async fn insert(&self, events: &[StoredEvent], tracking: Option<&Tracking>) -> Result<Vec<u64>> {
         check_write(&self.app, events, tracking)?;
-        let mut writer = self.shared.writer.lock().await;
-        writer.begin().await.map_err(db_error(&self.app, "beginning a write"))?;
-        match self.write(&mut writer.conn, events, tracking).await {
-            Ok(ids) => {
-                if let Err(source) = writer.finish("COMMIT").await {
-                    // The transaction may still be open; never leave it so.
-                    let _ = writer.reset().await;
-                    return Err(Error::Database {
-                        app: self.app.to_string(),
-                        action: "committing",
-                        source,
-                    });
-                }
-                tracing::debug!(app = %self.app, events = events.len(), first = ids.first(), "committed");
-                Ok(ids)
-            }
-            Err(abort) => {
-                writer
-                    .finish("ROLLBACK")
-                    .await
-                    .map_err(db_error(&self.app, "rolling back"))?;
-                Err(self.explain(&mut writer.conn, abort, events, tracking).await)
-            }
+        let (answer, answered) = oneshot::channel();
+        self.shared.lock_queue().push(QueuedWrite {
+            recorder: self.clone(),
+            events: events.to_vec(),
+            tracking: tracking.cloned(),
+            answer,
+        });
+        {
+            // Whoever holds the writer next records everything queued by
+            // then, this write included (unless an earlier holder did).
+            let mut writer = self.shared.writer.lock().await;
+            let group = std::mem::take(&mut *self.shared.lock_queue());
+            write_group(&mut writer, group).await;
         }
+        answered.await.unwrap_or_else(|_| {
+            Err(Error::Database {
+                app: self.app.to_string(),
+                action: "writing (the write was abandoned before its answer)",
+                source: sqlx::Error::WorkerCrashed,
+            })
+        })
     }
 
     async fn select_events(&self, originator_id: Uuid, versions: Versions) -> Result<Vec<StoredEvent>> {
