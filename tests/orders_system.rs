@@ -86,6 +86,26 @@ async fn restart_resumes(store: &Store, kind: RunnerKind) {
     assert_each_order_reserved_and_paid_once(store, &ids).await;
 }
 
+async fn shutdown_mid_flow_then_resume(store: &Store, kind: RunnerKind) {
+    // The multi-task runner is stopped while it processes; the runner of
+    // `kind` then finishes the work, each order once.
+    let options = ProcessOptions::default().batch_size(3);
+    let runner = Runner::multi_task(domain::system(), store, options).await.unwrap();
+    let ids = create_orders(&runner, 40).await;
+    runner.shutdown().await.unwrap();
+    // What was committed by then is whole: every log is contiguous.
+    for app in ["Orders", "Reservations", "Payments"] {
+        orders_check::read_log(store, app).await;
+    }
+
+    let runner = Runner::start(kind, domain::system(), store, ProcessOptions::default())
+        .await
+        .unwrap();
+    runner.wait_until_quiet().await.unwrap();
+    runner.shutdown().await.unwrap();
+    assert_each_order_reserved_and_paid_once(store, &ids).await;
+}
+
 async fn log_heads(store: &Store) -> Vec<u64> {
     let mut heads = Vec::new();
     for app in ["Orders", "Reservations", "Payments"] {
@@ -129,7 +149,7 @@ macro_rules! on_every_backend_and_runner {
     };
 }
 
-on_every_backend_and_runner!(flow_completes, restart_resumes);
+on_every_backend_and_runner!(flow_completes, restart_resumes, shutdown_mid_flow_then_resume);
 
 mod single_threaded {
     eventsourcing_tests::on_every_backend!(single_threaded_completes_before_save_returns);

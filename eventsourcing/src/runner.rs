@@ -371,6 +371,7 @@ async fn run_task(
             let _ = tokio::time::timeout(poll_interval, prompt.notified()).await;
         }
     }
+    worker.record_positions().await?;
     tracing::debug!(app = worker.name(), "stopped");
     Ok(())
 }

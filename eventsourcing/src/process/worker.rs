@@ -25,6 +25,13 @@ use crate::{AnyRecorder, AppName, Application, Error, Notification, Recorder, Re
 /// its aggregates, before the conflict counts as a failure.
 const MAX_CONFLICT_RETRIES: u32 = 8;
 
+/// How many batches' worth of notifications that produce no events may pass
+/// before their tracking position is committed. Passing over a notification
+/// has no effect, so doing it again after a crash is harmless; deferring
+/// saves a commit per batch of them. The position is always committed when
+/// the application catches up, and at shutdown.
+const DEFERRED_BATCHES: u64 = 10;
+
 /// A process application's policy, without its type.
 pub(crate) trait DynProcess: Send + Sync {
     fn handle<'a>(&'a self, upstream: &'static str, n: &'a Notification, repo: &'a mut Repo) -> Option<Handling<'a>>;
@@ -41,8 +48,12 @@ struct Upstream {
     name: &'static str,
     app: AppName,
     recorder: AnyRecorder,
-    /// `None` until read from the tracking table.
+    /// The last notification processed; `None` until read from the
+    /// tracking table.
     position: Option<u64>,
+    /// The position the tracking table holds (valid with `position`):
+    /// behind `position` while tracking-only commits are deferred.
+    recorded: u64,
 }
 
 /// One process application at work.
@@ -80,6 +91,7 @@ impl Worker {
                 app: upstream.name().clone(),
                 recorder: upstream.recorder().clone(),
                 position: None,
+                recorded: 0,
             })
             .collect();
         Self {
@@ -134,7 +146,7 @@ impl Worker {
             Err(error) => return self.failed(error).await,
         };
         let Some(first) = batch.first() else {
-            return Ok(false);
+            return self.record_position(u).await.map(|()| false);
         };
         if first.id != previous + 1 {
             let error = Error::LogGap {
@@ -146,12 +158,18 @@ impl Worker {
             return self.failed(error).await;
         }
 
+        let recorded = upstream.recorded;
+        let may_defer = previous + batch.len() as u64 - recorded < DEFERRED_BATCHES * self.options.batch_size as u64;
         let mut end = batch.len();
         let mut conflicts = 0;
         loop {
-            match self.process_batch(u, &batch[..end], previous).await {
-                Ok(()) => {
-                    self.upstreams[u].position = Some(batch[end - 1].id);
+            match self.process_batch(u, &batch[..end], recorded, may_defer).await {
+                Ok(committed) => {
+                    let upstream = &mut self.upstreams[u];
+                    upstream.position = Some(batch[end - 1].id);
+                    if committed {
+                        upstream.recorded = batch[end - 1].id;
+                    }
                     self.failures = 0;
                     return Ok(true);
                 }
@@ -160,15 +178,7 @@ impl Worker {
                 Err(BatchFailure::Handler { index, .. }) if index > 0 => end = index,
                 Err(BatchFailure::Handler { error, .. }) => return self.failed(error).await,
                 Err(BatchFailure::Commit(Error::TrackingConflict { found, .. })) => {
-                    // Another worker processed these: carry on after them.
-                    tracing::debug!(
-                        app = self.name,
-                        upstream = self.upstreams[u].name,
-                        found,
-                        "tracking conflict; skipping ahead"
-                    );
-                    self.forget_cached();
-                    self.upstreams[u].position = None;
+                    self.skip_ahead(u, found);
                     return Ok(true);
                 }
                 Err(BatchFailure::Commit(Error::Concurrency { .. })) if conflicts < MAX_CONFLICT_RETRIES => {
@@ -182,6 +192,51 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Commits the position of notifications passed over without a commit.
+    async fn record_position(&mut self, u: usize) -> Result<()> {
+        let upstream = &self.upstreams[u];
+        let Some(position) = upstream.position.filter(|&position| position > upstream.recorded) else {
+            return Ok(());
+        };
+        let tracking = Tracking {
+            upstream: upstream.app.clone(),
+            partition: DEFAULT_PARTITION,
+            previous: upstream.recorded,
+            position,
+        };
+        match self.app.recorder().insert(&[], Some(&tracking)).await {
+            Ok(_) => {
+                self.upstreams[u].recorded = position;
+                Ok(())
+            }
+            Err(Error::TrackingConflict { found, .. }) => {
+                self.skip_ahead(u, found);
+                Ok(())
+            }
+            Err(error) => self.failed(error).await.map(drop),
+        }
+    }
+
+    /// Commits every position passed over without a commit: before stopping.
+    pub(crate) async fn record_positions(&mut self) -> Result<()> {
+        for u in 0..self.upstreams.len() {
+            self.record_position(u).await?;
+        }
+        Ok(())
+    }
+
+    /// Another worker processed these notifications: carry on after them.
+    fn skip_ahead(&mut self, u: usize, found: u64) {
+        tracing::debug!(
+            app = self.name,
+            upstream = self.upstreams[u].name,
+            found,
+            "tracking conflict; skipping ahead"
+        );
+        self.forget_cached();
+        self.upstreams[u].position = None;
     }
 
     /// Forgets every aggregate kept in memory: after a conflict, the store
@@ -204,11 +259,21 @@ impl Worker {
             .tracking_position(&upstream.app, DEFAULT_PARTITION)
             .await?;
         upstream.position = Some(position);
+        upstream.recorded = position;
         Ok(position)
     }
 
-    /// Runs the policy on `batch` and commits; all or nothing.
-    async fn process_batch(&mut self, u: usize, batch: &[Notification], previous: u64) -> Result<(), BatchFailure> {
+    /// Runs the policy on `batch` and commits, all or nothing, moving the
+    /// tracking position from `previous` (the recorded one). If `may_defer`
+    /// and the batch produced no events, skips the commit and returns
+    /// `false`.
+    async fn process_batch(
+        &mut self,
+        u: usize,
+        batch: &[Notification],
+        previous: u64,
+        may_defer: bool,
+    ) -> Result<bool, BatchFailure> {
         let upstream = &self.upstreams[u];
         let cache = std::mem::replace(&mut self.cache, Cache::new(0));
         let mut repo = Repo::with_cache(
@@ -234,6 +299,11 @@ impl Worker {
             }
         }
         let last = batch.last().map_or(previous, |n| n.id);
+        if events.is_empty() && may_defer {
+            // Nothing was changed; loaded aggregates are as the store has them.
+            self.cache = repo.committed();
+            return Ok(false);
+        }
         let tracking = Tracking {
             upstream: upstream.app.clone(),
             partition: DEFAULT_PARTITION,
@@ -254,7 +324,7 @@ impl Worker {
                 if !events.is_empty() {
                     self.app.prompt_followers();
                 }
-                Ok(())
+                Ok(true)
             }
             Err(error) => {
                 self.cache = repo.abandoned();

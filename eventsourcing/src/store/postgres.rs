@@ -32,6 +32,8 @@ impl PostgresStore {
     pub async fn open(url: &str) -> Result<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
+            // Ready before the first burst of work, not opened during it.
+            .min_connections(4)
             .acquire_timeout(Duration::from_secs(30))
             .connect(url)
             .await
