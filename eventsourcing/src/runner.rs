@@ -254,7 +254,10 @@ impl Runner {
                         return Ok(());
                     }
                     previous = caught_up.then_some(heads);
-                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    // Look again soon to confirm; while work remains, less
+                    // often, so that looking does not slow the work.
+                    let pause = if caught_up { 2 } else { 20 };
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
                 }
             }
         }
