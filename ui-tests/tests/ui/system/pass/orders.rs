@@ -1,3 +1,5 @@
+#![deny(warnings)]
+
 use eventsourcing::prelude::*;
 
 #[aggregate]
