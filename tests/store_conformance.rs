@@ -411,7 +411,34 @@ async fn fails_conflicting_writes_alone_among_concurrent_ones(store: &Store) {
     }
 }
 
+/// Writes whose callers stop waiting at every moment (a timeout from 0 to
+/// 3 ms) never stop later writes, and the log stays contiguous: each
+/// abandoned write is recorded whole or not at all.
+async fn survives_writes_abandoned_half_way(store: &Store) {
+    let recorder = store.recorder(&unique_app("abandon")).await.unwrap();
+    for i in 0..400u64 {
+        let micros = (i * 37) % 3000;
+        let events = [event(Uuid::new_v4(), 1, "A", b"1"), event(Uuid::new_v4(), 1, "A", b"2")];
+        let _ = tokio::time::timeout(std::time::Duration::from_micros(micros), recorder.insert(&events, None)).await;
+        recorder
+            .insert(&[event(Uuid::new_v4(), 1, "A", b"3")], None)
+            .await
+            .unwrap_or_else(|e| panic!("a write after an abandoned one (timeout {micros} µs) failed: {e}"));
+    }
+    let max = recorder.max_notification_id(0).await.unwrap();
+    let all = recorder.select_notifications(0, 1, 100_000).await.unwrap();
+    assert_eq!(all.len() as u64, max);
+    assert!(all.iter().enumerate().all(|(i, n)| n.id == i as u64 + 1));
+    // Abandoned pairs are whole: every "1" is followed by its "2".
+    for (i, n) in all.iter().enumerate() {
+        if n.event.state == b"1" {
+            assert_eq!(all[i + 1].event.state, b"2");
+        }
+    }
+}
+
 eventsourcing_tests::on_every_backend!(
+    survives_writes_abandoned_half_way,
     fails_conflicting_writes_alone_among_concurrent_ones,
     stores_and_reads_an_aggregates_events,
     keeps_topic_state_and_timestamp_exactly,

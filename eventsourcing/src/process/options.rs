@@ -27,6 +27,12 @@ pub struct ProcessOptions {
     pub poll_interval: Duration,
     /// How many aggregates each application keeps in memory between
     /// transactions, instead of replaying them from the store.
+    ///
+    /// Saves through this process's applications keep the cache true. A
+    /// change made by another process is noticed when this process writes
+    /// that aggregate (a concurrency conflict, then a reload), but not when
+    /// a handler only reads it: set 0 if other processes change aggregates
+    /// that your handlers read without writing.
     pub cache_capacity: usize,
 }
 

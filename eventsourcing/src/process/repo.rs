@@ -94,6 +94,10 @@ impl Repo {
         cache: Cache,
         warm: Option<Arc<WarmHistories>>,
     ) -> Self {
+        let mut cache = cache;
+        if warm.as_ref().is_some_and(|warm| warm.take_all_stale()) {
+            cache.clear();
+        }
         Self {
             app,
             recorder,
@@ -135,7 +139,9 @@ impl Repo {
         let index = match self.index.get(&id) {
             Some(&index) => index,
             None => {
-                let aggregate = match self.cache.take(id) {
+                let cached = self.cache.take(id);
+                let stale = self.warm.as_ref().is_some_and(|warm| warm.take_stale(id));
+                let aggregate = match cached.filter(|_| !stale) {
                     Some(aggregate) => aggregate,
                     None => match self.load::<A>(id).await? {
                         Some(aggregate) => Box::new(aggregate),

@@ -9,8 +9,14 @@
 //! stale meanwhile (another writer changed the aggregate) only costs a
 //! concurrency conflict at commit, after which the process reloads from the
 //! store: optimistic concurrency keeps this safe.
+//!
+//! Saves of aggregates that already existed mark them stale here instead,
+//! so that the process drops its cached copy and reads the store: a handler
+//! that only reads an aggregate would otherwise decide on an old state with
+//! no conflict to tell it. (Writers in other processes are not seen this
+//! way; see `ProcessOptions::cache_capacity`.)
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 
 use uuid::Uuid;
@@ -28,6 +34,10 @@ struct Inner {
     histories: HashMap<Uuid, Vec<StoredEvent>>,
     /// Ids in the order they came; may hold ids since taken.
     order: VecDeque<Uuid>,
+    /// Aggregates saved since the process may have cached them.
+    stale: HashSet<Uuid>,
+    /// Set when too many went stale to list: the process drops its cache.
+    all_stale: bool,
 }
 
 impl WarmHistories {
@@ -56,6 +66,13 @@ impl WarmHistories {
             if first.originator_version == 1 {
                 inner.histories.insert(first.originator_id, rest[..run].to_vec());
                 inner.order.push_back(first.originator_id);
+            } else {
+                inner.histories.remove(&first.originator_id);
+                inner.stale.insert(first.originator_id);
+                if inner.stale.len() > self.capacity {
+                    inner.stale.clear();
+                    inner.all_stale = true;
+                }
             }
             rest = &rest[run..];
         }
@@ -68,9 +85,23 @@ impl WarmHistories {
             }
         }
         if inner.order.len() > 2 * self.capacity.max(16) {
-            let Inner { histories, order } = &mut *inner;
+            let Inner { histories, order, .. } = &mut *inner;
             order.retain(|id| histories.contains_key(id));
         }
+    }
+
+    /// Whether a cached copy of `id` may be behind the store; asking
+    /// forgets the answer.
+    pub(crate) fn take_stale(&self, id: Uuid) -> bool {
+        let mut inner = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        inner.stale.remove(&id)
+    }
+
+    /// Whether every cached aggregate may be behind the store; asking
+    /// forgets the answer.
+    pub(crate) fn take_all_stale(&self) -> bool {
+        let mut inner = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        std::mem::take(&mut inner.all_stale)
     }
 
     /// The history of `id`, if a command left it here.
@@ -84,5 +115,49 @@ impl WarmHistories {
         let mut inner = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         inner.histories.clear();
         inner.order.clear();
+        inner.stale.clear();
+        inner.all_stale = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Timestamp;
+
+    fn event(id: Uuid, version: u64) -> StoredEvent {
+        StoredEvent {
+            originator_id: id,
+            originator_version: version,
+            timestamp: Timestamp::now(),
+            topic: "T".to_owned(),
+            state: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn keeps_whole_histories_and_marks_later_saves_stale() {
+        let warm = WarmHistories::new(10);
+        let (new, old) = (Uuid::now_v7(), Uuid::now_v7());
+        warm.put_new(&[event(new, 1), event(new, 2), event(old, 4)]);
+        assert_eq!(warm.take(new).map(|h| h.len()), Some(2));
+        assert!(warm.take(old).is_none(), "a history from version 4 is not whole");
+        assert!(warm.take_stale(old));
+        assert!(!warm.take_stale(old), "asking forgets");
+
+        // A later save of a new aggregate makes its kept history stale.
+        warm.put_new(&[event(new, 1)]);
+        warm.put_new(&[event(new, 2)]);
+        assert!(warm.take(new).is_none());
+        assert!(warm.take_stale(new));
+    }
+
+    #[test]
+    fn too_many_stale_aggregates_make_everything_stale() {
+        let warm = WarmHistories::new(2);
+        let saves: Vec<_> = (0..3).map(|_| event(Uuid::now_v7(), 2)).collect();
+        warm.put_new(&saves);
+        assert!(warm.take_all_stale());
+        assert!(!warm.take_all_stale());
     }
 }

@@ -54,6 +54,11 @@ struct Upstream {
     /// The position the tracking table holds (valid with `position`):
     /// behind `position` while tracking-only commits are deferred.
     recorded: u64,
+    /// Failures in a row at `position`.
+    failures: u32,
+    /// Whether the last failure here was already tried again with nothing
+    /// cached, in case a cached aggregate was behind the store.
+    retried_uncached: bool,
 }
 
 /// One process application at work.
@@ -64,8 +69,6 @@ pub(crate) struct Worker {
     upstreams: Vec<Upstream>,
     cache: Cache,
     options: ProcessOptions,
-    /// Failures in a row at the current position.
-    failures: u32,
 }
 
 /// Why a batch did not commit.
@@ -92,6 +95,8 @@ impl Worker {
                 recorder: upstream.recorder().clone(),
                 position: None,
                 recorded: 0,
+                failures: 0,
+                retried_uncached: false,
             })
             .collect();
         Self {
@@ -101,7 +106,6 @@ impl Worker {
             upstreams,
             cache: Cache::new(options.cache_capacity),
             options,
-            failures: 0,
         }
     }
 
@@ -134,7 +138,7 @@ impl Worker {
     async fn step(&mut self, u: usize) -> Result<bool> {
         let previous = match self.position(u).await {
             Ok(previous) => previous,
-            Err(error) => return self.failed(error).await,
+            Err(error) => return self.failed(u, error).await,
         };
         let upstream = &self.upstreams[u];
         let batch = match upstream
@@ -143,7 +147,7 @@ impl Worker {
             .await
         {
             Ok(batch) => batch,
-            Err(error) => return self.failed(error).await,
+            Err(error) => return self.failed(u, error).await,
         };
         let Some(first) = batch.first() else {
             return self.record_position(u).await.map(|()| false);
@@ -155,11 +159,12 @@ impl Worker {
                 position: previous,
                 found: first.id,
             };
-            return self.failed(error).await;
+            return self.failed(u, error).await;
         }
 
         let recorded = upstream.recorded;
-        let may_defer = previous + batch.len() as u64 - recorded < DEFERRED_BATCHES * self.options.batch_size as u64;
+        let mut may_defer =
+            previous + batch.len() as u64 - recorded < DEFERRED_BATCHES * self.options.batch_size as u64;
         let mut end = batch.len();
         let mut conflicts = 0;
         loop {
@@ -170,13 +175,18 @@ impl Worker {
                     if committed {
                         upstream.recorded = batch[end - 1].id;
                     }
-                    self.failures = 0;
+                    upstream.failures = 0;
+                    upstream.retried_uncached = false;
                     return Ok(true);
                 }
-                // Commit the notifications before the failing one; it fails
-                // again on its own in the next step, where retries count.
-                Err(BatchFailure::Handler { index, .. }) if index > 0 => end = index,
-                Err(BatchFailure::Handler { error, .. }) => return self.failed(error).await,
+                // Commit the notifications before the failing one, whatever
+                // they produced; it fails again on its own in the next step,
+                // where retries count.
+                Err(BatchFailure::Handler { index, .. }) if index > 0 => {
+                    end = index;
+                    may_defer = false;
+                }
+                Err(BatchFailure::Handler { error, .. }) => return self.failed(u, error).await,
                 Err(BatchFailure::Commit(Error::TrackingConflict { found, .. })) => {
                     self.skip_ahead(u, found);
                     return Ok(true);
@@ -188,7 +198,7 @@ impl Worker {
                 }
                 Err(BatchFailure::Commit(error)) => {
                     let error = processing_error(self.name, self.upstreams[u].name, &batch[0], Box::new(error));
-                    return self.failed(error).await;
+                    return self.failed(u, error).await;
                 }
             }
         }
@@ -215,7 +225,7 @@ impl Worker {
                 self.skip_ahead(u, found);
                 Ok(())
             }
-            Err(error) => self.failed(error).await.map(drop),
+            Err(error) => self.failed(u, error).await.map(drop),
         }
     }
 
@@ -334,15 +344,26 @@ impl Worker {
     }
 
     /// Retries after a delay, or stops with `error` once retries are spent.
-    async fn failed(&mut self, error: Error) -> Result<bool> {
-        self.failures += 1;
-        if self.failures > self.options.retries {
+    ///
+    /// The first failure at a position is tried again at once with nothing
+    /// cached, without counting: a handler may have failed on an aggregate
+    /// that another writer had changed since it was cached.
+    async fn failed(&mut self, u: usize, error: Error) -> Result<bool> {
+        if !std::mem::replace(&mut self.upstreams[u].retried_uncached, true) {
+            self.forget_cached();
+            return Ok(true);
+        }
+        let upstream = &mut self.upstreams[u];
+        upstream.failures += 1;
+        let attempt = upstream.failures;
+        if attempt > self.options.retries {
             tracing::error!(app = self.name, error = %error_chain(&error), "stopping");
+            self.record_positions_before_stopping().await;
             return Err(error);
         }
         tracing::warn!(
             app = self.name,
-            attempt = self.failures,
+            attempt,
             of = self.options.retries,
             error = %error_chain(&error),
             "retrying"
@@ -350,6 +371,25 @@ impl Worker {
         self.forget_cached();
         tokio::time::sleep(self.options.retry_delay).await;
         Ok(true)
+    }
+
+    /// Records deferred positions on the way out, as far as the store lets.
+    async fn record_positions_before_stopping(&mut self) {
+        for u in 0..self.upstreams.len() {
+            let upstream = &self.upstreams[u];
+            let Some(position) = upstream.position.filter(|&position| position > upstream.recorded) else {
+                continue;
+            };
+            let tracking = Tracking {
+                upstream: upstream.app.clone(),
+                partition: DEFAULT_PARTITION,
+                previous: upstream.recorded,
+                position,
+            };
+            if self.app.recorder().insert(&[], Some(&tracking)).await.is_ok() {
+                self.upstreams[u].recorded = position;
+            }
+        }
     }
 }
 

@@ -46,7 +46,8 @@ pub struct SqliteStore {
 
 #[derive(Debug)]
 struct Shared {
-    writer: Mutex<Writer>,
+    /// In an `Arc` so that a group commit can hold it in a task of its own.
+    writer: Arc<Mutex<Writer>>,
     readers: SqlitePool,
     /// Writes waiting for the writer; see "group commit" above.
     queue: std::sync::Mutex<Vec<QueuedWrite>>,
@@ -118,10 +119,10 @@ impl SqliteStore {
         tracing::info!(url, "opened SQLite store");
         Ok(Self {
             shared: Arc::new(Shared {
-                writer: Mutex::new(Writer {
+                writer: Arc::new(Mutex::new(Writer {
                     conn,
                     in_transaction: false,
-                }),
+                })),
                 readers,
                 queue: std::sync::Mutex::new(Vec::new()),
             }),
@@ -151,9 +152,16 @@ impl SqliteStore {
 }
 
 impl Writer {
+    /// Rolls back a transaction left open. One that SQLite already ended
+    /// (a COMMIT that ran although its caller stopped waiting, or an error
+    /// that rolled everything back) counts as rolled back.
     async fn reset(&mut self) -> sqlx::Result<()> {
         if self.in_transaction {
-            sqlx::query("ROLLBACK").execute(&mut self.conn).await?;
+            match sqlx::query("ROLLBACK").execute(&mut self.conn).await {
+                Ok(_) => {}
+                Err(sqlx::Error::Database(e)) if e.message().contains("no transaction is active") => {}
+                Err(error) => return Err(error),
+            }
             self.in_transaction = false;
         }
         Ok(())
@@ -541,13 +549,16 @@ impl Recorder for SqliteRecorder {
             tracking: tracking.cloned(),
             answer,
         });
-        {
-            // Whoever holds the writer next records everything queued by
-            // then, this write included (unless an earlier holder did).
-            let mut writer = self.shared.writer.lock().await;
-            let group = std::mem::take(&mut *self.shared.lock_queue());
+        // Whoever holds the writer next records everything queued by then,
+        // this write included (unless an earlier holder did). The group is
+        // written by a task of its own, so that a caller that stops waiting
+        // cannot interrupt a transaction that holds other callers' writes.
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            let mut writer = shared.writer.clone().lock_owned().await;
+            let group = std::mem::take(&mut *shared.lock_queue());
             write_group(&mut writer, group).await;
-        }
+        });
         answered.await.unwrap_or_else(|_| {
             Err(Error::Database {
                 app: self.app.to_string(),
