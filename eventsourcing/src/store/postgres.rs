@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::Row;
-use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use uuid::Uuid;
 
 use super::{Abort, Recorder, Tracking, Versions, check_write, db_error, duplicate_in_batch, to_i64, to_u64};
@@ -85,8 +85,12 @@ impl PostgresStore {
 #[derive(Debug)]
 struct Sql {
     schema: Vec<String>,
-    insert_events: String,
-    advance_head: String,
+    /// Events without tracking, as one statement.
+    write: String,
+    /// Events with a first tracking position, as one statement.
+    write_inserting_tracking: String,
+    /// Events moving a tracking position, as one statement.
+    write_updating_tracking: String,
     insert_tracking: String,
     update_tracking: String,
     select_tracking: String,
@@ -130,15 +134,20 @@ impl Sql {
                     )"
                 ),
             ],
-            insert_events: format!(
-                "INSERT INTO {p}_events
-                   (partition_id, notification_id, originator_id, originator_version, recorded_at, topic, state)
-                 SELECT $1, * FROM UNNEST($2::bigint[], $3::uuid[], $4::bigint[], $5::bigint[], $6::text[], $7::bytea[])"
+            write: write_statement(p, None),
+            write_inserting_tracking: write_statement(
+                p,
+                Some(format!(
+                    "INSERT INTO {p}_tracking (upstream, partition_id, notification_id) VALUES ($7, $8, $9)
+                     ON CONFLICT DO NOTHING RETURNING 1"
+                )),
             ),
-            advance_head: format!(
-                "INSERT INTO {p}_log_heads (partition_id, head) VALUES ($1, $2)
-                 ON CONFLICT (partition_id) DO UPDATE SET head = {p}_log_heads.head + EXCLUDED.head
-                 RETURNING head"
+            write_updating_tracking: write_statement(
+                p,
+                Some(format!(
+                    "UPDATE {p}_tracking SET notification_id = $9
+                     WHERE upstream = $7 AND partition_id = $8 AND notification_id = $10 RETURNING 1"
+                )),
             ),
             insert_tracking: format!(
                 "INSERT INTO {p}_tracking (upstream, partition_id, notification_id) VALUES ($1, $2, $3)
@@ -148,7 +157,9 @@ impl Sql {
                 "UPDATE {p}_tracking SET notification_id = $1
                  WHERE upstream = $2 AND partition_id = $3 AND notification_id = $4"
             ),
-            select_tracking: format!("SELECT notification_id FROM {p}_tracking WHERE upstream = $1 AND partition_id = $2"),
+            select_tracking: format!(
+                "SELECT notification_id FROM {p}_tracking WHERE upstream = $1 AND partition_id = $2"
+            ),
             select_events: format!(
                 "SELECT originator_id, originator_version, recorded_at, topic, state FROM {p}_events
                  WHERE originator_id = $1 AND originator_version BETWEEN $2 AND $3 ORDER BY originator_version"
@@ -163,9 +174,41 @@ impl Sql {
                 "SELECT notification_id, originator_id, originator_version, recorded_at, topic, state FROM {p}_events
                  WHERE partition_id = $1 AND notification_id >= $2 ORDER BY notification_id LIMIT $3"
             ),
-            max_notification_id: format!("SELECT COALESCE(MAX(notification_id), 0) FROM {p}_events WHERE partition_id = $1"),
+            max_notification_id: format!(
+                "SELECT COALESCE(MAX(notification_id), 0) FROM {p}_events WHERE partition_id = $1"
+            ),
         }
     }
+}
+
+/// One statement that moves the tracking position (if `tracking` is given;
+/// events are written only if it moved), advances the log's head and inserts
+/// the events numbered from it: one round trip, one implicit transaction.
+/// The head row's lock, held to the commit, orders the commits.
+///
+/// Parameters: `$1` partition, `$2`–`$6` the events' ids, versions,
+/// timestamps, topics and states; `$7`–`$10` the upstream, its partition,
+/// the new and the previous position.
+fn write_statement(p: &str, tracking: Option<String>) -> String {
+    let (with_tracking, guard) = match tracking {
+        Some(statement) => (format!("t AS ({statement}),"), "WHERE EXISTS (SELECT 1 FROM t)"),
+        None => (String::new(), ""),
+    };
+    format!(
+        "WITH {with_tracking}
+         h AS (
+             INSERT INTO {p}_log_heads (partition_id, head)
+             SELECT $1::integer, cardinality($2::uuid[]) {guard}
+             ON CONFLICT (partition_id) DO UPDATE SET head = {p}_log_heads.head + EXCLUDED.head
+             RETURNING head
+         )
+         INSERT INTO {p}_events
+           (partition_id, notification_id, originator_id, originator_version, recorded_at, topic, state)
+         SELECT $1::integer, h.head - cardinality($2::uuid[]) + e.n, e.id, e.version, e.at, e.topic, e.state
+         FROM h, UNNEST($2::uuid[], $3::bigint[], $4::bigint[], $5::text[], $6::bytea[])
+             WITH ORDINALITY AS e(id, version, at, topic, state, n)
+         RETURNING notification_id"
+    )
 }
 
 /// The recorder of one application in a [`PostgresStore`].
@@ -177,12 +220,7 @@ pub struct PostgresRecorder {
 }
 
 impl PostgresRecorder {
-    async fn write(
-        &self,
-        conn: &mut PgConnection,
-        events: &[StoredEvent],
-        tracking: Option<&Tracking>,
-    ) -> Result<Vec<u64>, Abort> {
+    async fn write(&self, events: &[StoredEvent], tracking: Option<&Tracking>) -> Result<Vec<u64>, Abort> {
         let db = |action| {
             move |source| {
                 Abort::Other(Error::Database {
@@ -192,59 +230,68 @@ impl PostgresRecorder {
                 })
             }
         };
-        if let Some(t) = tracking {
-            let upstream = t.upstream.table_prefix();
-            let partition = t.partition as i32;
+        if events.is_empty() {
+            let Some(t) = tracking else {
+                return Ok(Vec::new());
+            };
             let query = if t.previous == 0 {
                 sqlx::query(&self.sql.insert_tracking)
-                    .bind(upstream)
-                    .bind(partition)
+                    .bind(t.upstream.table_prefix())
+                    .bind(t.partition as i32)
                     .bind(to_i64(t.position))
             } else {
                 sqlx::query(&self.sql.update_tracking)
                     .bind(to_i64(t.position))
-                    .bind(upstream)
-                    .bind(partition)
+                    .bind(t.upstream.table_prefix())
+                    .bind(t.partition as i32)
                     .bind(to_i64(t.previous))
             };
             let moved = query
-                .execute(&mut *conn)
+                .execute(&self.pool)
                 .await
                 .map_err(db("moving the tracking position"))?
                 .rows_affected();
-            if moved != 1 {
-                return Err(Abort::Tracking);
-            }
-        }
-        if events.is_empty() {
-            return Ok(Vec::new());
+            return if moved == 1 {
+                Ok(Vec::new())
+            } else {
+                Err(Abort::Tracking)
+            };
         }
 
-        let partition = super::DEFAULT_PARTITION as i32;
-        let head: i64 = sqlx::query_scalar(&self.sql.advance_head)
-            .bind(partition)
-            .bind(events.len() as i64)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(db("advancing the log head"))?;
-        let first = to_u64(head) + 1 - events.len() as u64;
-        let ids: Vec<u64> = (first..first + events.len() as u64).collect();
-
-        let inserted = sqlx::query(&self.sql.insert_events)
-            .bind(partition)
-            .bind(ids.iter().map(|&id| to_i64(id)).collect::<Vec<_>>())
+        let sql = match tracking {
+            None => &self.sql.write,
+            Some(t) if t.previous == 0 => &self.sql.write_inserting_tracking,
+            Some(_) => &self.sql.write_updating_tracking,
+        };
+        let mut query = sqlx::query_scalar::<_, i64>(sql)
+            .bind(super::DEFAULT_PARTITION as i32)
             .bind(events.iter().map(|e| e.originator_id).collect::<Vec<_>>())
             .bind(events.iter().map(|e| to_i64(e.originator_version)).collect::<Vec<_>>())
             .bind(events.iter().map(|e| e.timestamp.as_micros()).collect::<Vec<_>>())
             .bind(events.iter().map(|e| e.topic.as_str()).collect::<Vec<_>>())
-            .bind(events.iter().map(|e| e.state.as_slice()).collect::<Vec<_>>())
-            .execute(&mut *conn)
-            .await;
-        match inserted {
-            Ok(_) => Ok(ids),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(Abort::Events(sqlx::Error::Database(e))),
-            Err(e) => Err(db("inserting events")(e)),
+            .bind(events.iter().map(|e| e.state.as_slice()).collect::<Vec<_>>());
+        if let Some(t) = tracking {
+            query = query
+                .bind(t.upstream.table_prefix())
+                .bind(t.partition as i32)
+                .bind(to_i64(t.position));
+            if t.previous != 0 {
+                query = query.bind(to_i64(t.previous));
+            }
         }
+        let numbered = match query.fetch_all(&self.pool).await {
+            Ok(numbered) => numbered,
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Err(Abort::Events(sqlx::Error::Database(e)));
+            }
+            Err(e) => return Err(db("writing events")(e)),
+        };
+        // Nothing written means the tracking position had moved on.
+        let Some(first) = numbered.iter().copied().min() else {
+            return Err(Abort::Tracking);
+        };
+        let first = to_u64(first);
+        Ok((first..first + events.len() as u64).collect())
     }
 
     /// Turns an aborted write into the error that explains it, reading the
@@ -324,21 +371,12 @@ impl Recorder for PostgresRecorder {
 
     async fn insert(&self, events: &[StoredEvent], tracking: Option<&Tracking>) -> Result<Vec<u64>> {
         check_write(&self.app, events, tracking)?;
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(db_error(&self.app, "beginning a write"))?;
-        match self.write(&mut tx, events, tracking).await {
+        match self.write(events, tracking).await {
             Ok(ids) => {
-                tx.commit().await.map_err(db_error(&self.app, "committing"))?;
                 tracing::debug!(app = %self.app, events = events.len(), first = ids.first(), "committed");
                 Ok(ids)
             }
-            Err(abort) => {
-                tx.rollback().await.map_err(db_error(&self.app, "rolling back"))?;
-                Err(self.explain(abort, events, tracking).await)
-            }
+            Err(abort) => Err(self.explain(abort, events, tracking).await),
         }
     }
 
