@@ -106,6 +106,26 @@ async fn shutdown_mid_flow_then_resume(store: &Store, kind: RunnerKind) {
     assert_each_order_reserved_and_paid_once(store, &ids).await;
 }
 
+/// Orders saved by another writer (no prompt reaches the runner) are found
+/// by polling.
+async fn writes_from_elsewhere_are_found_by_polling(store: &Store, kind: RunnerKind) {
+    if kind == RunnerKind::SingleThreaded {
+        return; // It processes when asked, not by itself.
+    }
+    let options = ProcessOptions::default().poll_interval(Duration::from_millis(10));
+    let runner = Runner::start(kind, domain::system(), store, options).await.unwrap();
+    let elsewhere = Application::open(store, "Orders").await.unwrap();
+    let mut orders: Vec<Order> = (0..10).map(|_| Order::create(Uuid::new_v4())).collect();
+    let ids: Vec<Uuid> = orders.iter().map(eventsourcing::Aggregate::id).collect();
+    elsewhere.save(&mut orders).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(60), runner.wait_until_quiet())
+        .await
+        .expect("the runner found the orders within a minute")
+        .unwrap();
+    runner.shutdown().await.unwrap();
+    assert_each_order_reserved_and_paid_once(store, &ids).await;
+}
+
 async fn log_heads(store: &Store) -> Vec<u64> {
     let mut heads = Vec::new();
     for app in ["Orders", "Reservations", "Payments"] {
@@ -149,7 +169,12 @@ macro_rules! on_every_backend_and_runner {
     };
 }
 
-on_every_backend_and_runner!(flow_completes, restart_resumes, shutdown_mid_flow_then_resume);
+on_every_backend_and_runner!(
+    flow_completes,
+    restart_resumes,
+    shutdown_mid_flow_then_resume,
+    writes_from_elsewhere_are_found_by_polling,
+);
 
 mod single_threaded {
     eventsourcing_tests::on_every_backend!(single_threaded_completes_before_save_returns);
