@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::process::warm::WarmHistories;
 use crate::process::worker::{Worker, error_chain};
-use crate::{AppName, Application, Error, Process, ProcessOptions, Recorder, Result, Store, System, Unsaved};
+use crate::{Application, Error, Process, ProcessOptions, Recorder, Result, Store, System, Unsaved};
 
 /// Which runner to start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -165,7 +165,7 @@ impl Runner {
         let prompts: Vec<Arc<Notify>> = apps.iter().map(|_| Arc::new(Notify::new())).collect();
         for app in &mut apps {
             let followers = system
-                .followers(app_name(app))
+                .followers(app.name().as_str())
                 .filter_map(|follower| index_of(&system, follower).map(|i| prompts[i].clone()))
                 .collect();
             app.set_followers(followers);
@@ -276,7 +276,7 @@ impl Runner {
         }
         let mut caught_up = true;
         for app in &self.apps {
-            for upstream in self.system.upstreams(app_name(app)) {
+            for upstream in self.system.upstreams(app.name().as_str()) {
                 let Some(u) = index_of(&self.system, upstream) else {
                     continue;
                 };
@@ -353,11 +353,6 @@ fn workers(system: &System, apps: &[Application], options: &ProcessOptions) -> V
 
 fn index_of(system: &System, name: &str) -> Option<usize> {
     system.apps().position(|app| app == name)
-}
-
-fn app_name(app: &Application) -> &str {
-    let name: &AppName = app.name();
-    name.as_str()
 }
 
 /// One application's loop in the multi-task runner.

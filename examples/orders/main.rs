@@ -180,7 +180,8 @@ fn ms(micros: i64) -> f64 {
 /// created, reserved and paid exactly once, and returns the latencies from
 /// created to paid in microseconds, unsorted.
 async fn check_and_measure(store: &Store, orders: u64) -> Result<Vec<i64>, Box<dyn std::error::Error>> {
-    let log = Application::open(store, "Orders").await?.recorder().clone();
+    let orders_app = Application::open(store, "Orders").await?;
+    let log = orders_app.recorder();
     let mut created: HashMap<Uuid, Timestamp> = HashMap::new();
     let mut reserved: HashMap<Uuid, u32> = HashMap::new();
     let mut paid: HashMap<Uuid, Timestamp> = HashMap::new();
@@ -207,7 +208,6 @@ async fn check_and_measure(store: &Store, orders: u64) -> Result<Vec<i64>, Box<d
     }
     let reservations = Application::open(store, "Reservations").await?;
     let payments = Application::open(store, "Payments").await?;
-    let orders_app = Application::open(store, "Orders").await?;
     let mut latencies = Vec::with_capacity(orders as usize);
     for i in 0..orders {
         if i % 100 == 0 {

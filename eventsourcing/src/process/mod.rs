@@ -9,6 +9,7 @@
 //!
 //! [`System`]: crate::System
 
+mod fifo;
 mod notified;
 mod options;
 mod repo;

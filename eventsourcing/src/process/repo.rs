@@ -2,11 +2,12 @@
 //! aggregates that outlives it.
 
 use std::any::Any;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use uuid::Uuid;
 
+use super::fifo::FifoMap;
 use super::warm::WarmHistories;
 
 use crate::{Aggregate, AnyRecorder, AppName, Error, Recorder, Result, StoredEvent, Versions};
@@ -75,7 +76,7 @@ impl std::fmt::Debug for Repo {
         f.debug_struct("Repo")
             .field("app", &self.app)
             .field("aggregates", &self.entries.len())
-            .field("cached", &self.cache.map.len())
+            .field("cached", &self.cache.0.len())
             .finish()
     }
 }
@@ -91,10 +92,9 @@ impl Repo {
     pub(crate) fn with_cache(
         app: AppName,
         recorder: Option<AnyRecorder>,
-        cache: Cache,
+        mut cache: Cache,
         warm: Option<Arc<WarmHistories>>,
     ) -> Self {
-        let mut cache = cache;
         if warm.as_ref().is_some_and(|warm| warm.take_all_stale()) {
             cache.clear();
         }
@@ -250,60 +250,24 @@ impl Repo {
 /// Aggregates kept between transactions, so that a process does not replay
 /// an aggregate from the store at every step. The oldest go first when it
 /// is full.
-pub(crate) struct Cache {
-    map: HashMap<Uuid, Box<dyn Cached>>,
-    /// Ids in the order they were put; may hold ids since taken.
-    order: VecDeque<Uuid>,
-    capacity: usize,
-}
+pub(crate) struct Cache(FifoMap<Box<dyn Cached>>);
 
 impl Cache {
     pub(crate) fn new(capacity: usize) -> Self {
-        Self {
-            map: HashMap::new(),
-            order: VecDeque::new(),
-            capacity,
-        }
+        Self(FifoMap::new(capacity))
     }
 
     fn take(&mut self, id: Uuid) -> Option<Box<dyn Cached>> {
-        self.map.remove(&id)
+        self.0.take(id)
     }
 
     fn put(&mut self, aggregate: Box<dyn Cached>) {
-        if self.capacity == 0 {
-            return;
-        }
-        let id = aggregate.aggregate_id();
-        self.map.insert(id, aggregate);
-        self.order.push_back(id);
-        while self.map.len() > self.capacity {
-            match self.order.pop_front() {
-                Some(oldest) => {
-                    self.map.remove(&oldest);
-                }
-                None => break,
-            }
-        }
-        // Ids taken and put back appear more than once; keep the queue short.
-        if self.order.len() > 2 * self.capacity.max(16) {
-            let map = &self.map;
-            let mut seen = std::collections::HashSet::new();
-            let kept: VecDeque<Uuid> = self
-                .order
-                .iter()
-                .rev()
-                .filter(|id| map.contains_key(id) && seen.insert(**id))
-                .copied()
-                .collect();
-            self.order = kept.into_iter().rev().collect();
-        }
+        self.0.put(aggregate.aggregate_id(), aggregate);
     }
 
     /// Forgets everything: after a conflict, the store has the truth.
     pub(crate) fn clear(&mut self) {
-        self.map.clear();
-        self.order.clear();
+        self.0.clear();
     }
 }
 

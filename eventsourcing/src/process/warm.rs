@@ -16,24 +16,22 @@
 //! no conflict to tell it. (Writers in other processes are not seen this
 //! way; see `ProcessOptions::cache_capacity`.)
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashSet;
 use std::sync::Mutex;
 
 use uuid::Uuid;
 
+use super::fifo::FifoMap;
 use crate::StoredEvent;
 
 #[derive(Debug)]
 pub(crate) struct WarmHistories {
     inner: Mutex<Inner>,
-    capacity: usize,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Inner {
-    histories: HashMap<Uuid, Vec<StoredEvent>>,
-    /// Ids in the order they came; may hold ids since taken.
-    order: VecDeque<Uuid>,
+    histories: FifoMap<Vec<StoredEvent>>,
     /// Aggregates saved since the process may have cached them.
     stale: HashSet<Uuid>,
     /// Set when too many went stale to list: the process drops its cache.
@@ -43,18 +41,22 @@ struct Inner {
 impl WarmHistories {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
-            inner: Mutex::new(Inner::default()),
-            capacity,
+            inner: Mutex::new(Inner {
+                histories: FifoMap::new(capacity),
+                stale: HashSet::new(),
+                all_stale: false,
+            }),
         }
     }
 
     /// Keeps the complete histories among `events`: the runs of one
     /// aggregate's events that start at version 1.
     pub(crate) fn put_new(&self, events: &[StoredEvent]) {
-        if self.capacity == 0 {
+        let mut inner = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let capacity = inner.histories.capacity();
+        if capacity == 0 {
             return;
         }
-        let mut inner = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut rest = events;
         while let Some(first) = rest.first() {
             let run = rest
@@ -64,29 +66,16 @@ impl WarmHistories {
                 .count()
                 .max(1);
             if first.originator_version == 1 {
-                inner.histories.insert(first.originator_id, rest[..run].to_vec());
-                inner.order.push_back(first.originator_id);
+                inner.histories.put(first.originator_id, rest[..run].to_vec());
             } else {
-                inner.histories.remove(&first.originator_id);
+                inner.histories.take(first.originator_id);
                 inner.stale.insert(first.originator_id);
-                if inner.stale.len() > self.capacity {
+                if inner.stale.len() > capacity {
                     inner.stale.clear();
                     inner.all_stale = true;
                 }
             }
             rest = &rest[run..];
-        }
-        while inner.histories.len() > self.capacity {
-            match inner.order.pop_front() {
-                Some(oldest) => {
-                    inner.histories.remove(&oldest);
-                }
-                None => break,
-            }
-        }
-        if inner.order.len() > 2 * self.capacity.max(16) {
-            let Inner { histories, order, .. } = &mut *inner;
-            order.retain(|id| histories.contains_key(id));
         }
     }
 
@@ -107,14 +96,13 @@ impl WarmHistories {
     /// The history of `id`, if a command left it here.
     pub(crate) fn take(&self, id: Uuid) -> Option<Vec<StoredEvent>> {
         let mut inner = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        inner.histories.remove(&id)
+        inner.histories.take(id)
     }
 
     /// Forgets everything, after a conflict.
     pub(crate) fn clear(&self) {
         let mut inner = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         inner.histories.clear();
-        inner.order.clear();
         inner.stale.clear();
         inner.all_stale = false;
     }

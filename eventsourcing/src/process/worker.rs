@@ -206,6 +206,19 @@ impl Worker {
 
     /// Commits the position of notifications passed over without a commit.
     async fn record_position(&mut self, u: usize) -> Result<()> {
+        match self.commit_deferred(u).await {
+            Ok(()) => Ok(()),
+            Err(Error::TrackingConflict { found, .. }) => {
+                self.skip_ahead(u, found);
+                Ok(())
+            }
+            Err(error) => self.failed(u, error).await.map(drop),
+        }
+    }
+
+    /// Moves the recorded position of upstream `u` up to the processed
+    /// one, if deferred commits left it behind.
+    async fn commit_deferred(&mut self, u: usize) -> Result<()> {
         let upstream = &self.upstreams[u];
         let Some(position) = upstream.position.filter(|&position| position > upstream.recorded) else {
             return Ok(());
@@ -216,17 +229,9 @@ impl Worker {
             previous: upstream.recorded,
             position,
         };
-        match self.app.recorder().insert(&[], Some(&tracking)).await {
-            Ok(_) => {
-                self.upstreams[u].recorded = position;
-                Ok(())
-            }
-            Err(Error::TrackingConflict { found, .. }) => {
-                self.skip_ahead(u, found);
-                Ok(())
-            }
-            Err(error) => self.failed(u, error).await.map(drop),
-        }
+        self.app.recorder().insert(&[], Some(&tracking)).await?;
+        self.upstreams[u].recorded = position;
+        Ok(())
     }
 
     /// Commits every position passed over without a commit: before stopping.
@@ -376,19 +381,8 @@ impl Worker {
     /// Records deferred positions on the way out, as far as the store lets.
     async fn record_positions_before_stopping(&mut self) {
         for u in 0..self.upstreams.len() {
-            let upstream = &self.upstreams[u];
-            let Some(position) = upstream.position.filter(|&position| position > upstream.recorded) else {
-                continue;
-            };
-            let tracking = Tracking {
-                upstream: upstream.app.clone(),
-                partition: DEFAULT_PARTITION,
-                previous: upstream.recorded,
-                position,
-            };
-            if self.app.recorder().insert(&[], Some(&tracking)).await.is_ok() {
-                self.upstreams[u].recorded = position;
-            }
+            // The error being reported matters more than this one.
+            let _ = self.commit_deferred(u).await;
         }
     }
 }

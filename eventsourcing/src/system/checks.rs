@@ -42,17 +42,17 @@ impl Message {
         self
     }
 
-    /// Pushes `items` as "`a`, `b` and `c`" (or `none`).
-    const fn push_list(mut self, items: &[&str]) -> Self {
-        if items.is_empty() {
+    /// Pushes the aggregates' names as "`A`, `B` and `C`" (or `none`).
+    const fn push_aggregates(mut self, records: &[Records]) -> Self {
+        if records.is_empty() {
             return self.push("none");
         }
         let mut i = 0;
-        while i < items.len() {
+        while i < records.len() {
             if i > 0 {
-                self = self.push(if i + 1 == items.len() { " and " } else { ", " });
+                self = self.push(if i + 1 == records.len() { " and " } else { ", " });
             }
-            self = self.push("`").push(items[i]).push("`");
+            self = self.push("`").push(records[i].aggregate).push("`");
             i += 1;
         }
         self
@@ -98,17 +98,6 @@ const fn records_topic(records: &[Records], topic: &str) -> bool {
     false
 }
 
-/// Names of the aggregates in `records`, up to 16.
-const fn aggregate_names(records: &[Records]) -> ([&str; 16], usize) {
-    let mut names = [""; 16];
-    let mut i = 0;
-    while i < records.len() && i < 16 {
-        names[i] = records[i].aggregate;
-        i += 1;
-    }
-    (names, i)
-}
-
 /// One application as the checks see it: its `Process` constants.
 pub type Facts = (&'static str, &'static [Records], &'static [Handler]);
 
@@ -122,8 +111,6 @@ pub const fn follow_error(up: Facts, down: Facts) -> Option<Message> {
         }
         i += 1;
     }
-    let (names, count) = aggregate_names(up_records);
-    let (names, _) = names.split_at(count);
     let message = Message::new()
         .push("`")
         .push(up_name)
@@ -134,7 +121,7 @@ pub const fn follow_error(up: Facts, down: Facts) -> Option<Message> {
         .push("` has no handler for an event that `")
         .push(up_name)
         .push("` records (its aggregates: ")
-        .push_list(names)
+        .push_aggregates(up_records)
         .push("); add a handler for one of their events to `")
         .push(down_name)
         .push("`'s policy, or remove this `=>`");
