@@ -54,10 +54,12 @@ async fn links_sections(store: &Store) {
     assert_eq!(log.section("1,10").await.unwrap().id, "1,5");
     assert_eq!(log.section("7,8").await.unwrap().id, "6,10");
 
-    // When the current section fills, it links to the next, which becomes current.
+    // A full current section links nowhere until a later notification
+    // lands: no link points past the end of the log.
     record(&recorder, id, 10..=10).await;
     let full = log.section("current").await.unwrap();
-    assert_eq!((full.id.as_str(), full.next_id.as_deref()), ("6,10", Some("11,15")));
+    assert_eq!((full.id.as_str(), ids(&full).len(), full.next_id), ("6,10", 5, None));
+    assert_eq!(log.section("6,10").await.unwrap().next_id, None);
     let beyond = log.section("11,15").await.unwrap();
     assert_eq!(
         (beyond.items.len(), beyond.previous_id.as_deref(), beyond.next_id),
@@ -65,7 +67,44 @@ async fn links_sections(store: &Store) {
     );
     assert_eq!(log.section("current").await.unwrap().id, "6,10");
     record(&recorder, id, 11..=11).await;
+    assert_eq!(log.section("6,10").await.unwrap().next_id.as_deref(), Some("11,15"));
     assert_eq!(log.section("current").await.unwrap().id, "11,15");
+}
+
+async fn rejects_ids_past_the_largest_without_overflowing(store: &Store) {
+    let recorder = store.recorder(&unique_app("huge")).await.unwrap();
+    record(&recorder, Uuid::new_v4(), 1..=3).await;
+    let log = NotificationLog::new(recorder).with_section_size(10).unwrap();
+    let max = eventsourcing::log::MAX_NOTIFICATION_ID;
+    for id in [
+        format!("{},{}", u64::MAX - 5, u64::MAX),
+        format!("{},{}", max, max + 1),
+        format!("{},{}", u64::MAX, u64::MAX),
+    ] {
+        let message = log.section(&id).await.unwrap_err().to_string();
+        assert!(
+            message.contains(&format!("notification ids end at {max}")),
+            "{id}: {message}"
+        );
+    }
+    // The last possible section is cut short at the largest id, and has no next.
+    let last = log.section(&format!("{max},{max}")).await.unwrap();
+    assert_eq!(
+        (last.id, last.items.len(), last.next_id),
+        (format!("{},{max}", max - 6), 0, None)
+    );
+
+    let mut reader = log.reader();
+    let err = reader.seek(u64::MAX).unwrap_err();
+    assert!(matches!(err, Error::LogPosition { position: u64::MAX, .. }), "{err:?}");
+    assert!(err.to_string().contains("past the largest notification id"), "{err}");
+    assert_eq!(reader.position(), 0, "a refused seek leaves the reader where it was");
+    reader.seek(max).unwrap();
+    assert!(reader.next().await.unwrap().is_none());
+    reader.seek(max - 1).unwrap();
+    assert!(reader.next().await.unwrap().is_none());
+    reader.seek(1).unwrap();
+    assert_eq!(reader.next().await.unwrap().map(|n| n.id), Some(2));
 }
 
 async fn rejects_malformed_section_ids(store: &Store) {
@@ -130,13 +169,13 @@ async fn reads_in_order_from_any_position(store: &Store) {
     assert!(reader.next().await.unwrap().is_none());
 
     // Seeking moves the position, within or across sections.
-    reader.seek(7);
+    reader.seek(7).unwrap();
     assert_eq!(reader.next().await.unwrap().map(|n| n.id), Some(8));
     assert_eq!(reader.position(), 8);
-    reader.seek(20);
+    reader.seek(20).unwrap();
     let rest = reader.read_to_end().await.unwrap();
     assert_eq!(rest.iter().map(|n| n.id).collect::<Vec<_>>(), [21, 22, 23, 24, 25]);
-    reader.seek(0);
+    reader.seek(0).unwrap();
     assert_eq!(reader.next().await.unwrap().map(|n| n.id), Some(1));
 }
 
@@ -153,5 +192,6 @@ eventsourcing_tests::on_every_backend!(
     links_sections,
     rejects_malformed_section_ids,
     reads_in_order_from_any_position,
-    rejects_bad_section_sizes
+    rejects_bad_section_sizes,
+    rejects_ids_past_the_largest_without_overflowing
 );

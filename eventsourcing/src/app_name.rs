@@ -41,6 +41,10 @@ impl AppName {
             Some("it does not start with a letter")
         } else if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             Some("it contains a character other than a letter, digit or underscore")
+        } else if is_reserved(&name) {
+            Some(
+                "its tables would start with `sqlite_`, which SQLite reserves for itself, so choose a name that does not start with `sqlite`",
+            )
         } else {
             None
         };
@@ -64,6 +68,14 @@ impl AppName {
     }
 }
 
+/// Whether tables named from `name` (`{name}_events`, …) would take a
+/// prefix a database keeps for itself: SQLite refuses to create tables whose
+/// names start with `sqlite_`, in any case.
+fn is_reserved(name: &str) -> bool {
+    name.get(..6).is_some_and(|start| start.eq_ignore_ascii_case("sqlite"))
+        && matches!(name.as_bytes().get(6), None | Some(b'_'))
+}
+
 impl fmt::Display for AppName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.name)
@@ -84,7 +96,7 @@ mod tests {
 
     #[test]
     fn accepts_identifiers_and_rejects_everything_else() {
-        for good in ["a", "Orders", "orders_2", &"x".repeat(40)] {
+        for good in ["a", "Orders", "orders_2", &"x".repeat(40), "sqlitex", "my_sqlite"] {
             assert!(AppName::new(good).is_ok(), "{good}");
         }
         for bad in [
@@ -96,9 +108,14 @@ mod tests {
             "ordérs",
             "a;b",
             &"x".repeat(41),
+            "sqlite",
+            "sqlite_x",
+            "SQLite_Orders",
         ] {
             let err = AppName::new(bad).unwrap_err();
             assert!(err.to_string().contains(&format!("`{bad}`")), "{err}");
         }
+        let reserved = AppName::new("sqlite_x").unwrap_err().to_string();
+        assert!(reserved.contains("SQLite reserves"), "{reserved}");
     }
 }

@@ -89,6 +89,34 @@ pub enum Error {
         found: u64,
     },
 
+    /// A log position that no notification can have.
+    #[error(
+        "position {position} in the notification log of application `{app}` partition {partition} is past the largest notification id {max}"
+    )]
+    LogPosition {
+        /// The application whose log is read.
+        app: String,
+        /// The partition.
+        partition: u32,
+        /// The position asked for.
+        position: u64,
+        /// The largest notification id.
+        max: u64,
+    },
+
+    /// A store that could not be opened, named by its location (never with
+    /// a password).
+    #[error("cannot open the store `{location}`: {hint}")]
+    StoreOpen {
+        /// The file path or server, as the URL gave it.
+        location: String,
+        /// What is wrong, and what to do.
+        hint: String,
+        /// The driver's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
     /// A store URL with a scheme this crate does not know, or for a backend
     /// that was compiled out.
     #[error("unsupported store URL `{url}`: {reason}; use `memory:`, `sqlite://PATH` or `postgres://USER@HOST/DB`")]

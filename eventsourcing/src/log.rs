@@ -19,6 +19,9 @@ use crate::{Error, Notification, Recorder, Result};
 pub const DEFAULT_SECTION_SIZE: u64 = 100;
 /// The most notifications a section request may span unless chosen otherwise.
 pub const DEFAULT_MAX_SECTION_SIZE: u64 = 1000;
+/// The largest notification id a log can hold: the stores keep ids as
+/// signed 64-bit integers.
+pub const MAX_NOTIFICATION_ID: u64 = i64::MAX as u64;
 
 /// One section of a notification log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +61,9 @@ impl SectionId {
         let (first, last) = (number(first, "first")?, number(last, "last")?);
         if first == 0 {
             return Err(malformed("notification ids start at 1".to_owned()));
+        }
+        if last > MAX_NOTIFICATION_ID {
+            return Err(malformed(format!("notification ids end at {MAX_NOTIFICATION_ID}")));
         }
         if last < first {
             return Err(malformed(format!("the last id {last} is before the first id {first}")));
@@ -162,10 +168,12 @@ impl<R: Recorder> NotificationLog<R> {
             let requested = SectionId::parse(id, self.max_section_size)?;
             (requested.first - 1) / self.section_size * self.section_size + 1
         };
-        let section = SectionId {
-            first,
-            last: first + self.section_size - 1,
-        };
+        // Aligned sections never pass the largest id, however large the
+        // section size: the last one is cut short there.
+        let last = first
+            .checked_add(self.section_size - 1)
+            .map_or(MAX_NOTIFICATION_ID, |last| last.min(MAX_NOTIFICATION_ID));
+        let section = SectionId { first, last };
         let items = self
             .recorder
             .select_notifications(
@@ -181,12 +189,14 @@ impl<R: Recorder> NotificationLog<R> {
             }
             .render()
         });
-        // The current section (the one holding the newest id) has no next;
-        // once it fills, the next section becomes the current one.
-        let next_id = (section.last <= max_id.max(items.last().map_or(0, |n| n.id))).then(|| {
+        // Only a section with a newer notification after it links to the
+        // next: the current section (holding the newest id, even when
+        // full) has none, and gains one when a later notification lands.
+        let newest = max_id.max(items.last().map_or(0, |n| n.id));
+        let next_id = (section.last < newest).then(|| {
             SectionId {
                 first: section.last + 1,
-                last: section.last + self.section_size,
+                last: section.last.saturating_add(self.section_size).min(MAX_NOTIFICATION_ID),
             }
             .render()
         });
@@ -212,7 +222,7 @@ impl<R: Recorder> NotificationLog<R> {
 ///
 /// let recorder = Store::open("memory:").await?.recorder(&AppName::new("dogs")?).await?;
 /// let mut reader = NotificationLog::new(recorder).reader();
-/// reader.seek(0);
+/// reader.seek(0)?;
 /// assert!(reader.next().await?.is_none()); // nothing recorded yet
 /// assert_eq!(reader.position(), 0);
 /// # Ok::<(), eventsourcing::Error>(())
@@ -237,9 +247,20 @@ impl<R: Recorder> LogReader<R> {
 
     /// Moves the reader so that the next notification it yields is the one
     /// after `position`.
-    pub fn seek(&mut self, position: u64) {
+    ///
+    /// Fails with [`Error::LogPosition`] past [`MAX_NOTIFICATION_ID`].
+    pub fn seek(&mut self, position: u64) -> Result<()> {
+        if position > MAX_NOTIFICATION_ID {
+            return Err(Error::LogPosition {
+                app: self.log.recorder.app().to_string(),
+                partition: self.log.partition,
+                position,
+                max: MAX_NOTIFICATION_ID,
+            });
+        }
         self.position = position;
         self.buffer.clear();
+        Ok(())
     }
 
     /// The id of the last notification yielded (or sought to).
@@ -256,8 +277,11 @@ impl<R: Recorder> LogReader<R> {
             // The rest of the section holding the next id, read directly:
             // a reader needs the items, not the links a section computes.
             let size = self.log.section_size;
-            let last = self.position / size * size + size;
+            let last = (self.position / size * size).saturating_add(size);
             let limit = usize::try_from(last - self.position).unwrap_or(usize::MAX);
+            if self.position == MAX_NOTIFICATION_ID {
+                return Ok(None);
+            }
             let items = self
                 .log
                 .recorder

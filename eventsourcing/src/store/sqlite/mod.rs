@@ -68,6 +68,25 @@ fn store_error(action: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
     }
 }
 
+/// Why a SQLite file did not open, naming it and what to check.
+fn open_error(path: &std::path::Path, source: sqlx::Error) -> Error {
+    let directory = path.parent().filter(|dir| !dir.as_os_str().is_empty());
+    let hint = match directory {
+        Some(dir) if !dir.is_dir() => format!(
+            "the directory `{}` does not exist; create it, or choose a file in a directory that does",
+            dir.display()
+        ),
+        _ => {
+            "check that the path is a SQLite database (or a new file) in a directory this process can write".to_owned()
+        }
+    };
+    Error::StoreOpen {
+        location: path.display().to_string(),
+        hint,
+        source: Box::new(source),
+    }
+}
+
 impl SqliteStore {
     /// Opens (creating if missing) the SQLite file a `sqlite://PATH` URL
     /// names, in WAL mode with full synchronous commits.
@@ -78,8 +97,15 @@ impl SqliteStore {
                 reason: "a SQLite in-memory database is private to one connection",
             });
         }
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(store_error("reading the SQLite URL"))?
+        let options = SqliteConnectOptions::from_str(url).map_err(store_error("reading the SQLite URL"))?;
+        let path = options.get_filename().to_path_buf();
+        if path.as_os_str().is_empty() {
+            return Err(Error::StoreUrl {
+                url: url.to_owned(),
+                reason: "a SQLite URL needs a file path, such as `sqlite://orders.db`",
+            });
+        }
+        let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
@@ -88,16 +114,13 @@ impl SqliteStore {
             // checkpoints (each one syncs the database file).
             .pragma("cache_size", "-65536")
             .pragma("wal_autocheckpoint", "8192");
-        let conn = options
-            .connect()
-            .await
-            .map_err(store_error("opening the SQLite file"))?;
+        let conn = options.connect().await.map_err(|source| open_error(&path, source))?;
         let readers = SqlitePoolOptions::new()
             .max_connections(READERS)
             .min_connections(0)
             .connect_with(options)
             .await
-            .map_err(store_error("opening SQLite read connections"))?;
+            .map_err(|source| open_error(&path, source))?;
         tracing::info!(url, "opened SQLite store");
         Ok(Self {
             shared: Arc::new(Shared {
