@@ -344,7 +344,7 @@ fn workers(system: &System, apps: &[Application], options: &ProcessOptions) -> V
         .map(|(spec, app)| {
             let upstreams = system
                 .upstreams(spec.name)
-                .filter_map(|up| index_of(system, up).map(|i| (up, apps[i].clone())))
+                .filter_map(|up| index_of(system, up).map(|i| (up, system.app_specs()[i].records, apps[i].clone())))
                 .collect();
             Worker::new(spec.name, app.clone(), (spec.policy)(), upstreams, options.clone())
         })

@@ -20,7 +20,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub use notified::Notified;
-pub use options::ProcessOptions;
+pub use options::{ProcessOptions, UnknownTopics};
 pub use repo::Repo;
 
 use crate::Notification;

@@ -34,6 +34,24 @@ pub struct ProcessOptions {
     /// a handler only reads it: set 0 if other processes change aggregates
     /// that your handlers read without writing.
     pub cache_capacity: usize,
+    /// What to do with a notification whose topic no aggregate of its
+    /// upstream records (an event type removed or renamed upstream, or a
+    /// row written by something else).
+    pub unknown_topics: UnknownTopics,
+}
+
+/// What a process application does with an upstream notification whose
+/// topic none of the upstream's aggregates records.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UnknownTopics {
+    /// Log a warning naming the application, the notification and its
+    /// topic, and pass over it (the default).
+    #[default]
+    Warn,
+    /// Fail on it, as on a handler error: the application retries and then
+    /// stops there, so that nothing is passed over unseen.
+    Stop,
 }
 
 impl Default for ProcessOptions {
@@ -44,6 +62,7 @@ impl Default for ProcessOptions {
             retry_delay: Duration::from_millis(500),
             poll_interval: Duration::from_millis(100),
             cache_capacity: 10_000,
+            unknown_topics: UnknownTopics::Warn,
         }
     }
 }
@@ -65,6 +84,12 @@ impl ProcessOptions {
     /// Sets [`poll_interval`](Self::poll_interval).
     pub fn poll_interval(mut self, interval: Duration) -> Self {
         self.poll_interval = interval;
+        self
+    }
+
+    /// Sets [`unknown_topics`](Self::unknown_topics).
+    pub fn unknown_topics(mut self, unknown_topics: UnknownTopics) -> Self {
+        self.unknown_topics = unknown_topics;
         self
     }
 

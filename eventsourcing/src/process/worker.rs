@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use super::repo::Cache;
-use super::{Handling, Process, ProcessOptions, Repo};
+use super::{Handling, Process, ProcessOptions, Records, Repo, UnknownTopics};
 use crate::store::DEFAULT_PARTITION;
 use crate::{AnyRecorder, AppName, Application, Error, Notification, Recorder, Result, Tracking};
 
@@ -46,6 +46,8 @@ impl<P: Process> DynProcess for P {
 /// An upstream log and how far this application has processed it.
 struct Upstream {
     name: &'static str,
+    /// What the upstream records: a topic outside it is unknown.
+    records: &'static [Records],
     app: AppName,
     recorder: AnyRecorder,
     /// The last notification processed; `None` until read from the
@@ -84,13 +86,14 @@ impl Worker {
         name: &'static str,
         app: Application,
         policy: Arc<dyn DynProcess>,
-        upstreams: Vec<(&'static str, Application)>,
+        upstreams: Vec<(&'static str, &'static [Records], Application)>,
         options: ProcessOptions,
     ) -> Self {
         let upstreams = upstreams
             .into_iter()
-            .map(|(name, upstream)| Upstream {
+            .map(|(name, records, upstream)| Upstream {
                 name,
+                records,
                 app: upstream.name().clone(),
                 recorder: upstream.recorder().clone(),
                 position: None,
@@ -300,7 +303,7 @@ impl Worker {
         let mut events = Vec::new();
         for (index, notification) in batch.iter().enumerate() {
             let outcome = match self.policy.handle(upstream.name, notification, &mut repo) {
-                None => Ok(()),
+                None => self.pass_over(upstream, notification),
                 Some(handling) => match CatchUnwind(handling).await {
                     Ok(result) => result,
                     Err(panic) => Err(panic_message(panic).into()),
@@ -345,6 +348,35 @@ impl Worker {
                 self.cache = repo.abandoned();
                 Err(BatchFailure::Commit(error))
             }
+        }
+    }
+
+    /// Passes over a notification the policy does not handle, unless its
+    /// topic is one the upstream does not record: then warns, or fails.
+    fn pass_over(&self, upstream: &Upstream, notification: &Notification) -> Result<(), super::HandlerError> {
+        let topic = notification.event.topic.as_str();
+        if upstream.records.iter().any(|records| records.topics.contains(&topic)) {
+            return Ok(());
+        }
+        match self.options.unknown_topics {
+            UnknownTopics::Warn => {
+                tracing::warn!(
+                    app = self.name,
+                    upstream = upstream.name,
+                    partition = notification.partition,
+                    notification_id = notification.id,
+                    topic,
+                    "passing over a notification whose topic no aggregate of the upstream records; \
+                     set `ProcessOptions::unknown_topics(UnknownTopics::Stop)` to stop instead"
+                );
+                Ok(())
+            }
+            UnknownTopics::Stop => Err(format!(
+                "no aggregate of `{}` records the topic `{topic}`: an event type removed or renamed upstream, \
+                 or a row written by something else",
+                upstream.name
+            )
+            .into()),
         }
     }
 

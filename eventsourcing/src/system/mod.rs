@@ -36,6 +36,8 @@ pub struct System {
 #[derive(Clone)]
 pub struct SystemApp {
     pub(crate) name: &'static str,
+    /// The aggregates it records, whose topics its followers expect.
+    pub(crate) records: &'static [crate::Records],
     pub(crate) policy: fn() -> Arc<dyn DynProcess>,
 }
 
@@ -43,6 +45,7 @@ impl SystemApp {
     pub(crate) fn of<P: Process>() -> Self {
         Self {
             name: P::NAME,
+            records: P::RECORDS,
             policy: make::<P>,
         }
     }
