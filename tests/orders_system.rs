@@ -24,7 +24,7 @@ async fn create_orders(runner: &Runner, count: usize) -> Vec<Uuid> {
             .map(|_| Order::create(Uuid::new_v4()))
             .collect();
         ids.extend(orders.iter().map(eventsourcing::Aggregate::id));
-        runner.save::<Orders>(&mut orders).await.unwrap();
+        runner.save::<Orders>(&mut orders).await.unwrap().processed().unwrap();
     }
     ids
 }
@@ -51,7 +51,7 @@ async fn single_threaded_completes_before_save_returns(store: &Store) {
         .await
         .unwrap();
     let mut order = Order::create(Uuid::new_v4());
-    runner.save::<Orders>(&mut order).await.unwrap();
+    runner.save::<Orders>(&mut order).await.unwrap().processed().unwrap();
     let loaded: Order = runner
         .app::<Orders>()
         .unwrap()

@@ -11,7 +11,7 @@ use eventsourcing::{Error, Recorder, RunnerKind, StoredEvent, Timestamp};
 
 /// A job to do; `behaviour` says how its handler misbehaves.
 #[aggregate]
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Job {
     behaviour: String,
 }
@@ -215,6 +215,31 @@ async fn an_event_that_does_not_decode_stops_processing(store: &Store, kind: Run
     assert_eq!(done(store).await, (jobs, 1));
 }
 
+/// With the single-threaded runner a save also processes; a save that
+/// landed but whose processing failed must not look like one that did not
+/// land, or a caller retrying on `?` would record the command twice.
+async fn a_save_that_landed_is_told_apart_from_one_that_did_not(store: &Store, kind: RunnerKind) {
+    let runner = Runner::start(kind, system(), store, options()).await.unwrap();
+    let job = Job::submit("fail".to_owned());
+    let (mut first, mut second) = (job.clone(), job);
+
+    let saved = runner.save::<Jobs>(&mut first).await.expect("the save itself succeeds");
+    assert_eq!(saved.notification_ids, [1]);
+    match kind {
+        RunnerKind::SingleThreaded => assert_processing_error(saved.processing.unwrap_err(), 1, "refused"),
+        _ => saved
+            .processing
+            .expect("the multi-task runner processes in the background"),
+    }
+
+    // The same command again is refused as a whole: nothing saved.
+    let error = runner.save::<Jobs>(&mut second).await.unwrap_err();
+    assert!(matches!(error, Error::Concurrency { version: 1, .. }), "{error}");
+    let jobs = runner.app::<Jobs>().unwrap();
+    assert_eq!(jobs.recorder().max_notification_id(0).await.unwrap(), 1);
+    let _ = runner.shutdown().await;
+}
+
 macro_rules! on_memory_and_sqlite_with_each_runner {
     ($($check:ident),* $(,)?) => {
         mod memory {
@@ -243,6 +268,7 @@ on_memory_and_sqlite_with_each_runner!(
     notifications_passed_over_before_a_failure_are_recorded,
     retries_get_past_a_passing_failure,
     an_event_that_does_not_decode_stops_processing,
+    a_save_that_landed_is_told_apart_from_one_that_did_not,
 );
 
 #[tokio::test]

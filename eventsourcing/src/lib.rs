@@ -33,7 +33,7 @@ pub use error::{Error, Result};
 pub use event::{DomainEvent, Envelope, EventType, Notification, StoredEvent};
 pub use log::{LogReader, NotificationLog, Section};
 pub use process::{Handler, HandlerError, Handling, Notified, Process, ProcessOptions, Records, Repo, UnknownTopics};
-pub use runner::{Runner, RunnerKind};
+pub use runner::{Runner, RunnerKind, Saved};
 pub use store::{AnyRecorder, Recorder, Store, Tracking, Versions};
 pub use system::System;
 pub use timestamp::Timestamp;

@@ -40,6 +40,29 @@ impl std::str::FromStr for RunnerKind {
     }
 }
 
+/// What [`Runner::save`] did, once the save succeeded.
+#[derive(Debug)]
+#[must_use = "processing after the save may have failed: see `Saved::processing`"]
+pub struct Saved {
+    /// The notification ids given to the command's events, in order.
+    pub notification_ids: Vec<u64>,
+    /// How processing after the save went, with the single-threaded runner
+    /// (always `Ok` with the multi-task runner, which processes in the
+    /// background). An error is an [`Error::Processing`]: the command's
+    /// events are recorded, and processing resumes at the failed
+    /// notification.
+    pub processing: Result<()>,
+}
+
+impl Saved {
+    /// The notification ids if processing went well too, or the
+    /// processing error: for callers to whom both are failures (tests,
+    /// scripts), but see [`Runner::save`] before retrying on it.
+    pub fn processed(self) -> Result<Vec<u64>> {
+        self.processing.map(|()| self.notification_ids)
+    }
+}
+
 /// Runs a [`System`]: opens its applications in a store and processes
 /// their policies.
 ///
@@ -87,7 +110,7 @@ impl std::str::FromStr for RunnerKind {
 ///
 /// let store = Store::open("memory:").await?;
 /// let runner = Runner::single_threaded(system!(Pinger => Ponger), &store, ProcessOptions::default()).await?;
-/// runner.save::<Pinger>(&mut Ping::send()).await?;
+/// runner.save::<Pinger>(&mut Ping::send()).await?.processed()?;
 /// // The single-threaded runner processed before `save` returned.
 /// assert_eq!(runner.app::<Ponger>()?.recorder().max_notification_id(0).await?, 1);
 /// runner.shutdown().await?;
@@ -215,16 +238,21 @@ impl Runner {
     /// single-threaded runner, processes until the system is quiet (the
     /// multi-task runner processes in the background).
     ///
-    /// With the single-threaded runner, an error may come from processing
-    /// after the save succeeded ([`Error::Processing`]); the aggregates are
-    /// saved then (their events are no longer pending), and processing
-    /// resumes at the failed notification on the next call.
-    pub async fn save<P: Process>(&self, aggregates: impl Unsaved) -> Result<Vec<u64>> {
-        let ids = self.app::<P>()?.save(aggregates).await?;
-        if let Mode::SingleThreaded { .. } = self.mode {
-            self.wait_until_quiet().await?;
-        }
-        Ok(ids)
+    /// An `Err` always means that nothing was saved, so the command may be
+    /// tried again. Once the save succeeded, how processing after it went
+    /// is in [`Saved::processing`]: a failure there is no reason to save
+    /// again (that would record the command twice), and processing resumes
+    /// at the failed notification on the next call.
+    pub async fn save<P: Process>(&self, aggregates: impl Unsaved) -> Result<Saved> {
+        let notification_ids = self.app::<P>()?.save(aggregates).await?;
+        let processing = match self.mode {
+            Mode::SingleThreaded { .. } => self.wait_until_quiet().await,
+            Mode::MultiTask { .. } => Ok(()),
+        };
+        Ok(Saved {
+            notification_ids,
+            processing,
+        })
     }
 
     /// Returns once every application has processed every notification of

@@ -112,7 +112,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         let end = (n + options.orders_per_commit).min(options.orders);
         let mut orders: Vec<Order> = (n..end).map(|i| Order::create(order_id(i))).collect();
-        runner.save::<Orders>(&mut orders).await?;
+        runner.save::<Orders>(&mut orders).await?.processed()?;
         n = end;
     }
     runner.wait_until_quiet().await?;
