@@ -31,6 +31,7 @@ fn events(count: usize) -> Vec<StoredEvent> {
             originator_version: version,
             timestamp: Timestamp::now(),
             topic: "Order.Created".to_owned(),
+            state_version: 1,
             state: br#"{"customer":"c-1042","lines":[{"sku":"A-7","qty":2}]}"#.to_vec(),
         })
         .collect()

@@ -32,7 +32,7 @@ impl Order {
     }
 
     /// Adds a line to the order.
-    #[event(LineAdded, topic = "orders.line-added", version = 2)]
+    #[event(LineAdded, topic = "orders.line-added", version = 2, upcasters(line_added_from_v1))]
     pub fn add_line(&mut self, sku: String, mut quantity: u32) {
         quantity = quantity.max(1);
         self.lines.push((sku, quantity));
@@ -176,6 +176,11 @@ fn commands_that_fail_record_nothing() {
     order.reserve(Uuid::new_v4()).unwrap();
     assert_eq!(order.reserve(Uuid::new_v4()), Err("already reserved"));
     assert_eq!(order.pending_events().len(), 2);
+}
+
+/// Version 1 of `LineAdded` had no quantity: one of each.
+fn line_added_from_v1(state: &mut serde_json::Value) {
+    state["quantity"] = 1.into();
 }
 
 #[test]

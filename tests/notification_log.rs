@@ -12,6 +12,7 @@ async fn record(recorder: &impl Recorder, id: Uuid, versions: std::ops::RangeInc
             originator_version: version,
             timestamp: Timestamp::now(),
             topic: "Item.Added".to_owned(),
+            state_version: 1,
             state: format!("{version}").into_bytes(),
         };
         recorder.insert(&[event], None).await.unwrap();

@@ -205,6 +205,7 @@ async fn an_event_that_does_not_decode_stops_processing(store: &Store, kind: Run
         originator_version: 1,
         timestamp: Timestamp::now(),
         topic: "Job.Submitted".to_owned(),
+        state_version: 1,
         state: b"{\"behaviour\": 7}".to_vec(),
     };
     let app = Application::open(store, "Jobs").await.unwrap();

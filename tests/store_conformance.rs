@@ -10,6 +10,7 @@ fn event(id: Uuid, version: u64, topic: &str, state: &[u8]) -> StoredEvent {
         originator_version: version,
         timestamp: Timestamp::now(),
         topic: topic.to_owned(),
+        state_version: 1,
         state: state.to_vec(),
     }
 }

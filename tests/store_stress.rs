@@ -76,6 +76,7 @@ async fn stress(store: Store) {
                             originator_version: version,
                             timestamp: Timestamp::now(),
                             topic: "Stress.Written".to_owned(),
+                            state_version: 1,
                             state: format!("{{\"writer\":{writer}}}").into_bytes(),
                         })
                         .collect();

@@ -56,6 +56,7 @@ async fn write_unknown_then_known(runner: &Runner) {
         originator_version: 1,
         timestamp: Timestamp::now(),
         topic: "Ticket.Escalated".to_owned(),
+        state_version: 1,
         state: b"{}".to_vec(),
     };
     tickets.recorder().insert(&[unknown], None).await.unwrap();

@@ -128,7 +128,7 @@ impl<E> AggregateMeta<E> {
 ///         match self { Self::Started => Self::TOPICS[0], Self::Incremented => Self::TOPICS[1] }
 ///     }
 ///     fn encode(&self) -> Result<Vec<u8>, codec::CodecError> { codec::encode(&()) }
-///     fn decode(topic: &str, state: &[u8]) -> Option<Result<Self, codec::CodecError>> {
+///     fn decode(topic: &str, _version: u32, state: &[u8]) -> Option<Result<Self, codec::CodecError>> {
 ///         let event = match topic {
 ///             "Counter.Started" => Self::Started,
 ///             "Counter.Incremented" => Self::Incremented,

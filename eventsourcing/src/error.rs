@@ -160,7 +160,7 @@ pub enum Error {
 
     /// A stored topic that no event type of this aggregate is registered for.
     #[error(
-        "unknown topic `{topic}` for aggregate {originator_id} at version {version}; register an event type for it (or an upcaster) before reading these events"
+        "unknown topic `{topic}` for aggregate {originator_id} at version {version}; register an event type for it before reading these events (an event type that was renamed keeps its old topic with `#[event(Name, topic = \"…\")]`)"
     )]
     UnknownTopic {
         /// The stored topic.

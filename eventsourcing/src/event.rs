@@ -31,7 +31,7 @@ use crate::{Error, Result, Timestamp};
 ///     fn encode(&self) -> Result<Vec<u8>, codec::CodecError> {
 ///         match self { DogEvent::Registered(e) => codec::encode(e) }
 ///     }
-///     fn decode(topic: &str, state: &[u8]) -> Option<Result<Self, codec::CodecError>> {
+///     fn decode(topic: &str, _version: u32, state: &[u8]) -> Option<Result<Self, codec::CodecError>> {
 ///         match topic {
 ///             "Dog.Registered" => Some(codec::decode(state).map(DogEvent::Registered)),
 ///             _ => None,
@@ -46,12 +46,20 @@ pub trait DomainEvent: Sized + Send + Sync + 'static {
     /// The stable topic under which this event is stored.
     fn topic(&self) -> &'static str;
 
+    /// The version of this event's data, stored with it so that data
+    /// written by older code can be upcast when read (1 unless the type
+    /// moved on).
+    fn version(&self) -> u32 {
+        1
+    }
+
     /// The event's data as bytes.
     fn encode(&self) -> Result<Vec<u8>, CodecError>;
 
-    /// The event stored under `topic`, or `None` if the topic is not one of
-    /// this type's.
-    fn decode(topic: &str, state: &[u8]) -> Option<Result<Self, CodecError>>;
+    /// The event stored under `topic` with data at `version`, or `None` if
+    /// the topic is not one of this type's. Data at an older version is
+    /// upcast first ([`codec::decode_upcast`](crate::codec::decode_upcast)).
+    fn decode(topic: &str, version: u32, state: &[u8]) -> Option<Result<Self, CodecError>>;
 }
 
 /// A domain event with the facts every event carries: which aggregate
@@ -87,6 +95,7 @@ impl<E: DomainEvent> Envelope<E> {
             originator_version: self.originator_version,
             timestamp: self.timestamp,
             topic: self.event.topic().to_owned(),
+            state_version: self.event.version(),
             state,
         })
     }
@@ -104,8 +113,16 @@ pub struct StoredEvent {
     pub timestamp: Timestamp,
     /// The stable name of the event's type.
     pub topic: String,
+    /// The version of the event type that encoded `state` (1 for the
+    /// first), so that data written by older code can be upcast.
+    #[serde(default = "first_version")]
+    pub state_version: u32,
     /// The event's encoded data.
     pub state: Vec<u8>,
+}
+
+fn first_version() -> u32 {
+    1
 }
 
 impl StoredEvent {
@@ -114,7 +131,7 @@ impl StoredEvent {
     /// Fails with [`Error::UnknownTopic`] when `E` has no type for the
     /// topic, and [`Error::Decode`] when the state does not fit it.
     pub fn decode<E: DomainEvent>(&self) -> Result<Envelope<E>> {
-        let event = match E::decode(&self.topic, &self.state) {
+        let event = match E::decode(&self.topic, self.state_version, &self.state) {
             None => {
                 return Err(Error::UnknownTopic {
                     topic: self.topic.clone(),
@@ -167,8 +184,19 @@ pub trait EventType: Clone + std::fmt::Debug + Serialize + serde::de::Deserializ
     /// The stable topic under which this event is stored.
     const TOPIC: &'static str;
 
-    /// The version of this event's data, for upcasting older stored data.
+    /// The version of this event's data, stored with each event.
     const VERSION: u32;
+
+    /// The functions that bring data stored at older versions up to
+    /// [`VERSION`](Self::VERSION): the one at index `n - 1` goes from
+    /// version `n` to `n + 1`.
+    const UPCASTERS: &'static [crate::codec::Upcaster];
+
+    /// Decodes this event's data stored at `version`, upcasting it if older.
+    #[doc(hidden)]
+    fn __decode_state(version: u32, state: &[u8]) -> crate::codec::CodecResult<Self> {
+        crate::codec::decode_upcast(state, version, Self::VERSION, Self::UPCASTERS)
+    }
 
     /// This event as a value of its aggregate's event enum.
     fn into_event(self) -> <Self::Aggregate as crate::Aggregate>::Event;

@@ -75,7 +75,7 @@ pub mod __private {
     }
 
     /// The result type of generated `DomainEvent` methods.
-    pub type CodecResult<T> = ::core::result::Result<T, crate::codec::CodecError>;
+    pub use crate::codec::CodecResult;
 }
 
 /// The README's examples, compiled and run as doctests.

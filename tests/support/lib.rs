@@ -184,7 +184,7 @@ impl DomainEvent for DogEvent {
         }
     }
 
-    fn decode(topic: &str, state: &[u8]) -> Option<Result<Self, codec::CodecError>> {
+    fn decode(topic: &str, _version: u32, state: &[u8]) -> Option<Result<Self, codec::CodecError>> {
         match topic {
             "Dog.Registered" => Some(codec::decode(state).map(DogEvent::Registered)),
             "Dog.TrickAdded" => Some(codec::decode(state).map(DogEvent::TrickAdded)),

@@ -48,11 +48,13 @@ impl AggregateArgs {
     }
 }
 
-/// `#[event(Name, topic = "...", version = N)]`.
+/// `#[event(Name, topic = "...", version = N, upcasters(from_v1, ...))]`.
 pub struct EventArgs {
     pub name: Ident,
     pub topic: Option<LitStr>,
     pub version: Option<(u32, LitInt)>,
+    /// The functions from each earlier version to the next, in order.
+    pub upcasters: Vec<syn::Path>,
 }
 
 impl EventArgs {
@@ -93,13 +95,26 @@ impl EventArgs {
             name,
             topic: None,
             version: None,
+            upcasters: Vec::new(),
         };
+        let mut upcasters_key: Option<Ident> = None;
         while !input.is_empty() {
             let _: Token![,] = input.parse()?;
             if input.is_empty() {
                 break;
             }
             let key: Ident = input.parse()?;
+            if key == "upcasters" {
+                let content;
+                syn::parenthesized!(content in input);
+                let paths = content.parse_terminated(syn::Path::parse_mod_style, Token![,])?;
+                if upcasters_key.is_some() {
+                    errors.push(&key, "duplicate event attribute `upcasters`");
+                }
+                args.upcasters = paths.into_iter().collect();
+                upcasters_key = Some(key);
+                continue;
+            }
             let _: Token![=] = input.parse()?;
             match key.to_string().as_str() {
                 "topic" => {
@@ -123,13 +138,51 @@ impl EventArgs {
                 other => {
                     errors.push(
                         &key,
-                        format!("unknown event attribute `{other}`; the known ones are `topic` and `version`"),
+                        format!(
+                            "unknown event attribute `{other}`; the known ones are `topic`, `version` and `upcasters(...)`"
+                        ),
                     );
                     let _: syn::Expr = input.parse()?;
                 }
             }
         }
+        args.check_upcasters(upcasters_key.as_ref(), errors);
         Ok(Some(args))
+    }
+
+    /// Data stored at each earlier version needs one upcaster to the next.
+    fn check_upcasters(&self, key: Option<&Ident>, errors: &mut Errors) {
+        const SIGNATURE: &str =
+            "each a `fn(&mut serde_json::Value)` that changes stored state from one version to the next";
+        match (&self.version, key) {
+            (Some((version, literal)), _) if *version > 1 && self.upcasters.len() != *version as usize - 1 => {
+                let needed = *version as usize - 1;
+                let names: Vec<String> = (1..=needed).map(|n| format!("from_v{n}")).collect();
+                let older = if needed == 1 {
+                    "data stored at version 1".to_owned()
+                } else {
+                    format!("data stored at versions 1 to {needed}")
+                };
+                errors.push(
+                    literal,
+                    format!(
+                        "{older} must be upcast to version {version}: name {needed} upcaster{} in order, \
+                         `upcasters({})`, {SIGNATURE}; {} given",
+                        if needed == 1 { "" } else { "s" },
+                        names.join(", "),
+                        self.upcasters.len()
+                    ),
+                );
+            }
+            (None | Some((1, _)), Some(key)) => errors.push(
+                key,
+                format!(
+                    "upcasters bring data stored at older versions up to the event's version, so give the version too, \
+                     as in `version = 2, upcasters(from_v1)`, {SIGNATURE}"
+                ),
+            ),
+            _ => {}
+        }
     }
 }
 

@@ -36,6 +36,12 @@ pub fn expand(model: &AggregateImpl) -> TokenStream {
 
     let topics: Vec<_> = events.iter().map(|e| &e.topic).collect();
     let names: Vec<_> = events.iter().map(|e| &e.name).collect();
+    let type_idents: Vec<_> = events.iter().map(|e| &e.type_ident).collect();
+    let version_match = if events.is_empty() {
+        quote!(match *self {})
+    } else {
+        quote!(match self { #(#enum_ident::#names(_) => <#type_idents as #private::EventType>::VERSION,)* })
+    };
     let topic_match = if events.is_empty() {
         quote!(match *self {})
     } else {
@@ -87,9 +93,15 @@ pub fn expand(model: &AggregateImpl) -> TokenStream {
                     #encode_match
                 }
 
-                fn decode(topic: &str, state: &[u8]) -> ::core::option::Option<#private::CodecResult<Self>> {
+                fn version(&self) -> u32 {
+                    #version_match
+                }
+
+                fn decode(topic: &str, version: u32, state: &[u8]) -> ::core::option::Option<#private::CodecResult<Self>> {
                     match topic {
-                        #(#topics => ::core::option::Option::Some(#private::codec::decode(state).map(#enum_ident::#names)),)*
+                        #(#topics => ::core::option::Option::Some(
+                            <#type_idents as #private::EventType>::__decode_state(version, state).map(#enum_ident::#names)
+                        ),)*
                         _ => ::core::option::Option::None,
                     }
                 }
@@ -166,6 +178,8 @@ fn event_type(model: &AggregateImpl, event: &Event) -> (TokenStream, TokenStream
     let (ident, enum_ident) = (&model.ident, &model.enum_ident);
     let (ty, name, topic, version) = (&event.type_ident, &event.name, &event.topic, event.version);
     let method = &event.method.sig.ident;
+    // As written, so that a wrong signature is reported at the user's path.
+    let upcasters = &event.upcasters;
     let doc = format!("The event `{topic}` of [`{ident}`], triggered by `{ident}::{method}`.");
     let type_name = ty.to_string();
     let aggregate_name = &model.name;
@@ -199,6 +213,7 @@ fn event_type(model: &AggregateImpl, event: &Event) -> (TokenStream, TokenStream
                 type Aggregate = #ident;
                 const TOPIC: &'static str = #topic;
                 const VERSION: u32 = #version;
+                const UPCASTERS: &'static [#private::codec::Upcaster] = &[#(#upcasters),*];
 
                 fn into_event(self) -> #enum_ident {
                     #enum_ident::#name(self)

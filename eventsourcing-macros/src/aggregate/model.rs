@@ -34,6 +34,8 @@ pub struct Event {
     /// The `topic = "..."` literal, if the user gave one.
     pub topic_literal: Option<LitStr>,
     pub version: u32,
+    /// The functions from each earlier version of the data to the next.
+    pub upcasters: Vec<syn::Path>,
     /// The user's method, without the `#[event]` attribute.
     pub method: ImplItemFn,
     /// Creation events have no receiver and return `Self`.
@@ -260,6 +262,7 @@ impl Event {
             topic,
             topic_literal: args.topic,
             version,
+            upcasters: args.upcasters,
             method,
             creation,
             fields,

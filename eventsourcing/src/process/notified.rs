@@ -47,7 +47,7 @@ impl<E: EventType> Notified<E> {
     #[doc(hidden)]
     pub fn decode(upstream: &'static str, notification: &Notification) -> Result<Self> {
         let stored = &notification.event;
-        let event = crate::codec::decode(&stored.state).map_err(|source| crate::Error::Decode {
+        let event = E::__decode_state(stored.state_version, &stored.state).map_err(|source| crate::Error::Decode {
             topic: stored.topic.clone(),
             originator_id: stored.originator_id,
             version: stored.originator_version,

@@ -119,6 +119,7 @@ mod tests {
             originator_version: version,
             timestamp: Timestamp::now(),
             topic: "T".to_owned(),
+            state_version: 1,
             state: Vec::new(),
         }
     }

@@ -112,10 +112,14 @@ impl Sql {
                         originator_version bigint NOT NULL,
                         recorded_at bigint NOT NULL,
                         topic text NOT NULL,
+                        state_version integer NOT NULL DEFAULT 1,
                         state bytea NOT NULL,
                         PRIMARY KEY (partition_id, notification_id)
                     )"
                 ),
+                // Tables made before event versions were stored: their
+                // events are at version 1.
+                format!("ALTER TABLE {p}_events ADD COLUMN IF NOT EXISTS state_version integer NOT NULL DEFAULT 1"),
                 format!(
                     "CREATE UNIQUE INDEX IF NOT EXISTS {p}_events_aggregate ON {p}_events (originator_id, originator_version)"
                 ),
@@ -138,15 +142,15 @@ impl Sql {
             write_inserting_tracking: write_statement(
                 p,
                 Some(format!(
-                    "INSERT INTO {p}_tracking (upstream, partition_id, notification_id) VALUES ($7, $8, $9)
+                    "INSERT INTO {p}_tracking (upstream, partition_id, notification_id) VALUES ($8, $9, $10)
                      ON CONFLICT DO NOTHING RETURNING 1"
                 )),
             ),
             write_updating_tracking: write_statement(
                 p,
                 Some(format!(
-                    "UPDATE {p}_tracking SET notification_id = $9
-                     WHERE upstream = $7 AND partition_id = $8 AND notification_id = $10 RETURNING 1"
+                    "UPDATE {p}_tracking SET notification_id = $10
+                     WHERE upstream = $8 AND partition_id = $9 AND notification_id = $11 RETURNING 1"
                 )),
             ),
             insert_tracking: format!(
@@ -161,7 +165,7 @@ impl Sql {
                 "SELECT notification_id FROM {p}_tracking WHERE upstream = $1 AND partition_id = $2"
             ),
             select_events: format!(
-                "SELECT originator_id, originator_version, recorded_at, topic, state FROM {p}_events
+                "SELECT originator_id, originator_version, recorded_at, topic, state_version, state FROM {p}_events
                  WHERE originator_id = $1 AND originator_version BETWEEN $2 AND $3 ORDER BY originator_version"
             ),
             select_existing: format!(
@@ -171,8 +175,8 @@ impl Sql {
                  ORDER BY k.n LIMIT 1"
             ),
             select_notifications: format!(
-                "SELECT notification_id, originator_id, originator_version, recorded_at, topic, state FROM {p}_events
-                 WHERE partition_id = $1 AND notification_id >= $2 ORDER BY notification_id LIMIT $3"
+                "SELECT notification_id, originator_id, originator_version, recorded_at, topic, state_version, state
+                 FROM {p}_events WHERE partition_id = $1 AND notification_id >= $2 ORDER BY notification_id LIMIT $3"
             ),
             max_notification_id: format!(
                 "SELECT COALESCE(MAX(notification_id), 0) FROM {p}_events WHERE partition_id = $1"
@@ -186,8 +190,8 @@ impl Sql {
 /// the events numbered from it: one round trip, one implicit transaction.
 /// The head row's lock, held to the commit, orders the commits.
 ///
-/// Parameters: `$1` partition, `$2`–`$6` the events' ids, versions,
-/// timestamps, topics and states; `$7`–`$10` the upstream, its partition,
+/// Parameters: `$1` partition, `$2`–`$7` the events' ids, versions,
+/// timestamps, topics, states and state versions; `$8`–`$11` the upstream, its partition,
 /// the new and the previous position.
 fn write_statement(p: &str, tracking: Option<String>) -> String {
     let (with_tracking, guard) = match tracking {
@@ -203,10 +207,10 @@ fn write_statement(p: &str, tracking: Option<String>) -> String {
              RETURNING head
          )
          INSERT INTO {p}_events
-           (partition_id, notification_id, originator_id, originator_version, recorded_at, topic, state)
-         SELECT $1::integer, h.head - cardinality($2::uuid[]) + e.n, e.id, e.version, e.at, e.topic, e.state
-         FROM h, UNNEST($2::uuid[], $3::bigint[], $4::bigint[], $5::text[], $6::bytea[])
-             WITH ORDINALITY AS e(id, version, at, topic, state, n)
+           (partition_id, notification_id, originator_id, originator_version, recorded_at, topic, state_version, state)
+         SELECT $1::integer, h.head - cardinality($2::uuid[]) + e.n, e.id, e.version, e.at, e.topic, e.state_version, e.state
+         FROM h, UNNEST($2::uuid[], $3::bigint[], $4::bigint[], $5::text[], $6::bytea[], $7::integer[])
+             WITH ORDINALITY AS e(id, version, at, topic, state, state_version, n)
          RETURNING notification_id"
     )
 }
@@ -269,7 +273,13 @@ impl PostgresRecorder {
             .bind(events.iter().map(|e| to_i64(e.originator_version)).collect::<Vec<_>>())
             .bind(events.iter().map(|e| e.timestamp.as_micros()).collect::<Vec<_>>())
             .bind(events.iter().map(|e| e.topic.as_str()).collect::<Vec<_>>())
-            .bind(events.iter().map(|e| e.state.as_slice()).collect::<Vec<_>>());
+            .bind(events.iter().map(|e| e.state.as_slice()).collect::<Vec<_>>())
+            .bind(
+                events
+                    .iter()
+                    .map(|e| i32::try_from(e.state_version).unwrap_or(i32::MAX))
+                    .collect::<Vec<_>>(),
+            );
         if let Some(t) = tracking {
             query = query
                 .bind(t.upstream.table_prefix())
@@ -360,6 +370,7 @@ fn stored_event(row: &PgRow) -> sqlx::Result<StoredEvent> {
         originator_version: to_u64(row.try_get("originator_version")?),
         timestamp: Timestamp::from_micros(row.try_get("recorded_at")?),
         topic: row.try_get("topic")?,
+        state_version: u32::try_from(row.try_get::<i32, _>("state_version")?).unwrap_or_default(),
         state: row.try_get("state")?,
     })
 }

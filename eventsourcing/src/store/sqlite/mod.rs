@@ -142,12 +142,19 @@ impl SqliteStore {
             .reset()
             .await
             .map_err(db_error(app, "rolling back an interrupted write"))?;
-        for statement in &sql.schema {
-            sqlx::query(statement)
-                .execute(&mut writer.conn)
-                .await
-                .map_err(db_error(app, "creating tables"))?;
-        }
+        // In one write transaction, so that processes opening one file at
+        // once take turns.
+        writer
+            .begin()
+            .await
+            .map_err(db_error(app, "beginning schema creation"))?;
+        let created = create_tables(&mut writer.conn, &sql).await;
+        let finished = match created {
+            Ok(()) => writer.finish("COMMIT").await,
+            Err(_) => writer.finish("ROLLBACK").await,
+        };
+        created.map_err(db_error(app, "creating tables"))?;
+        finished.map_err(db_error(app, "committing schema creation"))?;
         Ok(SqliteRecorder {
             app: app.clone(),
             shared: self.shared.clone(),
@@ -186,10 +193,26 @@ impl Writer {
     }
 }
 
+/// Creates an application's tables if they do not exist, and brings tables
+/// made by earlier versions of this crate up to date: events written before
+/// event versions were stored are at version 1.
+async fn create_tables(conn: &mut SqliteConnection, sql: &Sql) -> sqlx::Result<()> {
+    for statement in &sql.schema {
+        sqlx::query(statement).execute(&mut *conn).await?;
+    }
+    let has_state_version: bool = sqlx::query_scalar(&sql.has_state_version).fetch_one(&mut *conn).await?;
+    if !has_state_version {
+        sqlx::query(&sql.add_state_version).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 /// One application's SQL, written once when its recorder opens.
 #[derive(Debug)]
 struct Sql {
     schema: Vec<String>,
+    has_state_version: String,
+    add_state_version: String,
     /// `insert_events[k]` inserts `2^k` rows.
     insert_events: Vec<String>,
     advance_head: String,
@@ -204,10 +227,10 @@ struct Sql {
 
 impl Sql {
     fn new(p: &str) -> Self {
-        let columns = "partition_id, notification_id, originator_id, originator_version, recorded_at, topic, state";
+        let columns = "partition_id, notification_id, originator_id, originator_version, recorded_at, topic, state_version, state";
         let insert_events = (0..=MAX_CHUNK.trailing_zeros())
             .map(|k| {
-                let rows = vec!["(?, ?, ?, ?, ?, ?, ?)"; 1 << k].join(", ");
+                let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; 1 << k].join(", ");
                 format!("INSERT INTO {p}_events ({columns}) VALUES {rows}")
             })
             .collect();
@@ -221,6 +244,7 @@ impl Sql {
                         originator_version INTEGER NOT NULL,
                         recorded_at INTEGER NOT NULL,
                         topic TEXT NOT NULL,
+                        state_version INTEGER NOT NULL DEFAULT 1,
                         state BLOB NOT NULL,
                         PRIMARY KEY (partition_id, notification_id)
                     ) WITHOUT ROWID"
@@ -243,6 +267,10 @@ impl Sql {
                     ) WITHOUT ROWID"
                 ),
             ],
+            has_state_version: format!(
+                "SELECT EXISTS (SELECT 1 FROM pragma_table_info('{p}_events') WHERE name = 'state_version')"
+            ),
+            add_state_version: format!("ALTER TABLE {p}_events ADD COLUMN state_version INTEGER NOT NULL DEFAULT 1"),
             insert_events,
             advance_head: format!(
                 "INSERT INTO {p}_log_heads (partition_id, head) VALUES (?, ?)
@@ -259,13 +287,13 @@ impl Sql {
                 "SELECT notification_id FROM {p}_tracking WHERE upstream = ? AND partition_id = ?"
             ),
             select_events: format!(
-                "SELECT originator_id, originator_version, recorded_at, topic, state FROM {p}_events
+                "SELECT originator_id, originator_version, recorded_at, topic, state_version, state FROM {p}_events
                  WHERE originator_id = ? AND originator_version BETWEEN ? AND ? ORDER BY originator_version"
             ),
             select_version: format!("SELECT 1 FROM {p}_events WHERE originator_id = ? AND originator_version = ?"),
             select_notifications: format!(
-                "SELECT notification_id, originator_id, originator_version, recorded_at, topic, state FROM {p}_events
-                 WHERE partition_id = ? AND notification_id >= ? ORDER BY notification_id LIMIT ?"
+                "SELECT notification_id, originator_id, originator_version, recorded_at, topic, state_version, state
+                 FROM {p}_events WHERE partition_id = ? AND notification_id >= ? ORDER BY notification_id LIMIT ?"
             ),
             max_notification_id: format!(
                 "SELECT COALESCE(MAX(notification_id), 0) FROM {p}_events WHERE partition_id = ?"
@@ -349,6 +377,7 @@ impl SqliteRecorder {
                     .bind(to_i64(event.originator_version))
                     .bind(event.timestamp.as_micros())
                     .bind(event.topic.as_str())
+                    .bind(event.state_version)
                     .bind(event.state.as_slice());
             }
             match query.execute(&mut *conn).await {
@@ -447,6 +476,7 @@ fn stored_event(row: &sqlx::sqlite::SqliteRow) -> sqlx::Result<StoredEvent> {
         originator_version: to_u64(row.try_get("originator_version")?),
         timestamp: Timestamp::from_micros(row.try_get("recorded_at")?),
         topic: row.try_get("topic")?,
+        state_version: row.try_get("state_version")?,
         state: row.try_get("state")?,
     })
 }
