@@ -117,6 +117,30 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
 
+    /// A simulated run that broke a promise: the seed, and what went wrong.
+    #[error(
+        "simulation seed {seed} on {backend} failed: {message}; run this seed again (`Simulation::run({seed})`) to replay it exactly. What happened before:\n{trace}"
+    )]
+    Simulation {
+        /// The seed that fails.
+        seed: u64,
+        /// Where it ran.
+        backend: String,
+        /// The promise broken.
+        message: String,
+        /// The faults injected and workers restarted, in order.
+        trace: String,
+    },
+
+    /// A fault a [`Simulation`](crate::simulation::Simulation) injected.
+    #[error("simulated fault in application `{app}`: {fault}")]
+    Simulated {
+        /// The application whose commit it struck.
+        app: String,
+        /// What happened.
+        fault: &'static str,
+    },
+
     /// A store URL with a scheme this crate does not know, or for a backend
     /// that was compiled out.
     #[error("unsupported store URL `{url}`: {reason}; use `memory:`, `sqlite://PATH` or `postgres://USER@HOST/DB`")]

@@ -18,9 +18,11 @@ mod application;
 pub mod codec;
 mod error;
 mod event;
+mod ids;
 pub mod log;
 mod process;
 mod runner;
+pub mod simulation;
 pub mod store;
 pub mod system;
 mod timestamp;
@@ -67,12 +69,7 @@ pub mod __private {
     pub use ::std::vec::Vec;
     pub use ::uuid::Uuid;
 
-    /// A new aggregate id: a UUID v7, which grows with time, so that the
-    /// stores' index on (aggregate id, version) is appended to, not written
-    /// all over (random ids made each commit rewrite many index pages).
-    pub fn new_id() -> Uuid {
-        Uuid::now_v7()
-    }
+    pub use crate::ids::new_id;
 
     /// The result type of generated `DomainEvent` methods.
     pub use crate::codec::CodecResult;

@@ -365,18 +365,18 @@ async fn open_apps(system: &System, store: &Store, options: &ProcessOptions) -> 
 }
 
 fn workers(system: &System, apps: &[Application], options: &ProcessOptions) -> Vec<Worker> {
-    system
-        .app_specs()
-        .iter()
-        .zip(apps)
-        .map(|(spec, app)| {
-            let upstreams = system
-                .upstreams(spec.name)
-                .filter_map(|up| index_of(system, up).map(|i| (up, system.app_specs()[i].records, apps[i].clone())))
-                .collect();
-            Worker::new(spec.name, app.clone(), (spec.policy)(), upstreams, options.clone())
-        })
-        .collect()
+    (0..apps.len()).map(|i| worker(system, apps, options, i)).collect()
+}
+
+/// The worker of the `i`-th application of `system`, whose applications
+/// are `apps`, in the same order.
+pub(crate) fn worker(system: &System, apps: &[Application], options: &ProcessOptions, i: usize) -> Worker {
+    let spec = &system.app_specs()[i];
+    let upstreams = system
+        .upstreams(spec.name)
+        .filter_map(|up| index_of(system, up).map(|u| (up, system.app_specs()[u].records, apps[u].clone())))
+        .collect();
+    Worker::new(spec.name, apps[i].clone(), (spec.policy)(), upstreams, options.clone())
 }
 
 fn index_of(system: &System, name: &str) -> Option<usize> {

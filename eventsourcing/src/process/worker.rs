@@ -136,9 +136,14 @@ impl Worker {
         Ok(any)
     }
 
+    /// How many upstream logs this application follows.
+    pub(crate) fn upstream_count(&self) -> usize {
+        self.upstreams.len()
+    }
+
     /// Processes the next batch from upstream `u`. Returns `false` if it is
     /// caught up.
-    async fn step(&mut self, u: usize) -> Result<bool> {
+    pub(crate) async fn step(&mut self, u: usize) -> Result<bool> {
         let previous = match self.position(u).await {
             Ok(previous) => previous,
             Err(error) => return self.failed(u, error).await,
@@ -153,7 +158,7 @@ impl Worker {
             Err(error) => return self.failed(u, error).await,
         };
         let Some(first) = batch.first() else {
-            return self.record_position(u).await.map(|()| false);
+            return self.record_position(u).await;
         };
         if first.id != previous + 1 {
             let error = Error::LogGap {
@@ -208,14 +213,16 @@ impl Worker {
     }
 
     /// Commits the position of notifications passed over without a commit.
-    async fn record_position(&mut self, u: usize) -> Result<()> {
+    /// Returns whether there is more to do: a commit that failed is tried
+    /// again, so the application is not caught up until it lands.
+    async fn record_position(&mut self, u: usize) -> Result<bool> {
         match self.commit_deferred(u).await {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(false),
             Err(Error::TrackingConflict { found, .. }) => {
                 self.skip_ahead(u, found);
-                Ok(())
+                Ok(true)
             }
-            Err(error) => self.failed(u, error).await.map(drop),
+            Err(error) => self.failed(u, error).await,
         }
     }
 
@@ -240,7 +247,7 @@ impl Worker {
     /// Commits every position passed over without a commit: before stopping.
     pub(crate) async fn record_positions(&mut self) -> Result<()> {
         for u in 0..self.upstreams.len() {
-            self.record_position(u).await?;
+            while self.record_position(u).await? {}
         }
         Ok(())
     }
@@ -302,6 +309,15 @@ impl Worker {
         );
         let mut events = Vec::new();
         for (index, notification) in batch.iter().enumerate() {
+            // The same work gets the same new ids in a simulation's runs: the
+            // key names the event handled, not its place in the log.
+            let _ids = crate::ids::Scope::enter(|| {
+                let event = &notification.event;
+                format!(
+                    "{}/{}/{}/{}",
+                    self.name, upstream.name, event.originator_id, event.originator_version
+                )
+            });
             let outcome = match self.policy.handle(upstream.name, notification, &mut repo) {
                 None => self.pass_over(upstream, notification),
                 Some(handling) => match CatchUnwind(handling).await {

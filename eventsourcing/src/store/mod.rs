@@ -209,6 +209,9 @@ pub enum AnyRecorder {
     /// See [`postgres::PostgresRecorder`].
     #[cfg(feature = "postgres")]
     Postgres(postgres::PostgresRecorder),
+    /// Another recorder with a simulation's faults injected.
+    #[doc(hidden)]
+    Faulty(crate::simulation::FaultyRecorder),
 }
 
 /// Calls the same method on whichever recorder is inside.
@@ -220,6 +223,7 @@ macro_rules! dispatch {
             AnyRecorder::Sqlite($r) => $call,
             #[cfg(feature = "postgres")]
             AnyRecorder::Postgres($r) => $call,
+            AnyRecorder::Faulty($r) => $call,
         }
     };
 }
