@@ -45,7 +45,7 @@ type Command = dyn Fn(Apps, usize) -> Pin<Box<dyn Future<Output = Result<()>> + 
 
 /// Runs a system under seeded faults and checks exactly-once.
 ///
-/// ```
+/// ```standalone_crate
 /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
 /// use eventsourcing::prelude::*;
 /// use eventsourcing::simulation::Simulation;
