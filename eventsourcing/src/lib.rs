@@ -32,9 +32,9 @@ pub use application::{Application, Unsaved};
 pub use error::{Error, Result};
 pub use event::{DomainEvent, Envelope, EventType, Notification, StoredEvent};
 pub use log::{LogReader, NotificationLog, Section};
-pub use process::{Handler, HandlerError, Handling, Notified, Process, ProcessOptions, Records, Repo};
+pub use process::{Handler, HandlerError, Handling, Notified, OnFailure, Process, ProcessOptions, Records, Repo};
 pub use runner::{Runner, RunnerKind};
-pub use store::{AnyRecorder, Recorder, Store, Tracking, Versions};
+pub use store::{AnyRecorder, DeadLetter, Recorder, Store, Tracking, Versions};
 pub use system::System;
 pub use timestamp::Timestamp;
 

@@ -9,6 +9,7 @@
 //!
 //! [`System`]: crate::System
 
+pub(crate) mod dead_letters;
 mod fifo;
 mod notified;
 mod options;
@@ -20,7 +21,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub use notified::Notified;
-pub use options::ProcessOptions;
+pub use options::{OnFailure, ProcessOptions};
 pub use repo::Repo;
 
 use crate::Notification;
