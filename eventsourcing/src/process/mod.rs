@@ -4,8 +4,10 @@
 //! `#[policy]` implements [`Process`] from handler methods; a [`System`]
 //! (declared with `system!`) says who follows whom; a
 //! [`Runner`](crate::Runner) runs the loops. The loop for one application
-//! lives in `worker.rs`; the repository a handler works through in
-//! `repo.rs`.
+//! lives in `worker.rs` (which also parks a notification whose handler
+//! keeps failing, if the options say so); the repository a handler works
+//! through in `repo.rs`; retrying a parked notification in
+//! `dead_letters.rs`.
 //!
 //! [`System`]: crate::System
 
