@@ -337,6 +337,37 @@ async fn two_racing_retries_process_it_once(store: &Store) {
     runner.shutdown().await.unwrap();
 }
 
+/// Two runners on one store race for the same notifications: each poison
+/// one is parked once, and every other one processed once.
+async fn duplicate_workers_park_each_poison_notification_once(store: &Store) {
+    let behaviours: Vec<&str> = (0..60).map(|i| if i % 7 == 3 { "fail" } else { "ok" }).collect();
+    let jobs = submit(store, &behaviours).await;
+    let options = parking().batch_size(5);
+    let first = Runner::multi_task(system(), store, options.clone()).await.unwrap();
+    let second = Runner::multi_task(system(), store, options).await.unwrap();
+    first.wait_until_quiet().await.unwrap();
+    second.wait_until_quiet().await.unwrap();
+
+    let parked: Vec<u64> = first
+        .dead_letters::<Workers>()
+        .await
+        .unwrap()
+        .iter()
+        .map(|l| l.notification_id)
+        .collect();
+    let poison: Vec<u64> = (1..=60).filter(|id| (id - 1) % 7 == 3).collect();
+    assert_eq!(parked, poison);
+    let ok: Vec<Uuid> = jobs
+        .iter()
+        .zip(&behaviours)
+        .filter(|(_, b)| **b == "ok")
+        .map(|(job, _)| *job)
+        .collect();
+    assert_eq!(done(store).await, (ok, 60));
+    first.shutdown().await.unwrap();
+    second.shutdown().await.unwrap();
+}
+
 async fn the_default_still_stops(store: &Store, kind: RunnerKind) {
     let jobs = submit(store, &["ok", "fail", "ok"]).await;
     let error = start(store, kind, options()).await.unwrap_err();
@@ -548,6 +579,7 @@ on_every_fresh_backend!(
     a_retry_that_fails_again_stays_parked,
     discard_removes_it_and_records_nothing,
     two_racing_retries_process_it_once,
+    duplicate_workers_park_each_poison_notification_once,
 );
 
 eventsourcing_tests::on_every_backend!(parking_and_its_tracking_move_are_atomic);
