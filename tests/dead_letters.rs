@@ -368,6 +368,20 @@ async fn duplicate_workers_park_each_poison_notification_once(store: &Store) {
     second.shutdown().await.unwrap();
 }
 
+/// The position of notifications passed over without a commit moves with
+/// the parked one.
+async fn parking_moves_past_notifications_passed_over_before_it(store: &Store) {
+    submit(store, &["skip", "skip", "fail", "skip"]).await;
+    let runner = start(store, RunnerKind::SingleThreaded, parking().batch_size(2))
+        .await
+        .unwrap();
+    assert_eq!(done(store).await, (Vec::new(), 4));
+    let letters = runner.dead_letters::<Workers>().await.unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_names(&letters[0], 3);
+    runner.shutdown().await.unwrap();
+}
+
 async fn the_default_still_stops(store: &Store, kind: RunnerKind) {
     let jobs = submit(store, &["ok", "fail", "ok"]).await;
     let error = start(store, kind, options()).await.unwrap_err();
@@ -580,6 +594,7 @@ on_every_fresh_backend!(
     discard_removes_it_and_records_nothing,
     two_racing_retries_process_it_once,
     duplicate_workers_park_each_poison_notification_once,
+    parking_moves_past_notifications_passed_over_before_it,
 );
 
 eventsourcing_tests::on_every_backend!(parking_and_its_tracking_move_are_atomic);

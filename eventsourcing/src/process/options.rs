@@ -190,3 +190,40 @@ impl ProcessOptions {
         self.overrides.0.iter().map(|(app, _)| *app)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Payments;
+
+    #[crate::policy(aggregates())]
+    impl Payments {}
+
+    #[test]
+    fn an_application_gets_the_settings_for_all_changed_by_its_own_in_order() {
+        let options = ProcessOptions::default()
+            .app::<Payments>(|o| {
+                let retries = o.retries + 1;
+                o.retries(retries, Duration::ZERO)
+            })
+            .retries(2, Duration::from_millis(1))
+            .app::<Payments>(|o| o.on_failure(OnFailure::Park).app::<Payments>(|o| o.batch_size(7)));
+
+        let payments = options.for_app("Payments");
+        assert_eq!((payments.retries, payments.retry_delay), (3, Duration::ZERO));
+        assert_eq!(payments.on_failure, OnFailure::Park);
+        // Settings given inside an application's own are not applied.
+        assert_eq!(payments.batch_size, 100);
+        assert_eq!(payments.apps_with_settings().count(), 0);
+
+        let others = options.for_app("Audit");
+        assert_eq!((others.retries, others.on_failure), (2, OnFailure::Stop));
+        assert_eq!(
+            options.apps_with_settings().collect::<Vec<_>>(),
+            ["Payments", "Payments"]
+        );
+        assert_eq!(options.clone(), options, "clones share the same settings");
+    }
+}
