@@ -108,6 +108,9 @@ impl Workers {
         }
         // The change comes first, so a failure must roll it back.
         repo.add(Done::record(job.originator_id));
+        if job.behaviour == "panic" && !is_fixed(job.originator_id) {
+            panic!("boom at job {}", job.originator_id);
+        }
         if job.behaviour == "fail" && !is_fixed(job.originator_id) {
             return Err(Refused {
                 job: job.originator_id,
@@ -197,18 +200,25 @@ async fn a_poison_notification_is_parked_and_the_rest_are_processed(store: &Stor
     assert!(letter.parked_at >= before && letter.parked_at <= Timestamp::now());
     assert_eq!(letter.last_failed_at, letter.parked_at);
 
-    // Later notifications are processed as they come.
-    let later = submit(store, &["fail", "ok"]).await;
+    // Later notifications are processed as they come; a panic is parked
+    // like an error.
+    let later = submit(store, &["panic", "ok"]).await;
     runner.wait_until_quiet().await.unwrap();
     assert_eq!(done(store).await, (vec![jobs[0], jobs[2], jobs[4], later[1]], 7));
-    let parked: Vec<u64> = runner
+    let parked: Vec<(u64, String)> = runner
         .dead_letters::<Workers>()
         .await
         .unwrap()
-        .iter()
-        .map(|l| l.notification_id)
+        .into_iter()
+        .map(|l| (l.notification_id, l.error))
         .collect();
-    assert_eq!(parked, [2, 6]);
+    assert_eq!(
+        parked,
+        [
+            (2, format!("job {} refused: card declined", jobs[1])),
+            (6, format!("the handler panicked: boom at job {}", later[0]))
+        ]
+    );
     runner.shutdown().await.unwrap();
 }
 
@@ -379,6 +389,39 @@ async fn parking_moves_past_notifications_passed_over_before_it(store: &Store) {
     let letters = runner.dead_letters::<Workers>().await.unwrap();
     assert_eq!(letters.len(), 1);
     assert_names(&letters[0], 3);
+    runner.shutdown().await.unwrap();
+}
+
+/// An event that does not decode is parked; retrying cannot help, so it is
+/// discarded.
+async fn an_event_that_does_not_decode_is_parked_then_discarded(store: &Store) {
+    let jobs = submit(store, &["ok"]).await;
+    let bad = StoredEvent {
+        originator_id: Uuid::new_v4(),
+        originator_version: 1,
+        timestamp: Timestamp::now(),
+        topic: "Job.Submitted".to_owned(),
+        state: b"{\"behaviour\": 7}".to_vec(),
+    };
+    let app = Application::open(store, "Jobs").await.unwrap();
+    app.recorder().insert(&[bad], None).await.unwrap();
+    let more = submit(store, &["ok"]).await;
+
+    let runner = start(store, RunnerKind::SingleThreaded, parking()).await.unwrap();
+    assert_eq!(done(store).await, (vec![jobs[0], more[0]], 3));
+    let letter = runner.dead_letters::<Workers>().await.unwrap().remove(0);
+    assert_names(&letter, 2);
+    assert!(
+        letter.error.starts_with("cannot decode event `Job.Submitted`"),
+        "{}",
+        letter.error
+    );
+
+    let error = runner.retry_dead_letter(&letter).await.unwrap_err();
+    assert!(matches!(error, Error::RetryFailed { attempts: 4, .. }), "{error}");
+    runner.discard_dead_letter(&letter).await.unwrap();
+    assert!(runner.dead_letters::<Workers>().await.unwrap().is_empty());
+    assert_eq!(done(store).await, (vec![jobs[0], more[0]], 3));
     runner.shutdown().await.unwrap();
 }
 
@@ -595,6 +638,7 @@ on_every_fresh_backend!(
     two_racing_retries_process_it_once,
     duplicate_workers_park_each_poison_notification_once,
     parking_moves_past_notifications_passed_over_before_it,
+    an_event_that_does_not_decode_is_parked_then_discarded,
 );
 
 eventsourcing_tests::on_every_backend!(parking_and_its_tracking_move_are_atomic);
