@@ -274,6 +274,48 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
 
+    /// A dead letter to retry or discard that is no longer parked: another
+    /// retry processed it, or it was discarded.
+    #[error(
+        "application `{app}` has no parked notification {notification_id} (`{topic}`) of upstream `{upstream}` partition {partition}; another retry processed it or it was discarded, so list the dead letters again"
+    )]
+    DeadLetterNotFound {
+        /// The process application.
+        app: String,
+        /// The upstream application whose notification it was.
+        upstream: String,
+        /// The upstream partition.
+        partition: u32,
+        /// The notification's id in the upstream log.
+        notification_id: u64,
+        /// The notification's topic.
+        topic: String,
+    },
+
+    /// A retry of a parked notification failed again: nothing from it was
+    /// recorded, and it stays parked with one more attempt.
+    #[error(
+        "application `{app}` failed again to process parked notification {notification_id} (`{topic}`) of upstream `{upstream}` partition {partition} (attempt {attempts}); it stays parked, so fix the cause and retry it, or discard it"
+    )]
+    RetryFailed {
+        /// The process application.
+        app: String,
+        /// The upstream application whose notification it is.
+        upstream: String,
+        /// The upstream partition.
+        partition: u32,
+        /// The notification's id in the upstream log.
+        notification_id: u64,
+        /// The notification's topic.
+        topic: String,
+        /// The attempts recorded now, this one included.
+        attempts: u32,
+        /// What went wrong: the handler's error, a panic's message, or the
+        /// runtime's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
     /// An aggregate id asked for as one aggregate type that is another.
     #[error(
         "aggregate {originator_id} in application `{app}` is a {found}, not a {expected}; ask the repository for the type that recorded it"

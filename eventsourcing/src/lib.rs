@@ -34,9 +34,11 @@ pub use application::{Application, Unsaved};
 pub use error::{Error, Result};
 pub use event::{DomainEvent, Envelope, EventType, Notification, StoredEvent};
 pub use log::{LogReader, NotificationLog, Section};
-pub use process::{Handler, HandlerError, Handling, Notified, Process, ProcessOptions, Records, Repo, UnknownTopics};
+pub use process::{
+    Handler, HandlerError, Handling, Notified, OnFailure, Process, ProcessOptions, Records, Repo, UnknownTopics,
+};
 pub use runner::{Runner, RunnerKind, Saved};
-pub use store::{AnyRecorder, Recorder, Store, Tracking, Versions};
+pub use store::{AnyRecorder, DeadLetter, Recorder, Store, Tracking, Versions};
 pub use system::System;
 pub use timestamp::Timestamp;
 

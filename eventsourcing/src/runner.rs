@@ -6,6 +6,8 @@
 //! woken by in-process prompts when an application it follows commits, and
 //! by a polling interval for writes from other processes.
 
+mod dead_letters;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -197,14 +199,17 @@ impl Runner {
         let tasks = workers(&system, &apps, &options)
             .into_iter()
             .zip(&prompts)
-            .map(|(worker, prompt)| Task {
-                name: worker.name(),
-                handle: Some(tokio::spawn(run_task(
-                    worker,
-                    prompt.clone(),
-                    stopping.clone(),
-                    options.poll_interval,
-                ))),
+            .map(|(worker, prompt)| {
+                let poll_interval = options.for_app(worker.name()).poll_interval;
+                Task {
+                    name: worker.name(),
+                    handle: Some(tokio::spawn(run_task(
+                        worker,
+                        prompt.clone(),
+                        stopping.clone(),
+                        poll_interval,
+                    ))),
+                }
             })
             .collect();
         Ok(Self {
@@ -355,10 +360,17 @@ impl Drop for Runner {
 }
 
 async fn open_apps(system: &System, store: &Store, options: &ProcessOptions) -> Result<Vec<Application>> {
+    if let Some(stranger) = options.apps_with_settings().find(|app| index_of(system, app).is_none()) {
+        return Err(Error::Runner {
+            reason: format!(
+                "the process options give settings for `{stranger}`, which is not an application of this system; remove them, or add `{stranger}` to the system"
+            ),
+        });
+    }
     let mut apps = Vec::new();
     for spec in system.app_specs() {
         let mut app = Application::open(store, spec.name).await?;
-        app.set_warm(Arc::new(WarmHistories::new(options.cache_capacity)));
+        app.set_warm(Arc::new(WarmHistories::new(options.for_app(spec.name).cache_capacity)));
         apps.push(app);
     }
     Ok(apps)
@@ -369,14 +381,20 @@ fn workers(system: &System, apps: &[Application], options: &ProcessOptions) -> V
 }
 
 /// The worker of the `i`-th application of `system`, whose applications
-/// are `apps`, in the same order.
+/// are `apps`, in the same order, with that application's settings.
 pub(crate) fn worker(system: &System, apps: &[Application], options: &ProcessOptions, i: usize) -> Worker {
     let spec = &system.app_specs()[i];
     let upstreams = system
         .upstreams(spec.name)
         .filter_map(|up| index_of(system, up).map(|u| (up, system.app_specs()[u].records, apps[u].clone())))
         .collect();
-    Worker::new(spec.name, apps[i].clone(), (spec.policy)(), upstreams, options.clone())
+    Worker::new(
+        spec.name,
+        apps[i].clone(),
+        (spec.policy)(),
+        upstreams,
+        options.for_app(spec.name),
+    )
 }
 
 fn index_of(system: &System, name: &str) -> Option<usize> {

@@ -4,11 +4,14 @@
 //! `#[policy]` implements [`Process`] from handler methods; a [`System`]
 //! (declared with `system!`) says who follows whom; a
 //! [`Runner`](crate::Runner) runs the loops. The loop for one application
-//! lives in `worker.rs`; the repository a handler works through in
-//! `repo.rs`.
+//! lives in `worker.rs` (which also parks a notification whose handler
+//! keeps failing, if the options say so); the repository a handler works
+//! through in `repo.rs`; retrying a parked notification in
+//! `dead_letters.rs`.
 //!
 //! [`System`]: crate::System
 
+pub(crate) mod dead_letters;
 mod fifo;
 mod notified;
 mod options;
@@ -20,7 +23,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub use notified::Notified;
-pub use options::{ProcessOptions, UnknownTopics};
+pub use options::{OnFailure, ProcessOptions, UnknownTopics};
 pub use repo::Repo;
 
 use crate::Notification;

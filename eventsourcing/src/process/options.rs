@@ -1,6 +1,11 @@
-//! How a process application processes: batch size, retries, polling.
+//! How a process application processes: batch size, retries, polling,
+//! what a notification that keeps failing does; for all applications, and
+//! per application.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use super::Process;
 
 /// Settings for the loops that process upstream notifications.
 ///
@@ -38,6 +43,12 @@ pub struct ProcessOptions {
     /// upstream records (an event type removed or renamed upstream, or a
     /// row written by something else).
     pub unknown_topics: UnknownTopics,
+    /// What a notification whose handler still fails after
+    /// [`retries`](Self::retries) does: stop its application (the default),
+    /// or park and let processing go on.
+    pub on_failure: OnFailure,
+    /// Settings for one application, over the ones above.
+    overrides: AppOverrides,
 }
 
 /// What a process application does with an upstream notification whose
@@ -54,6 +65,51 @@ pub enum UnknownTopics {
     Stop,
 }
 
+/// What a process application does with a notification whose handler still
+/// fails after its retries (an error, a panic, an event that does not
+/// decode).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OnFailure {
+    /// The application stops with [`Error::Processing`](crate::Error::Processing),
+    /// and every later notification waits until the cause is fixed.
+    #[default]
+    Stop,
+    /// The notification is parked: recorded as a
+    /// [`DeadLetter`](crate::DeadLetter) in the transaction that moves the
+    /// tracking position past it, and processing goes on with the next one.
+    /// Failures of the store itself still stop or are retried.
+    Park,
+}
+
+/// Changes one application's settings: applied to the settings for all
+/// when a runner starts.
+type Override = Arc<dyn Fn(ProcessOptions) -> ProcessOptions + Send + Sync>;
+
+/// The per-application settings, in the order they were given.
+#[derive(Clone, Default)]
+struct AppOverrides(Vec<(&'static str, Override)>);
+
+impl std::fmt::Debug for AppOverrides {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.iter().map(|(app, _)| app)).finish()
+    }
+}
+
+/// The same overrides: the same applications, with the same functions.
+impl PartialEq for AppOverrides {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.len() == other.0.len()
+            && self
+                .0
+                .iter()
+                .zip(&other.0)
+                .all(|((a, f), (b, g))| a == b && Arc::ptr_eq(f, g))
+    }
+}
+
+impl Eq for AppOverrides {}
+
 impl Default for ProcessOptions {
     fn default() -> Self {
         Self {
@@ -63,6 +119,8 @@ impl Default for ProcessOptions {
             poll_interval: Duration::from_millis(100),
             cache_capacity: 10_000,
             unknown_topics: UnknownTopics::Warn,
+            on_failure: OnFailure::Stop,
+            overrides: AppOverrides::default(),
         }
     }
 }
@@ -97,5 +155,100 @@ impl ProcessOptions {
     pub fn cache_capacity(mut self, capacity: usize) -> Self {
         self.cache_capacity = capacity;
         self
+    }
+
+    /// Sets [`on_failure`](Self::on_failure).
+    pub fn on_failure(mut self, on_failure: OnFailure) -> Self {
+        self.on_failure = on_failure;
+        self
+    }
+
+    /// Settings for the application `P` alone: `change` gets the settings
+    /// for all (whatever order they are given in) and returns `P`'s.
+    ///
+    /// ```
+    /// # use eventsourcing::prelude::*;
+    /// # #[derive(Default)] struct Payments;
+    /// # #[policy(aggregates())] impl Payments {}
+    /// # #[derive(Default)] struct Audit;
+    /// # #[policy(aggregates())] impl Audit {}
+    /// use eventsourcing::OnFailure;
+    ///
+    /// let options = ProcessOptions::default()
+    ///     .app::<Payments>(|o| o.on_failure(OnFailure::Park))
+    ///     .batch_size(50);
+    /// assert_eq!(options.for_app("Payments").on_failure, OnFailure::Park);
+    /// assert_eq!(options.for_app("Payments").batch_size, 50);
+    /// assert_eq!(options.for_app("Audit").on_failure, OnFailure::Stop);
+    /// ```
+    ///
+    /// A runner refuses settings for an application its system does not
+    /// have.
+    pub fn app<P: Process>(
+        mut self,
+        change: impl Fn(ProcessOptions) -> ProcessOptions + Send + Sync + 'static,
+    ) -> Self {
+        self.overrides.0.push((P::NAME, Arc::new(change)));
+        self
+    }
+
+    /// The settings the application named `app` runs with: these, changed
+    /// by whatever [`app`](Self::app) gave for it.
+    pub fn for_app(&self, app: &str) -> ProcessOptions {
+        let base = ProcessOptions {
+            overrides: AppOverrides::default(),
+            ..self.clone()
+        };
+        self.overrides
+            .0
+            .iter()
+            .filter(|(name, _)| *name == app)
+            .fold(base, |options, (_, change)| ProcessOptions {
+                // An application's settings cannot name other applications.
+                overrides: AppOverrides::default(),
+                ..change(options)
+            })
+    }
+
+    /// The applications given settings of their own.
+    pub(crate) fn apps_with_settings(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.overrides.0.iter().map(|(app, _)| *app)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Payments;
+
+    #[crate::policy(aggregates())]
+    impl Payments {}
+
+    #[test]
+    fn an_application_gets_the_settings_for_all_changed_by_its_own_in_order() {
+        let options = ProcessOptions::default()
+            .app::<Payments>(|o| {
+                let retries = o.retries + 1;
+                o.retries(retries, Duration::ZERO)
+            })
+            .retries(2, Duration::from_millis(1))
+            .app::<Payments>(|o| o.on_failure(OnFailure::Park).app::<Payments>(|o| o.batch_size(7)));
+
+        let payments = options.for_app("Payments");
+        assert_eq!((payments.retries, payments.retry_delay), (3, Duration::ZERO));
+        assert_eq!(payments.on_failure, OnFailure::Park);
+        // Settings given inside an application's own are not applied.
+        assert_eq!(payments.batch_size, 100);
+        assert_eq!(payments.apps_with_settings().count(), 0);
+
+        let others = options.for_app("Audit");
+        assert_eq!((others.retries, others.on_failure), (2, OnFailure::Stop));
+        assert_eq!(
+            options.apps_with_settings().collect::<Vec<_>>(),
+            ["Payments", "Payments"]
+        );
+        assert_eq!(options.clone(), options, "clones share the same settings");
     }
 }

@@ -7,7 +7,8 @@
 //! the commit fails and leaves no trace. A handler that fails (error,
 //! panic, undecodable event) abandons the batch; the notifications before
 //! it are processed again and committed without it, and the failing one is
-//! retried or stops the application, per [`ProcessOptions`].
+//! retried, then stops the application or is parked as a dead letter, per
+//! [`ProcessOptions`].
 
 use std::any::Any;
 use std::future::Future;
@@ -17,9 +18,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use super::repo::Cache;
-use super::{Handling, Process, ProcessOptions, Records, Repo, UnknownTopics};
+use super::{HandlerError, Handling, OnFailure, Process, ProcessOptions, Records, Repo, UnknownTopics};
 use crate::store::DEFAULT_PARTITION;
-use crate::{AnyRecorder, AppName, Application, Error, Notification, Recorder, Result, Tracking};
+use crate::{
+    AnyRecorder, AppName, Application, DeadLetter, Error, Notification, Recorder, Result, Timestamp, Tracking,
+};
 
 /// How often a batch is tried again after another writer changed one of
 /// its aggregates, before the conflict counts as a failure.
@@ -61,6 +64,9 @@ struct Upstream {
     /// Whether the last failure here was already tried again with nothing
     /// cached, in case a cached aggregate was behind the store.
     retried_uncached: bool,
+    /// The notification whose handler just failed: set where it failed,
+    /// taken by `failed`, which parks it if the options say so.
+    failing: Option<Notification>,
 }
 
 /// One process application at work.
@@ -100,6 +106,7 @@ impl Worker {
                 recorded: 0,
                 failures: 0,
                 retried_uncached: false,
+                failing: None,
             })
             .collect();
         Self {
@@ -194,7 +201,10 @@ impl Worker {
                     end = index;
                     may_defer = false;
                 }
-                Err(BatchFailure::Handler { error, .. }) => return self.failed(u, error).await,
+                Err(BatchFailure::Handler { error, .. }) => {
+                    self.upstreams[u].failing = Some(batch[0].clone());
+                    return self.failed(u, error).await;
+                }
                 Err(BatchFailure::Commit(Error::TrackingConflict { found, .. })) => {
                     self.skip_ahead(u, found);
                     return Ok(true);
@@ -318,12 +328,9 @@ impl Worker {
                     self.name, upstream.name, event.originator_id, event.originator_version
                 )
             });
-            let outcome = match self.policy.handle(upstream.name, notification, &mut repo) {
+            let outcome = match run_handler(&*self.policy, upstream.name, notification, &mut repo).await {
                 None => self.pass_over(upstream, notification),
-                Some(handling) => match CatchUnwind(handling).await {
-                    Ok(result) => result,
-                    Err(panic) => Err(panic_message(panic).into()),
-                },
+                Some(outcome) => outcome,
             };
             let outcome = outcome.and_then(|()| Ok(repo.collect_new_events(&mut events)?));
             if let Err(source) = outcome {
@@ -402,6 +409,7 @@ impl Worker {
     /// cached, without counting: a handler may have failed on an aggregate
     /// that another writer had changed since it was cached.
     async fn failed(&mut self, u: usize, error: Error) -> Result<bool> {
+        let failing = self.upstreams[u].failing.take();
         if !std::mem::replace(&mut self.upstreams[u].retried_uncached, true) {
             self.forget_cached();
             return Ok(true);
@@ -410,6 +418,12 @@ impl Worker {
         upstream.failures += 1;
         let attempt = upstream.failures;
         if attempt > self.options.retries {
+            if let Some(notification) = failing
+                && self.options.on_failure == OnFailure::Park
+            {
+                // Counting the first try, made again with nothing cached.
+                return self.park(u, notification, &error, attempt + 1).await;
+            }
             tracing::error!(app = self.name, error = %error_chain(&error), "stopping");
             self.record_positions_before_stopping().await;
             return Err(error);
@@ -426,6 +440,66 @@ impl Worker {
         Ok(true)
     }
 
+    /// Parks `notification`, whose handler failed `attempts` times: records
+    /// it as a dead letter in the transaction that moves the tracking
+    /// position past it, and goes on with the next one.
+    async fn park(&mut self, u: usize, notification: Notification, error: &Error, attempts: u32) -> Result<bool> {
+        let upstream = &self.upstreams[u];
+        let now = Timestamp::now();
+        let letter = DeadLetter {
+            app: self.app.name().clone(),
+            upstream: upstream.app.clone(),
+            partition: notification.partition,
+            notification_id: notification.id,
+            topic: notification.event.topic.clone(),
+            // The cause; the dead letter says which notification it was.
+            error: match error {
+                Error::Processing { source, .. } => error_chain(source.as_ref()),
+                other => error_chain(other),
+            },
+            attempts,
+            parked_at: now,
+            last_failed_at: now,
+        };
+        let tracking = Tracking {
+            upstream: upstream.app.clone(),
+            partition: notification.partition,
+            previous: upstream.recorded,
+            position: notification.id,
+        };
+        let parked = self.app.recorder().park(&letter, &tracking).await;
+        let upstream = &mut self.upstreams[u];
+        upstream.failures = 0;
+        upstream.retried_uncached = false;
+        match parked {
+            Ok(()) => {
+                tracing::warn!(
+                    app = self.name,
+                    upstream = upstream.name,
+                    partition = notification.partition,
+                    notification_id = notification.id,
+                    topic = %notification.event.topic,
+                    attempts,
+                    error = %letter.error,
+                    "parked a notification whose handler keeps failing"
+                );
+                upstream.position = Some(notification.id);
+                upstream.recorded = notification.id;
+                Ok(true)
+            }
+            // Another worker got past it first; nothing was parked.
+            Err(Error::TrackingConflict { found, .. }) => {
+                self.skip_ahead(u, found);
+                Ok(true)
+            }
+            Err(park_error) => {
+                tracing::error!(app = self.name, error = %error_chain(&park_error), "stopping: could not park");
+                self.record_positions_before_stopping().await;
+                Err(park_error)
+            }
+        }
+    }
+
     /// Records deferred positions on the way out, as far as the store lets.
     async fn record_positions_before_stopping(&mut self) {
         for u in 0..self.upstreams.len() {
@@ -435,7 +509,24 @@ impl Worker {
     }
 }
 
-fn processing_error(app: &str, upstream: &str, notification: &Notification, source: super::HandlerError) -> Error {
+/// Runs the policy's handler for `notification`, if it has one; a panic
+/// becomes an error.
+/// Runs the policy's handler for `notification`, with a panic turned into
+/// an error; `None` if the policy has no handler for its topic.
+pub(crate) async fn run_handler(
+    policy: &dyn DynProcess,
+    upstream: &'static str,
+    notification: &Notification,
+    repo: &mut Repo,
+) -> Option<Result<(), HandlerError>> {
+    let handling = policy.handle(upstream, notification, repo)?;
+    Some(match CatchUnwind(handling).await {
+        Ok(result) => result,
+        Err(panic) => Err(panic_message(panic).into()),
+    })
+}
+
+fn processing_error(app: &str, upstream: &str, notification: &Notification, source: HandlerError) -> Error {
     Error::Processing {
         app: app.to_owned(),
         upstream: upstream.to_owned(),

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use uuid::Uuid;
 
-use crate::{AnyRecorder, AppName, Error, Notification, Recorder, Result, StoredEvent, Tracking, Versions};
+use crate::{AnyRecorder, AppName, DeadLetter, Error, Notification, Recorder, Result, StoredEvent, Tracking, Versions};
 
 /// How often each fault strikes a process's commit, from 0 (never) to 1
 /// (always). Commands are never failed: they are the workload.
@@ -249,6 +249,35 @@ impl Recorder for FaultyRecorder {
 
     fn max_notification_id(&self, partition: u32) -> Boxed<'_, u64> {
         Box::pin(self.inner.max_notification_id(partition))
+    }
+
+    fn park(&self, letter: &DeadLetter, tracking: &Tracking) -> Boxed<'_, ()> {
+        let (letter, tracking) = (letter.clone(), tracking.clone());
+        Box::pin(async move {
+            self.inner.park(&letter, &tracking).await?;
+            self.plan().landed.push(Landed {
+                app: self.inner.app().to_string(),
+                upstream: tracking.upstream.to_string(),
+                partition: tracking.partition,
+                previous: tracking.previous,
+                position: tracking.position,
+            });
+            Ok(())
+        })
+    }
+
+    fn dead_letters(&self) -> Boxed<'_, Vec<DeadLetter>> {
+        Box::pin(self.inner.dead_letters())
+    }
+
+    fn resolve_dead_letter(&self, letter: &DeadLetter, events: &[StoredEvent]) -> Boxed<'_, Vec<u64>> {
+        let (letter, events) = (letter.clone(), events.to_vec());
+        Box::pin(async move { self.inner.resolve_dead_letter(&letter, &events).await })
+    }
+
+    fn record_failed_retry(&self, letter: &DeadLetter) -> Boxed<'_, u32> {
+        let letter = letter.clone();
+        Box::pin(async move { self.inner.record_failed_retry(&letter).await })
     }
 
     fn tracking_position(&self, upstream: &AppName, partition: u32) -> Boxed<'_, u64> {

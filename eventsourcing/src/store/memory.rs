@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use uuid::Uuid;
 
-use super::{Recorder, Tracking, Versions, check_write, duplicate_in_batch};
+use super::{DeadLetter, Recorder, Tracking, Versions, check_write, duplicate_in_batch};
 use crate::{AppName, Error, Notification, Result, StoredEvent};
 
 /// A store in this process's memory. Clones share the same data, and so do
@@ -40,6 +40,16 @@ struct Tables {
     /// Each partition's notifications; index `i` holds id `i + 1`.
     logs: HashMap<u32, Vec<Notification>>,
     tracking: HashMap<(String, u32), u64>,
+    /// Parked notifications by (upstream, partition, notification id).
+    dead_letters: BTreeMap<(String, u32, u64), DeadLetter>,
+}
+
+fn dead_letter_key(letter: &DeadLetter) -> (String, u32, u64) {
+    (
+        letter.upstream.as_str().to_owned(),
+        letter.partition,
+        letter.notification_id,
+    )
 }
 
 /// The recorder of one application in a [`MemoryStore`].
@@ -55,18 +65,10 @@ impl MemoryRecorder {
         // cannot leave the tables half-written.
         self.tables.lock().unwrap_or_else(PoisonError::into_inner)
     }
-}
 
-impl Recorder for MemoryRecorder {
-    fn app(&self) -> &AppName {
-        &self.app
-    }
-
-    async fn insert(&self, events: &[StoredEvent], tracking: Option<&Tracking>) -> Result<Vec<u64>> {
-        check_write(&self.app, events, tracking)?;
-        let mut tables = self.tables();
-
-        // Check everything first: all or nothing.
+    /// Checks a write against the tables: all or nothing, so nothing is
+    /// changed before every check passed.
+    fn check(&self, tables: &Tables, events: &[StoredEvent], tracking: Option<&Tracking>) -> Result<()> {
         if let Some(t) = tracking {
             let found = tables
                 .tracking
@@ -93,7 +95,11 @@ impl Recorder for MemoryRecorder {
                 version: e.originator_version,
             });
         }
+        Ok(())
+    }
 
+    /// Writes what [`check`](Self::check) passed.
+    fn apply(&self, tables: &mut Tables, events: &[StoredEvent], tracking: Option<&Tracking>) -> Vec<u64> {
         let partition = super::DEFAULT_PARTITION;
         let mut ids = Vec::with_capacity(events.len());
         for event in events {
@@ -115,7 +121,20 @@ impl Recorder for MemoryRecorder {
                 .tracking
                 .insert((t.upstream.table_prefix().to_owned(), t.partition), t.position);
         }
-        Ok(ids)
+        ids
+    }
+}
+
+impl Recorder for MemoryRecorder {
+    fn app(&self) -> &AppName {
+        &self.app
+    }
+
+    async fn insert(&self, events: &[StoredEvent], tracking: Option<&Tracking>) -> Result<Vec<u64>> {
+        check_write(&self.app, events, tracking)?;
+        let mut tables = self.tables();
+        self.check(&tables, events, tracking)?;
+        Ok(self.apply(&mut tables, events, tracking))
     }
 
     async fn select_events(&self, originator_id: Uuid, versions: Versions) -> Result<Vec<StoredEvent>> {
@@ -150,5 +169,42 @@ impl Recorder for MemoryRecorder {
             .get(&(upstream.table_prefix().to_owned(), partition))
             .copied()
             .unwrap_or(0))
+    }
+
+    async fn park(&self, letter: &DeadLetter, tracking: &Tracking) -> Result<()> {
+        check_write(&self.app, &[], Some(tracking))?;
+        let mut tables = self.tables();
+        self.check(&tables, &[], Some(tracking))?;
+        self.apply(&mut tables, &[], Some(tracking));
+        tables.dead_letters.insert(dead_letter_key(letter), letter.clone());
+        Ok(())
+    }
+
+    async fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
+        Ok(self.tables().dead_letters.values().cloned().collect())
+    }
+
+    async fn resolve_dead_letter(&self, letter: &DeadLetter, events: &[StoredEvent]) -> Result<Vec<u64>> {
+        check_write(&self.app, events, None)?;
+        let mut tables = self.tables();
+        let key = dead_letter_key(letter);
+        if !tables.dead_letters.contains_key(&key) {
+            return Err(letter.not_found());
+        }
+        self.check(&tables, events, None)?;
+        tables.dead_letters.remove(&key);
+        Ok(self.apply(&mut tables, events, None))
+    }
+
+    async fn record_failed_retry(&self, letter: &DeadLetter) -> Result<u32> {
+        let mut tables = self.tables();
+        let parked = tables
+            .dead_letters
+            .get_mut(&dead_letter_key(letter))
+            .ok_or_else(|| letter.not_found())?;
+        parked.attempts = parked.attempts.saturating_add(1);
+        parked.error.clone_from(&letter.error);
+        parked.last_failed_at = letter.last_failed_at;
+        Ok(parked.attempts)
     }
 }

@@ -17,7 +17,12 @@
 //!   trace.
 //! - Each application has its own tables, named from its validated
 //!   [`AppName`], created idempotently when its recorder is opened.
+//! - A notification a process parks ([`Recorder::park`]) is recorded as a
+//!   [`DeadLetter`] in the transaction that moves the tracking position past
+//!   it; a retry's events and the dead letter's removal are one transaction
+//!   too, and the removal happens once ([`Recorder::resolve_dead_letter`]).
 
+mod dead_letter;
 pub mod memory;
 #[cfg(feature = "postgres")]
 pub mod postgres;
@@ -32,6 +37,8 @@ use uuid::Uuid;
 
 use crate::{AppName, Notification, Result, StoredEvent};
 
+pub use dead_letter::DeadLetter;
+pub(crate) use dead_letter::DeadLetterWrite;
 pub use url::{DEFAULT_STORE_URL, STORE_URL_ENV};
 
 /// The partition every notification goes to until logs are partitioned.
@@ -132,6 +139,39 @@ pub trait Recorder: Clone + Send + Sync + 'static {
     /// The last notification id of `upstream`'s `partition` processed by
     /// this application (0 for none).
     fn tracking_position(&self, upstream: &AppName, partition: u32) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Moves the tracking position past a notification whose handler kept
+    /// failing and records it as a dead letter, in one transaction.
+    ///
+    /// Fails with [`Error::TrackingConflict`](crate::Error::TrackingConflict)
+    /// if the tracking position is not at `tracking.previous`; nothing is
+    /// written then.
+    fn park(&self, letter: &DeadLetter, tracking: &Tracking) -> impl Future<Output = Result<()>> + Send;
+
+    /// This application's dead letters, by upstream, partition and
+    /// notification id.
+    fn dead_letters(&self) -> impl Future<Output = Result<Vec<DeadLetter>>> + Send;
+
+    /// Records `events` and removes the dead letter `letter`, in one
+    /// transaction: a retry that succeeded, or (with no events) a discard.
+    /// Returns the events' notification ids.
+    ///
+    /// Fails with [`Error::DeadLetterNotFound`](crate::Error::DeadLetterNotFound)
+    /// if it is no longer there (another retry or discard removed it), and
+    /// like [`insert`](Recorder::insert) if the events conflict; either way
+    /// nothing is written.
+    fn resolve_dead_letter(
+        &self,
+        letter: &DeadLetter,
+        events: &[StoredEvent],
+    ) -> impl Future<Output = Result<Vec<u64>>> + Send;
+
+    /// Records a failed retry of `letter`: its `error` and `last_failed_at`,
+    /// and one more attempt. Returns the attempts now recorded.
+    ///
+    /// Fails with [`Error::DeadLetterNotFound`](crate::Error::DeadLetterNotFound)
+    /// if it is no longer there.
+    fn record_failed_retry(&self, letter: &DeadLetter) -> impl Future<Output = Result<u32>> + Send;
 }
 
 /// A connection to where events are kept: in memory, a SQLite file, or a
@@ -251,6 +291,22 @@ impl Recorder for AnyRecorder {
 
     async fn tracking_position(&self, upstream: &AppName, partition: u32) -> Result<u64> {
         dispatch!(self, r => r.tracking_position(upstream, partition).await)
+    }
+
+    async fn park(&self, letter: &DeadLetter, tracking: &Tracking) -> Result<()> {
+        dispatch!(self, r => r.park(letter, tracking).await)
+    }
+
+    async fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
+        dispatch!(self, r => r.dead_letters().await)
+    }
+
+    async fn resolve_dead_letter(&self, letter: &DeadLetter, events: &[StoredEvent]) -> Result<Vec<u64>> {
+        dispatch!(self, r => r.resolve_dead_letter(letter, events).await)
+    }
+
+    async fn record_failed_retry(&self, letter: &DeadLetter) -> Result<u32> {
+        dispatch!(self, r => r.record_failed_retry(letter).await)
     }
 }
 

@@ -11,11 +11,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::Row;
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgArguments, PgPool, PgPoolOptions, PgRow};
+use sqlx::query::{Query, QueryScalar};
+use sqlx::{Postgres, Row};
 use uuid::Uuid;
 
-use super::{Abort, Recorder, Tracking, Versions, check_write, db_error, duplicate_in_batch, to_i64, to_u64};
+mod dead_letters;
+
+use self::dead_letters::DeadLetterSql;
+use super::{
+    Abort, DeadLetter, Recorder, Tracking, Versions, check_write, db_error, duplicate_in_batch, to_i64, to_u64,
+};
 use crate::{AppName, Error, Notification, Result, StoredEvent, Timestamp};
 
 /// Connections in the pool.
@@ -98,10 +104,12 @@ struct Sql {
     select_existing: String,
     select_notifications: String,
     max_notification_id: String,
+    dead_letters: DeadLetterSql,
 }
 
 impl Sql {
     fn new(p: &str) -> Self {
+        let dead_letters = DeadLetterSql::new(p);
         Self {
             schema: vec![
                 format!(
@@ -137,6 +145,7 @@ impl Sql {
                         PRIMARY KEY (upstream, partition_id)
                     )"
                 ),
+                dead_letters.schema.clone(),
             ],
             write: write_statement(p, None),
             write_inserting_tracking: write_statement(
@@ -181,6 +190,7 @@ impl Sql {
             max_notification_id: format!(
                 "SELECT COALESCE(MAX(notification_id), 0) FROM {p}_events WHERE partition_id = $1"
             ),
+            dead_letters,
         }
     }
 }
@@ -238,19 +248,8 @@ impl PostgresRecorder {
             let Some(t) = tracking else {
                 return Ok(Vec::new());
             };
-            let query = if t.previous == 0 {
-                sqlx::query(&self.sql.insert_tracking)
-                    .bind(t.upstream.table_prefix())
-                    .bind(t.partition as i32)
-                    .bind(to_i64(t.position))
-            } else {
-                sqlx::query(&self.sql.update_tracking)
-                    .bind(to_i64(t.position))
-                    .bind(t.upstream.table_prefix())
-                    .bind(t.partition as i32)
-                    .bind(to_i64(t.previous))
-            };
-            let moved = query
+            let moved = self
+                .tracking_query(t)
                 .execute(&self.pool)
                 .await
                 .map_err(db("moving the tracking position"))?
@@ -267,19 +266,7 @@ impl PostgresRecorder {
             Some(t) if t.previous == 0 => &self.sql.write_inserting_tracking,
             Some(_) => &self.sql.write_updating_tracking,
         };
-        let mut query = sqlx::query_scalar::<_, i64>(sql)
-            .bind(super::DEFAULT_PARTITION as i32)
-            .bind(events.iter().map(|e| e.originator_id).collect::<Vec<_>>())
-            .bind(events.iter().map(|e| to_i64(e.originator_version)).collect::<Vec<_>>())
-            .bind(events.iter().map(|e| e.timestamp.as_micros()).collect::<Vec<_>>())
-            .bind(events.iter().map(|e| e.topic.as_str()).collect::<Vec<_>>())
-            .bind(events.iter().map(|e| e.state.as_slice()).collect::<Vec<_>>())
-            .bind(
-                events
-                    .iter()
-                    .map(|e| i32::try_from(e.state_version).unwrap_or(i32::MAX))
-                    .collect::<Vec<_>>(),
-            );
+        let mut query = events_query(sql, events);
         if let Some(t) = tracking {
             query = query
                 .bind(t.upstream.table_prefix())
@@ -302,6 +289,23 @@ impl PostgresRecorder {
         };
         let first = to_u64(first);
         Ok((first..first + events.len() as u64).collect())
+    }
+
+    /// Moves the tracking position from `t.previous` to `t.position`; it
+    /// moved if one row is affected.
+    fn tracking_query<'q>(&'q self, t: &'q Tracking) -> Query<'q, Postgres, PgArguments> {
+        if t.previous == 0 {
+            sqlx::query(&self.sql.insert_tracking)
+                .bind(t.upstream.table_prefix())
+                .bind(t.partition as i32)
+                .bind(to_i64(t.position))
+        } else {
+            sqlx::query(&self.sql.update_tracking)
+                .bind(to_i64(t.position))
+                .bind(t.upstream.table_prefix())
+                .bind(t.partition as i32)
+                .bind(to_i64(t.previous))
+        }
     }
 
     /// Turns an aborted write into the error that explains it, reading the
@@ -362,6 +366,23 @@ impl PostgresRecorder {
             }
         }
     }
+}
+
+/// A write statement with the partition and the events bound (`$1`–`$6`).
+fn events_query<'q>(sql: &'q str, events: &'q [StoredEvent]) -> QueryScalar<'q, Postgres, i64, PgArguments> {
+    sqlx::query_scalar::<_, i64>(sql)
+        .bind(super::DEFAULT_PARTITION as i32)
+        .bind(events.iter().map(|e| e.originator_id).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| to_i64(e.originator_version)).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.timestamp.as_micros()).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.topic.as_str()).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.state.as_slice()).collect::<Vec<_>>())
+        .bind(
+            events
+                .iter()
+                .map(|e| i32::try_from(e.state_version).unwrap_or(i32::MAX))
+                .collect::<Vec<_>>(),
+        )
 }
 
 fn stored_event(row: &PgRow) -> sqlx::Result<StoredEvent> {
@@ -442,5 +463,29 @@ impl Recorder for PostgresRecorder {
             .await
             .map_err(db_error(&self.app, "reading the tracking position"))?;
         Ok(position.map_or(0, to_u64))
+    }
+
+    async fn park(&self, letter: &DeadLetter, tracking: &Tracking) -> Result<()> {
+        check_write(&self.app, &[], Some(tracking))?;
+        match self.write_park(letter, tracking).await {
+            Ok(()) => Ok(()),
+            Err(abort) => Err(self.explain(abort, &[], Some(tracking)).await),
+        }
+    }
+
+    async fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
+        self.select_dead_letters().await
+    }
+
+    async fn resolve_dead_letter(&self, letter: &DeadLetter, events: &[StoredEvent]) -> Result<Vec<u64>> {
+        check_write(&self.app, events, None)?;
+        match self.write_resolve(letter, events).await {
+            Ok(ids) => Ok(ids),
+            Err(abort) => Err(self.explain(abort, events, None).await),
+        }
+    }
+
+    async fn record_failed_retry(&self, letter: &DeadLetter) -> Result<u32> {
+        self.update_failed_retry(letter).await
     }
 }

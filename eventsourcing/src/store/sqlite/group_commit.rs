@@ -8,6 +8,7 @@
 use tokio::sync::oneshot;
 
 use super::{Shared, SqliteRecorder, Writer};
+use crate::store::DeadLetterWrite;
 use crate::{AppName, Error, Result, StoredEvent, Tracking};
 
 /// A write waiting for the writer, with where to send its answer.
@@ -15,6 +16,7 @@ pub(super) struct QueuedWrite {
     pub(super) recorder: SqliteRecorder,
     pub(super) events: Vec<StoredEvent>,
     pub(super) tracking: Option<Tracking>,
+    pub(super) dead_letter: Option<DeadLetterWrite>,
     pub(super) answer: oneshot::Sender<Result<Vec<u64>>>,
 }
 
@@ -54,7 +56,12 @@ pub(super) async fn write_group(writer: &mut Writer, mut group: Vec<QueuedWrite>
             return fail_group(group, &first_app, "opening a savepoint", source);
         }
         let answer = match recorder
-            .write(&mut writer.conn, &write.events, write.tracking.as_ref())
+            .write(
+                &mut writer.conn,
+                &write.events,
+                write.tracking.as_ref(),
+                write.dead_letter.as_ref(),
+            )
             .await
         {
             Ok(ids) => {

@@ -12,6 +12,7 @@
 //! Writes that queue while one holds the writer are committed together
 //! (`group_commit.rs`).
 
+mod dead_letters;
 mod group_commit;
 
 use std::str::FromStr;
@@ -25,8 +26,12 @@ use sqlx::{ConnectOptions, Row};
 use tokio::sync::{Mutex, oneshot};
 use uuid::Uuid;
 
+use self::dead_letters::DeadLetterSql;
 use self::group_commit::{QueuedWrite, write_group};
-use super::{Abort, Recorder, Tracking, Versions, check_write, db_error, duplicate_in_batch, to_i64, to_u64};
+use super::{
+    Abort, DeadLetter, DeadLetterWrite, Recorder, Tracking, Versions, check_write, db_error, duplicate_in_batch,
+    to_i64, to_u64,
+};
 use crate::{AppName, Error, Notification, Result, StoredEvent, Timestamp};
 
 /// How long a write waits for another process's write to finish.
@@ -223,10 +228,12 @@ struct Sql {
     select_version: String,
     select_notifications: String,
     max_notification_id: String,
+    dead_letters: DeadLetterSql,
 }
 
 impl Sql {
     fn new(p: &str) -> Self {
+        let dead_letters = DeadLetterSql::new(p);
         let columns = "partition_id, notification_id, originator_id, originator_version, recorded_at, topic, state_version, state";
         let insert_events = (0..=MAX_CHUNK.trailing_zeros())
             .map(|k| {
@@ -266,6 +273,7 @@ impl Sql {
                         PRIMARY KEY (upstream, partition_id)
                     ) WITHOUT ROWID"
                 ),
+                dead_letters.schema.clone(),
             ],
             has_state_version: format!(
                 "SELECT EXISTS (SELECT 1 FROM pragma_table_info('{p}_events') WHERE name = 'state_version')"
@@ -298,6 +306,7 @@ impl Sql {
             max_notification_id: format!(
                 "SELECT COALESCE(MAX(notification_id), 0) FROM {p}_events WHERE partition_id = ?"
             ),
+            dead_letters,
         }
     }
 }
@@ -316,6 +325,7 @@ impl SqliteRecorder {
         conn: &mut SqliteConnection,
         events: &[StoredEvent],
         tracking: Option<&Tracking>,
+        dead_letter: Option<&DeadLetterWrite>,
     ) -> Result<Vec<u64>, Abort> {
         let db = |action| {
             move |source| {
@@ -350,8 +360,12 @@ impl SqliteRecorder {
                 return Err(Abort::Tracking);
             }
         }
+        let mut answer = Vec::new();
+        if let Some(op) = dead_letter {
+            answer = self.write_dead_letter(conn, op).await?;
+        }
         if events.is_empty() {
-            return Ok(Vec::new());
+            return Ok(answer);
         }
 
         let partition = super::DEFAULT_PARTITION;
@@ -461,6 +475,40 @@ impl SqliteRecorder {
         }
     }
 
+    /// Queues a write for the writer and waits for its answer.
+    async fn enqueue(
+        &self,
+        events: &[StoredEvent],
+        tracking: Option<&Tracking>,
+        dead_letter: Option<DeadLetterWrite>,
+    ) -> Result<Vec<u64>> {
+        let (answer, answered) = oneshot::channel();
+        self.shared.lock_queue().push(QueuedWrite {
+            recorder: self.clone(),
+            events: events.to_vec(),
+            tracking: tracking.cloned(),
+            dead_letter,
+            answer,
+        });
+        // Whoever holds the writer next records everything queued by then,
+        // this write included (unless an earlier holder did). The group is
+        // written by a task of its own, so that a caller that stops waiting
+        // cannot interrupt a transaction that holds other callers' writes.
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            let mut writer = shared.writer.clone().lock_owned().await;
+            let group = std::mem::take(&mut *shared.lock_queue());
+            write_group(&mut writer, group).await;
+        });
+        answered.await.unwrap_or_else(|_| {
+            Err(Error::Database {
+                app: self.app.to_string(),
+                action: "writing (the write was abandoned before its answer)",
+                source: sqlx::Error::WorkerCrashed,
+            })
+        })
+    }
+
     fn conflict(&self, event: &StoredEvent) -> Error {
         Error::Concurrency {
             app: self.app.to_string(),
@@ -488,30 +536,7 @@ impl Recorder for SqliteRecorder {
 
     async fn insert(&self, events: &[StoredEvent], tracking: Option<&Tracking>) -> Result<Vec<u64>> {
         check_write(&self.app, events, tracking)?;
-        let (answer, answered) = oneshot::channel();
-        self.shared.lock_queue().push(QueuedWrite {
-            recorder: self.clone(),
-            events: events.to_vec(),
-            tracking: tracking.cloned(),
-            answer,
-        });
-        // Whoever holds the writer next records everything queued by then,
-        // this write included (unless an earlier holder did). The group is
-        // written by a task of its own, so that a caller that stops waiting
-        // cannot interrupt a transaction that holds other callers' writes.
-        let shared = self.shared.clone();
-        tokio::spawn(async move {
-            let mut writer = shared.writer.clone().lock_owned().await;
-            let group = std::mem::take(&mut *shared.lock_queue());
-            write_group(&mut writer, group).await;
-        });
-        answered.await.unwrap_or_else(|_| {
-            Err(Error::Database {
-                app: self.app.to_string(),
-                action: "writing (the write was abandoned before its answer)",
-                source: sqlx::Error::WorkerCrashed,
-            })
-        })
+        self.enqueue(events, tracking, None).await
     }
 
     async fn select_events(&self, originator_id: Uuid, versions: Versions) -> Result<Vec<StoredEvent>> {
@@ -565,5 +590,31 @@ impl Recorder for SqliteRecorder {
             .await
             .map_err(db_error(&self.app, "reading the tracking position"))?;
         Ok(position.map_or(0, to_u64))
+    }
+
+    async fn park(&self, letter: &DeadLetter, tracking: &Tracking) -> Result<()> {
+        check_write(&self.app, &[], Some(tracking))?;
+        self.enqueue(&[], Some(tracking), Some(DeadLetterWrite::Park(letter.clone())))
+            .await
+            .map(drop)
+    }
+
+    async fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
+        self.select_dead_letters().await
+    }
+
+    async fn resolve_dead_letter(&self, letter: &DeadLetter, events: &[StoredEvent]) -> Result<Vec<u64>> {
+        check_write(&self.app, events, None)?;
+        self.enqueue(events, None, Some(DeadLetterWrite::Resolve(letter.clone())))
+            .await
+    }
+
+    async fn record_failed_retry(&self, letter: &DeadLetter) -> Result<u32> {
+        let answer = self
+            .enqueue(&[], None, Some(DeadLetterWrite::Failed(letter.clone())))
+            .await?;
+        Ok(answer
+            .first()
+            .map_or(0, |&attempts| u32::try_from(attempts).unwrap_or(u32::MAX)))
     }
 }
