@@ -256,6 +256,25 @@ pub enum Error {
         #[source]
         source: sqlx::Error,
     },
+
+    /// A database server that could not be reached when the store opened:
+    /// nothing listens at the address, it did not answer within the connect
+    /// timeout, or it refused the login.
+    #[error(
+        "cannot connect to PostgreSQL at {server} (`{url}`): {reason}; check that the server is running and accepts connections at that address, or fix the URL"
+    )]
+    Connect {
+        /// The server's `host:port`.
+        server: String,
+        /// The URL, with any password hidden.
+        url: String,
+        /// What happened: `connection refused`, `no answer within 10 s`, or
+        /// the server's own words.
+        reason: String,
+        /// The driver's error, if there was one (a timeout has none).
+        #[source]
+        source: Option<sqlx::Error>,
+    },
 }
 
 /// The runtime's result type.
