@@ -275,6 +275,31 @@ pub enum Error {
         #[source]
         source: Option<sqlx::Error>,
     },
+
+    /// The database stayed unreachable for longer than
+    /// [`ProcessOptions::outage_budget`](crate::ProcessOptions::outage_budget):
+    /// the application stopped. Nothing was lost; started again once the
+    /// server is back, it resumes where it stopped.
+    #[error(
+        "application `{app}` could not reach {server} while {action} for {:.1} s, longer than its outage budget of {:.1} s; it stopped, and resumes where it left off when started again once the server is back (raise `ProcessOptions::outage_budget` to ride out longer outages)",
+        .waited.as_secs_f64(),
+        .budget.as_secs_f64()
+    )]
+    Outage {
+        /// The application that was waiting.
+        app: String,
+        /// What it was doing.
+        action: String,
+        /// Where the database is: `PostgreSQL at host:port`.
+        server: String,
+        /// How long the database had been unreachable.
+        waited: std::time::Duration,
+        /// The budget it exceeded.
+        budget: std::time::Duration,
+        /// The last failure.
+        #[source]
+        source: Box<Error>,
+    },
 }
 
 /// The runtime's result type.

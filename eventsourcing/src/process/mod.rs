@@ -12,6 +12,7 @@
 mod fifo;
 mod notified;
 mod options;
+pub(crate) mod outage;
 mod repo;
 pub(crate) mod warm;
 pub(crate) mod worker;

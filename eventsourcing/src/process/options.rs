@@ -34,6 +34,13 @@ pub struct ProcessOptions {
     /// a handler only reads it: set 0 if other processes change aggregates
     /// that your handlers read without writing.
     pub cache_capacity: usize,
+    /// How long the database may stay unreachable (a restart, a failover, a
+    /// network cut) before the application stops with
+    /// [`Error::Outage`](crate::Error::Outage). Until then every read and
+    /// commit that fails on the connection is retried with backoff (50 ms
+    /// doubling to 2 s), logged as a warning, and not counted toward
+    /// [`retries`](Self::retries).
+    pub outage_budget: Duration,
 }
 
 impl Default for ProcessOptions {
@@ -44,6 +51,7 @@ impl Default for ProcessOptions {
             retry_delay: Duration::from_millis(500),
             poll_interval: Duration::from_millis(100),
             cache_capacity: 10_000,
+            outage_budget: Duration::from_secs(60),
         }
     }
 }
@@ -71,6 +79,12 @@ impl ProcessOptions {
     /// Sets [`cache_capacity`](Self::cache_capacity).
     pub fn cache_capacity(mut self, capacity: usize) -> Self {
         self.cache_capacity = capacity;
+        self
+    }
+
+    /// Sets [`outage_budget`](Self::outage_budget).
+    pub fn outage_budget(mut self, budget: Duration) -> Self {
+        self.outage_budget = budget;
         self
     }
 }

@@ -8,6 +8,11 @@
 //! panic, undecodable event) abandons the batch; the notifications before
 //! it are processed again and committed without it, and the failing one is
 //! retried or stops the application, per [`ProcessOptions`].
+//!
+//! A failure on the connection (see `outage.rs`) is none of these: the
+//! worker forgets what it cached and what it knew of its tracking position,
+//! waits, and reads both again, since a commit whose reply was lost may or
+//! may not have landed. The tracking compare-and-set keeps that exactly once.
 
 use std::any::Any;
 use std::future::Future;
@@ -16,6 +21,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use super::outage::{self, Outage};
 use super::repo::Cache;
 use super::{Handling, Process, ProcessOptions, Repo};
 use crate::store::DEFAULT_PARTITION;
@@ -69,6 +75,7 @@ pub(crate) struct Worker {
     upstreams: Vec<Upstream>,
     cache: Cache,
     options: ProcessOptions,
+    outage: Outage,
 }
 
 /// Why a batch did not commit.
@@ -101,6 +108,7 @@ impl Worker {
             .collect();
         Self {
             name,
+            outage: Outage::new(Some(name), app.recorder(), options.outage_budget),
             app,
             policy,
             upstreams,
@@ -138,7 +146,7 @@ impl Worker {
     async fn step(&mut self, u: usize) -> Result<bool> {
         let previous = match self.position(u).await {
             Ok(previous) => previous,
-            Err(error) => return self.failed(u, error).await,
+            Err(error) => return self.failed_or_interrupted(u, error).await,
         };
         let upstream = &self.upstreams[u];
         let batch = match upstream
@@ -147,7 +155,7 @@ impl Worker {
             .await
         {
             Ok(batch) => batch,
-            Err(error) => return self.failed(u, error).await,
+            Err(error) => return self.failed_or_interrupted(u, error).await,
         };
         let Some(first) = batch.first() else {
             return self.record_position(u).await.map(|()| false);
@@ -170,6 +178,7 @@ impl Worker {
         loop {
             match self.process_batch(u, &batch[..end], recorded, may_defer).await {
                 Ok(committed) => {
+                    self.outage.over();
                     let upstream = &mut self.upstreams[u];
                     upstream.position = Some(batch[end - 1].id);
                     if committed {
@@ -186,10 +195,14 @@ impl Worker {
                     end = index;
                     may_defer = false;
                 }
-                Err(BatchFailure::Handler { error, .. }) => return self.failed(u, error).await,
+                Err(BatchFailure::Handler { error, .. }) => return self.failed_or_interrupted(u, error).await,
                 Err(BatchFailure::Commit(Error::TrackingConflict { found, .. })) => {
+                    self.outage.over();
                     self.skip_ahead(u, found);
                     return Ok(true);
+                }
+                Err(BatchFailure::Commit(error)) if outage::is_transient(&error) => {
+                    return self.interrupted(u, error).await;
                 }
                 Err(BatchFailure::Commit(Error::Concurrency { .. })) if conflicts < MAX_CONFLICT_RETRIES => {
                     // A cached aggregate was stale: reload from the store.
@@ -207,12 +220,16 @@ impl Worker {
     /// Commits the position of notifications passed over without a commit.
     async fn record_position(&mut self, u: usize) -> Result<()> {
         match self.commit_deferred(u).await {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.outage.over();
+                Ok(())
+            }
             Err(Error::TrackingConflict { found, .. }) => {
+                self.outage.over();
                 self.skip_ahead(u, found);
                 Ok(())
             }
-            Err(error) => self.failed(u, error).await.map(drop),
+            Err(error) => self.failed_or_interrupted(u, error).await.map(drop),
         }
     }
 
@@ -346,6 +363,27 @@ impl Worker {
                 Err(BatchFailure::Commit(error))
             }
         }
+    }
+
+    /// Waits out a connection failure, or fails with `error`.
+    async fn failed_or_interrupted(&mut self, u: usize, error: Error) -> Result<bool> {
+        if outage::is_transient(&error) {
+            self.interrupted(u, error).await
+        } else {
+            self.failed(u, error).await
+        }
+    }
+
+    /// The database could not be reached. Whatever was being committed may
+    /// or may not have landed: forget the cached aggregates and the tracking
+    /// position, and read them again after a pause (positions passed over
+    /// without a commit are passed over again, which changes nothing).
+    /// Fails with [`Error::Outage`] once the outage outlasts its budget.
+    async fn interrupted(&mut self, u: usize, error: Error) -> Result<bool> {
+        self.forget_cached();
+        self.upstreams[u].position = None;
+        self.outage.wait(error).await?;
+        Ok(true)
     }
 
     /// Retries after a delay, or stops with `error` once retries are spent.

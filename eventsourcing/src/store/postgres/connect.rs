@@ -10,6 +10,7 @@ use std::time::Duration;
 use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 
+use super::PostgresRecorder;
 use crate::store::url::redact;
 use crate::{Error, Result};
 
@@ -113,6 +114,13 @@ fn server(options: &PgConnectOptions) -> String {
         Some(dir) => format!("{}/.s.PGSQL.{port}", dir.display()),
         None if options.get_host().contains(':') => format!("[{}]:{port}", options.get_host()),
         None => format!("{}:{port}", options.get_host()),
+    }
+}
+
+impl PostgresRecorder {
+    /// The server's `host:port`, for messages.
+    pub(crate) fn server(&self) -> String {
+        server(&self.pool.connect_options())
     }
 }
 
