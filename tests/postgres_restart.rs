@@ -207,9 +207,12 @@ async fn an_outage_longer_than_the_budget_stops_the_runner_naming_the_server() {
     assert!(message.contains(server.address()), "{message}");
     assert!(message.contains("outage budget of 2.0 s"), "{message}");
     assert!(message.contains("ProcessOptions::outage_budget"), "{message}");
-    // The applications stopped with the same verdict.
-    let stopped_with = runner.shutdown().await.expect_err("the applications stopped");
-    assert!(matches!(stopped_with, Error::Outage { .. }), "{stopped_with}");
+    // Each application stopped with the same verdict, or (if its own
+    // budget had not run out yet) stops now without another error.
+    match runner.shutdown().await {
+        Ok(()) | Err(Error::Outage { .. }) => {}
+        Err(other) => panic!("shutdown failed otherwise: {other}"),
+    }
 
     // Once the server is back, a new runner on the same store finishes
     // the work, each order once.

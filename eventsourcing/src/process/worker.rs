@@ -252,9 +252,25 @@ impl Worker {
     }
 
     /// Commits every position passed over without a commit: before stopping.
+    /// A connection failure is waited out (within the outage budget) and
+    /// the same commit tried again: had it landed, the retry meets a
+    /// tracking conflict at the position it wrote.
     pub(crate) async fn record_positions(&mut self) -> Result<()> {
         for u in 0..self.upstreams.len() {
-            self.record_position(u).await?;
+            loop {
+                match self.commit_deferred(u).await {
+                    Err(error) if outage::is_transient(&error) => self.outage.wait(error).await?,
+                    Err(Error::TrackingConflict { found, .. }) => {
+                        self.skip_ahead(u, found);
+                        break;
+                    }
+                    Ok(()) => break,
+                    Err(error) => {
+                        self.failed(u, error).await?;
+                        break;
+                    }
+                }
+            }
         }
         Ok(())
     }
