@@ -2,14 +2,18 @@
 //! worth waiting out) rather than the data's, and the backoff loop that
 //! waits them out within [`ProcessOptions::outage_budget`].
 //!
-//! A restarted PostgreSQL server drops every connection (`I/O` errors,
-//! SQLSTATE 57P01 "terminating connection due to administrator command"),
-//! then refuses connections, then answers 57P03 "starting up". None of that
-//! says anything about the data, so a runner retries it for as long as the
+//! Restarting PostgreSQL 15 with `pg_ctl restart -m immediate` under a
+//! running system gives, on the connections that were open, I/O errors
+//! (`Connection reset by peer`, `expected to read 5 bytes, got 0 bytes at
+//! EOF`), then pool timeouts while the server is down (sqlx's pool itself
+//! retries refused connections and 57P03 "starting up" until its acquire
+//! timeout). A smart or fast shutdown says 57P01 first. None of that says
+//! anything about the data, so a runner waits it out for as long as the
 //! budget allows, without counting it toward
-//! [`ProcessOptions::retries`](crate::ProcessOptions::retries).
+//! [`ProcessOptions::retries`].
 //!
 //! [`ProcessOptions::outage_budget`]: crate::ProcessOptions::outage_budget
+//! [`ProcessOptions::retries`]: crate::ProcessOptions::retries
 
 use std::time::{Duration, Instant};
 
