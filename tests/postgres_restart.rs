@@ -232,3 +232,60 @@ async fn an_outage_longer_than_the_budget_stops_the_runner_naming_the_server() {
     runner.shutdown().await.unwrap();
     assert_each_order_reserved_and_paid_once(&store, &ids).await;
 }
+
+/// Connections dropped by the server again and again (the 57P01 "terminating
+/// connection due to administrator command" a fast shutdown or a failover
+/// sends) while orders flow: reads and commits fail mid-flight, some after
+/// they landed, and every order is still processed once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_killed_mid_run_lose_nothing_and_repeat_nothing() {
+    let Some(server) = Server::from_env() else { return };
+    let _turn = SERVER.lock().await;
+    let url = eventsourcing_tests::fresh_postgres_url().await.expect("a server");
+    let database = url.rsplit_once('/').map(|(_, name)| name.to_owned()).unwrap();
+    let store = Store::open(&url).await.unwrap();
+    let options = ProcessOptions::default()
+        .batch_size(5)
+        .poll_interval(Duration::from_millis(20));
+    let runner = Runner::multi_task(domain::system(), &store, options).await.unwrap();
+
+    // Every 5 ms, for two seconds or more, every connection to the test's
+    // database is terminated, from a connection to another database.
+    let killer = tokio::spawn({
+        let admin_url = server.url.clone();
+        async move {
+            let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+            let mut killed = 0;
+            for _ in 0..400 {
+                let count: i64 = sqlx::query_scalar(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1",
+                )
+                .bind(&database)
+                .fetch_one(&mut admin)
+                .await
+                .unwrap();
+                killed += count;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            killed
+        }
+    });
+    let mut failed_saves = 0;
+    let mut ids = Vec::new();
+    while !killer.is_finished() {
+        ids.extend(create_orders(&runner, 5, &mut failed_saves).await);
+    }
+    let killed = killer.await.unwrap();
+    assert!(killed > 20, "only {killed} connections were terminated");
+
+    tokio::time::timeout(Duration::from_secs(120), runner.wait_until_quiet())
+        .await
+        .expect("the runner caught up within two minutes")
+        .expect("the runner rode out the dropped connections");
+    runner.shutdown().await.expect("no application stopped");
+    eprintln!(
+        "{} orders, {killed} connections terminated, {failed_saves} saves tried again",
+        ids.len()
+    );
+    assert_each_order_reserved_and_paid_once(&store, &ids).await;
+}
