@@ -1,6 +1,7 @@
 //! The orders system rides out a real PostgreSQL server restarted in
-//! immediate mode mid-run, and stops with a clear error when the server is
-//! away for longer than the outage budget.
+//! immediate mode mid-run, and its connections terminated again and again,
+//! and stops with a clear error when the server is away for longer than
+//! the outage budget.
 //!
 //! These tests stop the test server, so they live in a binary of their own
 //! (cargo runs test binaries one after another) and take turns within it.
