@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
 # Run a command against a throwaway PostgreSQL 15 cluster.
 # Usage: scripts/with-postgres.sh COMMAND [ARGS...]
-# The command sees EVENTSOURCING_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:PORT/eventsourcing_test
+# The command sees EVENTSOURCING_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:PORT/eventsourcing_test,
+# and, for tests that stop and restart the server (tests/postgres_restart.rs):
+#   EVENTSOURCING_TEST_POSTGRES_DATA  the server's data directory
+#   EVENTSOURCING_TEST_POSTGRES_CTL   a pg_ctl for this server: it runs as the server's user (postgres,
+#                                     when we are root) with -D, the log and the port filled in, so
+#                                     `$EVENTSOURCING_TEST_POSTGRES_CTL restart -m immediate` and
+#                                     `... stop -m immediate` / `... start` just work.
 set -euo pipefail
 
 PGBIN=/usr/lib/postgresql/15/bin
@@ -81,8 +87,18 @@ done
 "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$PORT" || fail "server not accepting connections"
 "$PGBIN/createdb" -h 127.0.0.1 -p "$PORT" -U postgres "$DB" || fail "createdb failed"
 
+CTL=$DIR/pg_ctl
+cat >"$CTL" <<EOF
+#!/usr/bin/env bash
+# pg_ctl for the server of scripts/with-postgres.sh on port $PORT.
+cd "$DIR" && exec ${AS[*]} "$PGBIN/pg_ctl" -s -D "$DATA" -l "$LOG" -o "-p $PORT" "\$@"
+EOF
+chmod 755 "$CTL"
+
 echo "with-postgres: PostgreSQL 15 on 127.0.0.1:$PORT (data in $DIR)" >&2
 export EVENTSOURCING_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$PORT/$DB"
+export EVENTSOURCING_TEST_POSTGRES_DATA="$DATA"
+export EVENTSOURCING_TEST_POSTGRES_CTL="$CTL"
 set +e
 "$@"
 exit $?

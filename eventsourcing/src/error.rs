@@ -350,6 +350,50 @@ pub enum Error {
         #[source]
         source: sqlx::Error,
     },
+
+    /// A database server that could not be reached when the store opened:
+    /// nothing listens at the address, it did not answer within the connect
+    /// timeout, or it refused the login.
+    #[error(
+        "cannot connect to PostgreSQL at {server} (`{url}`): {reason}; check that the server is running and accepts connections at that address, or fix the URL"
+    )]
+    Connect {
+        /// The server's `host:port`.
+        server: String,
+        /// The URL, with any password hidden.
+        url: String,
+        /// What happened: `connection refused`, `no answer within 10 s`, or
+        /// the server's own words.
+        reason: String,
+        /// The driver's error, if there was one (a timeout has none).
+        #[source]
+        source: Option<sqlx::Error>,
+    },
+
+    /// The database stayed unreachable for longer than
+    /// [`ProcessOptions::outage_budget`](crate::ProcessOptions::outage_budget):
+    /// the application stopped. Nothing was lost; started again once the
+    /// server is back, it resumes where it stopped.
+    #[error(
+        "application `{app}` could not reach {server} while {action} for {:.1} s, longer than its outage budget of {:.1} s; it stopped, and resumes where it left off when started again once the server is back (raise `ProcessOptions::outage_budget` to ride out longer outages)",
+        .waited.as_secs_f64(),
+        .budget.as_secs_f64()
+    )]
+    Outage {
+        /// The application that was waiting.
+        app: String,
+        /// What it was doing.
+        action: String,
+        /// Where the database is: `PostgreSQL at host:port`.
+        server: String,
+        /// How long the database had been unreachable.
+        waited: std::time::Duration,
+        /// The budget it exceeded.
+        budget: std::time::Duration,
+        /// The last failure.
+        #[source]
+        source: Box<Error>,
+    },
 }
 
 /// The runtime's result type.

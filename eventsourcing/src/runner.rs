@@ -15,6 +15,7 @@ use std::time::Duration;
 use tokio::sync::{Mutex, Notify};
 use tokio::task::JoinHandle;
 
+use crate::process::outage::Outage;
 use crate::process::warm::WarmHistories;
 use crate::process::worker::{Worker, error_chain};
 use crate::{Application, Error, Process, ProcessOptions, Recorder, Result, Store, System, Unsaved};
@@ -123,6 +124,9 @@ pub struct Runner {
     system: System,
     apps: Vec<Application>,
     mode: Mode,
+    /// How long [`wait_until_quiet`](Runner::wait_until_quiet) rides out
+    /// an unreachable database.
+    outage_budget: Duration,
 }
 
 enum Mode {
@@ -175,6 +179,7 @@ impl Runner {
             mode: Mode::SingleThreaded {
                 workers: Mutex::new(workers),
             },
+            outage_budget: options.outage_budget,
         };
         // Whatever was left unprocessed when the system last stopped.
         runner.wait_until_quiet().await?;
@@ -220,6 +225,7 @@ impl Runner {
                 stopping,
                 prompts,
             },
+            outage_budget: options.outage_budget,
         })
     }
 
@@ -262,6 +268,10 @@ impl Runner {
 
     /// Returns once every application has processed every notification of
     /// the applications it follows, or with the error that stopped one.
+    ///
+    /// A database that cannot be reached is waited for, within
+    /// [`ProcessOptions::outage_budget`]; after that this fails with
+    /// [`Error::Outage`].
     pub async fn wait_until_quiet(&self) -> Result<()> {
         match &self.mode {
             Mode::SingleThreaded { workers } => {
@@ -278,9 +288,25 @@ impl Runner {
             }
             Mode::MultiTask { tasks, .. } => {
                 let mut previous = None;
+                let mut outage = self
+                    .apps
+                    .first()
+                    .map(|app| Outage::new(None, app.recorder(), self.outage_budget));
                 loop {
                     check_tasks(&mut tasks.lock().await).await?;
-                    let (heads, caught_up) = self.progress().await?;
+                    let (heads, caught_up) = match (self.progress().await, outage.as_mut()) {
+                        (Ok(progress), outage) => {
+                            if let Some(outage) = outage {
+                                outage.over();
+                            }
+                            progress
+                        }
+                        (Err(error), Some(outage)) => {
+                            outage.wait(error).await?;
+                            continue;
+                        }
+                        (Err(error), None) => return Err(error),
+                    };
                     // Quiet when caught up twice with no commit in between:
                     // edges are read one after another, not at one instant.
                     if caught_up && previous.as_ref() == Some(&heads) {

@@ -15,6 +15,7 @@ pub(crate) mod dead_letters;
 mod fifo;
 mod notified;
 mod options;
+pub(crate) mod outage;
 mod repo;
 pub(crate) mod warm;
 pub(crate) mod worker;

@@ -49,6 +49,13 @@ pub struct ProcessOptions {
     pub on_failure: OnFailure,
     /// Settings for one application, over the ones above.
     overrides: AppOverrides,
+    /// How long the database may stay unreachable (a restart, a failover, a
+    /// network cut) before the application stops with
+    /// [`Error::Outage`](crate::Error::Outage). Until then every read and
+    /// commit that fails on the connection is retried with backoff (50 ms
+    /// doubling to 2 s), logged as a warning, and not counted toward
+    /// [`retries`](Self::retries).
+    pub outage_budget: Duration,
 }
 
 /// What a process application does with an upstream notification whose
@@ -121,6 +128,7 @@ impl Default for ProcessOptions {
             unknown_topics: UnknownTopics::Warn,
             on_failure: OnFailure::Stop,
             overrides: AppOverrides::default(),
+            outage_budget: Duration::from_secs(60),
         }
     }
 }
@@ -157,6 +165,11 @@ impl ProcessOptions {
         self
     }
 
+    /// Sets [`outage_budget`](Self::outage_budget).
+    pub fn outage_budget(mut self, budget: Duration) -> Self {
+        self.outage_budget = budget;
+        self
+    }
     /// Sets [`on_failure`](Self::on_failure).
     pub fn on_failure(mut self, on_failure: OnFailure) -> Self {
         self.on_failure = on_failure;

@@ -9,6 +9,11 @@
 //! it are processed again and committed without it, and the failing one is
 //! retried, then stops the application or is parked as a dead letter, per
 //! [`ProcessOptions`].
+//!
+//! A failure on the connection (see `outage.rs`) is none of these: the
+//! worker forgets what it cached and what it knew of its tracking position,
+//! waits, and reads both again, since a commit whose reply was lost may or
+//! may not have landed. The tracking compare-and-set keeps that exactly once.
 
 use std::any::Any;
 use std::future::Future;
@@ -17,6 +22,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use super::outage::{self, Outage};
 use super::repo::Cache;
 use super::{HandlerError, Handling, OnFailure, Process, ProcessOptions, Records, Repo, UnknownTopics};
 use crate::store::DEFAULT_PARTITION;
@@ -77,6 +83,7 @@ pub(crate) struct Worker {
     upstreams: Vec<Upstream>,
     cache: Cache,
     options: ProcessOptions,
+    outage: Outage,
 }
 
 /// Why a batch did not commit.
@@ -111,6 +118,7 @@ impl Worker {
             .collect();
         Self {
             name,
+            outage: Outage::new(Some(name), app.recorder(), options.outage_budget),
             app,
             policy,
             upstreams,
@@ -153,7 +161,7 @@ impl Worker {
     pub(crate) async fn step(&mut self, u: usize) -> Result<bool> {
         let previous = match self.position(u).await {
             Ok(previous) => previous,
-            Err(error) => return self.failed(u, error).await,
+            Err(error) => return self.failed_or_interrupted(u, error).await,
         };
         let upstream = &self.upstreams[u];
         let batch = match upstream
@@ -162,7 +170,7 @@ impl Worker {
             .await
         {
             Ok(batch) => batch,
-            Err(error) => return self.failed(u, error).await,
+            Err(error) => return self.failed_or_interrupted(u, error).await,
         };
         let Some(first) = batch.first() else {
             return self.record_position(u).await;
@@ -185,6 +193,7 @@ impl Worker {
         loop {
             match self.process_batch(u, &batch[..end], recorded, may_defer).await {
                 Ok(committed) => {
+                    self.outage.over();
                     let upstream = &mut self.upstreams[u];
                     upstream.position = Some(batch[end - 1].id);
                     if committed {
@@ -203,11 +212,15 @@ impl Worker {
                 }
                 Err(BatchFailure::Handler { error, .. }) => {
                     self.upstreams[u].failing = Some(batch[0].clone());
-                    return self.failed(u, error).await;
+                    return self.failed_or_interrupted(u, error).await;
                 }
                 Err(BatchFailure::Commit(Error::TrackingConflict { found, .. })) => {
+                    self.outage.over();
                     self.skip_ahead(u, found);
                     return Ok(true);
+                }
+                Err(BatchFailure::Commit(error)) if outage::is_transient(&error) => {
+                    return self.interrupted(u, error).await;
                 }
                 Err(BatchFailure::Commit(Error::Concurrency { .. })) if conflicts < MAX_CONFLICT_RETRIES => {
                     // A cached aggregate was stale: reload from the store.
@@ -227,12 +240,16 @@ impl Worker {
     /// again, so the application is not caught up until it lands.
     async fn record_position(&mut self, u: usize) -> Result<bool> {
         match self.commit_deferred(u).await {
-            Ok(()) => Ok(false),
+            Ok(()) => {
+                self.outage.over();
+                Ok(false)
+            }
             Err(Error::TrackingConflict { found, .. }) => {
+                self.outage.over();
                 self.skip_ahead(u, found);
                 Ok(true)
             }
-            Err(error) => self.failed(u, error).await,
+            Err(error) => self.failed_or_interrupted(u, error).await,
         }
     }
 
@@ -255,9 +272,25 @@ impl Worker {
     }
 
     /// Commits every position passed over without a commit: before stopping.
+    /// A connection failure is waited out (within the outage budget) and
+    /// the same commit tried again: had it landed, the retry meets a
+    /// tracking conflict at the position it wrote.
     pub(crate) async fn record_positions(&mut self) -> Result<()> {
         for u in 0..self.upstreams.len() {
-            while self.record_position(u).await? {}
+            loop {
+                match self.commit_deferred(u).await {
+                    Err(error) if outage::is_transient(&error) => self.outage.wait(error).await?,
+                    Err(Error::TrackingConflict { found, .. }) => {
+                        self.skip_ahead(u, found);
+                        break;
+                    }
+                    Ok(()) => break,
+                    Err(error) => {
+                        self.failed(u, error).await?;
+                        break;
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -401,6 +434,27 @@ impl Worker {
             )
             .into()),
         }
+    }
+
+    /// Waits out a connection failure, or fails with `error`.
+    async fn failed_or_interrupted(&mut self, u: usize, error: Error) -> Result<bool> {
+        if outage::is_transient(&error) {
+            self.interrupted(u, error).await
+        } else {
+            self.failed(u, error).await
+        }
+    }
+
+    /// The database could not be reached. Whatever was being committed may
+    /// or may not have landed: forget the cached aggregates and the tracking
+    /// position, and read them again after a pause (positions passed over
+    /// without a commit are passed over again, which changes nothing).
+    /// Fails with [`Error::Outage`] once the outage outlasts its budget.
+    async fn interrupted(&mut self, u: usize, error: Error) -> Result<bool> {
+        self.forget_cached();
+        self.upstreams[u].position = None;
+        self.outage.wait(error).await?;
+        Ok(true)
     }
 
     /// Retries after a delay, or stops with `error` once retries are spent.

@@ -147,6 +147,11 @@ impl FaultyRecorder {
         }
     }
 
+    /// The recorder the faults are injected in front of.
+    pub(crate) fn inner(&self) -> &AnyRecorder {
+        &self.inner
+    }
+
     fn plan(&self) -> MutexGuard<'_, Plan> {
         self.plan.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }

@@ -8,10 +8,11 @@
 //! order. Events go in with one `INSERT … SELECT FROM UNNEST(…)` statement,
 //! one round trip whatever the batch size.
 
-use std::sync::Arc;
-use std::time::Duration;
+mod connect;
 
-use sqlx::postgres::{PgArguments, PgPool, PgPoolOptions, PgRow};
+use std::sync::Arc;
+
+use sqlx::postgres::{PgArguments, PgPool, PgRow};
 use sqlx::query::{Query, QueryScalar};
 use sqlx::{Postgres, Row};
 use uuid::Uuid;
@@ -34,20 +35,12 @@ pub struct PostgresStore {
 }
 
 impl PostgresStore {
-    /// Connects to the database a `postgres://` URL names.
+    /// Connects to the database a `postgres://` URL names. One connection is
+    /// made at once: an unreachable server fails with [`Error::Connect`],
+    /// naming its `host:port`, after at most the connect timeout (the URL's
+    /// `connect_timeout` parameter, in seconds; 10 by default).
     pub async fn open(url: &str) -> Result<Self> {
-        let pool = PgPoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            // Ready before the first burst of work, not opened during it.
-            .min_connections(4)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect(url)
-            .await
-            .map_err(|source| Error::Database {
-                app: "*".to_owned(),
-                action: "connecting to PostgreSQL",
-                source,
-            })?;
+        let pool = connect::connect(url, MAX_CONNECTIONS, 4).await?;
         tracing::info!(url = %super::url::redact(url), "opened PostgreSQL store");
         Ok(Self { pool })
     }
