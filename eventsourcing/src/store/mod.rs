@@ -38,6 +38,7 @@ use uuid::Uuid;
 use crate::{AppName, Notification, Result, StoredEvent};
 
 pub use dead_letter::DeadLetter;
+#[cfg(feature = "sqlite")]
 pub(crate) use dead_letter::DeadLetterWrite;
 pub use url::{DEFAULT_STORE_URL, STORE_URL_ENV};
 

@@ -6,6 +6,11 @@
 pub mod domain {
     use eventsourcing::prelude::*;
 
+    /// Version 1 of `Opened` had no title.
+    fn opened_from_v1(state: &mut serde_json::Value) {
+        state["title"] = "untitled".into();
+    }
+
     /// A ticket.
     #[aggregate]
     #[derive(Debug, Default, Clone, PartialEq)]
@@ -17,7 +22,7 @@ pub mod domain {
     #[aggregate]
     impl Ticket {
         /// Opens a ticket.
-        #[event(Opened, topic = "tickets.opened", version = 2)]
+        #[event(Opened, topic = "tickets.opened", version = 2, upcasters(opened_from_v1))]
         pub fn open(title: String) -> Self {
             Self { title, closed: false }
         }
