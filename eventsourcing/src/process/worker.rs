@@ -16,7 +16,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use super::repo::Cache;
+use super::repo::{Cache, RepoCore};
 use super::{Handling, Process, ProcessOptions, Repo};
 use crate::store::DEFAULT_PARTITION;
 use crate::{AnyRecorder, AppName, Application, Error, Notification, Recorder, Result, Tracking};
@@ -34,12 +34,22 @@ const DEFERRED_BATCHES: u64 = 10;
 
 /// A process application's policy, without its type.
 pub(crate) trait DynProcess: Send + Sync {
-    fn handle<'a>(&'a self, upstream: &'static str, n: &'a Notification, repo: &'a mut Repo) -> Option<Handling<'a>>;
+    fn handle<'a>(
+        &'a self,
+        upstream: &'static str,
+        n: &'a Notification,
+        repo: &'a mut RepoCore,
+    ) -> Option<Handling<'a>>;
 }
 
 impl<P: Process> DynProcess for P {
-    fn handle<'a>(&'a self, upstream: &'static str, n: &'a Notification, repo: &'a mut Repo) -> Option<Handling<'a>> {
-        Process::handle(self, upstream, n, repo)
+    fn handle<'a>(
+        &'a self,
+        upstream: &'static str,
+        n: &'a Notification,
+        repo: &'a mut RepoCore,
+    ) -> Option<Handling<'a>> {
+        Process::handle(self, upstream, n, Repo::from_core(repo))
     }
 }
 
@@ -291,7 +301,7 @@ impl Worker {
     ) -> Result<bool, BatchFailure> {
         let upstream = &self.upstreams[u];
         let cache = std::mem::replace(&mut self.cache, Cache::new(0));
-        let mut repo = Repo::with_cache(
+        let mut repo = RepoCore::with_cache(
             self.app.name().clone(),
             Some(self.app.recorder().clone()),
             cache,
