@@ -29,11 +29,23 @@ impl Reservation {
     }
 }
 
+#[aggregate]
+#[derive(Debug, Default)]
+pub struct Payment {}
+
+#[aggregate]
+impl Payment {
+    #[event(Created)]
+    pub fn create() -> Self {
+        Self {}
+    }
+}
+
 #[derive(Default)]
 pub struct Reservations;
 
-/// Declares `Reservation` only, then looks for the order.
-#[policy(aggregates(Reservation))]
+/// Declares `Reservation` and `Payment`, then looks for the order.
+#[policy(aggregates(Reservation, Payment))]
 impl Reservations {
     async fn order_created(&self, event: &Notified<OrderCreated>, repo: &mut Repo<Self>) -> Result<()> {
         if repo.find::<Order>(event.originator_id).await?.is_some() {
