@@ -77,6 +77,12 @@ mod billing {
         use super::*;
         invoicing!(aggregates(Invoice), name = "billing");
     }
+
+    /// Names the same tables as `billing`: table names ignore case.
+    pub mod c {
+        use super::*;
+        invoicing!(aggregates(Invoice), name = "Billing");
+    }
 }
 
 fn assert_duplicate(result: eventsourcing::Result<Runner>, name: &str, first: &str, second: &str) {
@@ -146,6 +152,20 @@ async fn a_runner_refuses_two_types_that_choose_one_name() {
         "billing",
         "app_names::billing::a::Invoicing",
         "app_names::billing::b::Invoicing",
+    );
+}
+
+#[tokio::test]
+async fn a_runner_refuses_two_names_that_differ_in_case_only() {
+    let store = Store::open("memory:").await.unwrap();
+    let system = System::new()
+        .follow::<Orders, billing::a::Invoicing>()
+        .follow::<Orders, billing::c::Invoicing>();
+    assert_duplicate(
+        Runner::multi_task(system, &store, ProcessOptions::default()).await,
+        "billing",
+        "app_names::billing::a::Invoicing",
+        "app_names::billing::c::Invoicing",
     );
 }
 

@@ -83,6 +83,12 @@ const fn str_eq(a: &str, b: &str) -> bool {
     true
 }
 
+/// Whether two application names name the same tables: table names
+/// ignore ASCII case.
+const fn same_tables(a: &str, b: &str) -> bool {
+    a.as_bytes().eq_ignore_ascii_case(b.as_bytes())
+}
+
 const fn records_topic(records: &[Records], topic: &str) -> bool {
     let mut i = 0;
     while i < records.len() {
@@ -208,25 +214,30 @@ const fn named_before(all: &[Facts], index: usize) -> bool {
 /// type's identity.
 pub type Named = (&'static str, &'static str, &'static str);
 
-/// The mistake if `app` has the name of an earlier, different application:
-/// the two would share tables and tracking, and one would process nothing.
+/// The mistake if `app` has the name of an earlier, different application
+/// (ignoring case, as table names do): the two would share tables and
+/// tracking, and one would process nothing.
 pub const fn name_clash_error(app: Named, earlier: &[Named]) -> Option<Message> {
     let (written, name, identity) = app;
     let mut i = 0;
     while i < earlier.len() {
         let (other_written, other_name, other_identity) = earlier[i];
         i += 1;
-        if !str_eq(name, other_name) || str_eq(identity, other_identity) {
+        if !same_tables(name, other_name) || str_eq(identity, other_identity) {
             continue;
         }
-        let message = Message::new()
+        let mut message = Message::new()
             .push("`")
             .push(other_written)
             .push("` and `")
             .push(written)
             .push("` are two applications with one name, `")
-            .push(name)
-            .push("`: they would share its tables and tracking, and one of them would process nothing; give one of them another name with `#[policy(name = \"…\", aggregates(...))]` on its `impl` block");
+            .push(other_name)
+            .push("`");
+        if !str_eq(name, other_name) {
+            message = message.push(" (and `").push(name).push("`: table names ignore case)");
+        }
+        message = message.push(": they would share its tables and tracking, and one of them would process nothing; give one of them another name with `#[policy(name = \"…\", aggregates(...))]` on its `impl` block");
         return Some(message);
     }
     None

@@ -94,7 +94,8 @@ impl System {
     /// Adds an application, for `system!`.
     #[doc(hidden)]
     pub fn __app(mut self, app: SystemApp) -> Self {
-        match self.apps.iter().find(|known| known.name == app.name) {
+        // Names that differ in case only name the same tables.
+        match self.apps.iter().find(|known| known.name.eq_ignore_ascii_case(app.name)) {
             None => self.apps.push(app),
             Some(known) if known.type_id != app.type_id && self.name_clash.is_none() => {
                 self.name_clash = Some((known.clone(), app));
