@@ -510,3 +510,81 @@ impl<A: Aggregate> Cached for A {
         Aggregate::clear_pending(self);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Application, Store, aggregate};
+
+    #[aggregate]
+    #[derive(Debug, Default)]
+    struct Dog {
+        tricks: u32,
+    }
+
+    #[aggregate]
+    impl Dog {
+        #[event(Registered)]
+        fn register() -> Self {
+            Self::default()
+        }
+
+        #[event(TrickLearned)]
+        fn learn(&mut self) {
+            self.tricks += 1;
+        }
+    }
+
+    #[aggregate]
+    #[derive(Debug, Default)]
+    struct Cat {}
+
+    #[aggregate]
+    impl Cat {
+        #[event(Adopted)]
+        fn adopt() -> Self {
+            Self {}
+        }
+    }
+
+    /// `get` and `find` from the store (the boxed path of `Loading`), then
+    /// from the repository (the ready path), and their errors.
+    #[tokio::test(flavor = "current_thread")]
+    async fn get_and_find_read_the_store_then_memory() -> Result<()> {
+        let store = Store::open("memory:").await?;
+        let app = Application::open(&store, "kennel").await?;
+        let (mut dog, mut cat) = (Dog::register(), Cat::adopt());
+        dog.learn();
+        app.save((&mut dog, &mut cat)).await?;
+
+        let mut repo = RepoCore::with_cache(app.name().clone(), Some(app.recorder().clone()), Cache::new(0), None);
+        let missing = Uuid::now_v7();
+        assert!(matches!(repo.find::<Dog>(missing).await, Ok(None)));
+        assert!(matches!(
+            repo.get::<Dog>(missing).await,
+            Err(Error::AggregateNotFound { aggregate: "Dog", .. })
+        ));
+
+        let loaded = repo.get::<Dog>(dog.id()).await?;
+        assert_eq!((loaded.tricks, loaded.version()), (1, 2));
+        loaded.learn();
+        // From the repository now: the change made above is there.
+        let found = repo.find::<Dog>(dog.id()).await?.expect("loaded before");
+        assert_eq!((found.tricks, found.version()), (2, 3));
+
+        // An aggregate the repository holds as another type.
+        repo.get::<Cat>(cat.id()).await?;
+        assert!(matches!(
+            repo.find::<Dog>(cat.id()).await,
+            Err(Error::AggregateType {
+                expected: "Dog",
+                found: "Cat",
+                ..
+            })
+        ));
+        let mut events = Vec::new();
+        repo.collect_new_events(&mut events)?;
+        assert_eq!(events.iter().map(|e| e.originator_version).collect::<Vec<_>>(), [3]);
+        Ok(())
+    }
+}
