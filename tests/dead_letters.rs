@@ -102,7 +102,7 @@ struct Workers;
 
 #[policy(aggregates(Done))]
 impl Workers {
-    async fn job_submitted(&self, job: &Notified<JobSubmitted>, repo: &mut Repo) -> Result<(), Refused> {
+    async fn job_submitted(&self, job: &Notified<JobSubmitted>, repo: &mut Repo<Self>) -> Result<(), Refused> {
         if job.behaviour == "skip" {
             return Ok(());
         }

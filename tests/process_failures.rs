@@ -70,7 +70,7 @@ struct Workers;
 
 #[policy(aggregates(Done))]
 impl Workers {
-    async fn job_submitted(&self, job: &Notified<JobSubmitted>, repo: &mut Repo) -> Result<(), String> {
+    async fn job_submitted(&self, job: &Notified<JobSubmitted>, repo: &mut Repo<Self>) -> Result<(), String> {
         if job.behaviour == "skip" {
             return Ok(());
         }

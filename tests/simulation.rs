@@ -106,12 +106,12 @@ struct Transfers;
 
 #[policy(aggregates(Transfer))]
 impl Transfers {
-    async fn account_debited(&self, debited: &Notified<AccountDebited>, repo: &mut Repo) -> Result<()> {
+    async fn account_debited(&self, debited: &Notified<AccountDebited>, repo: &mut Repo<Self>) -> Result<()> {
         repo.get::<Transfer>(debited.transfer).await?.complete();
         Ok(())
     }
 
-    async fn account_refused(&self, refused: &Notified<AccountRefused>, repo: &mut Repo) -> Result<()> {
+    async fn account_refused(&self, refused: &Notified<AccountRefused>, repo: &mut Repo<Self>) -> Result<()> {
         repo.get::<Transfer>(refused.transfer).await?.refuse();
         Ok(())
     }
@@ -122,7 +122,7 @@ struct Accounts;
 
 #[policy(aggregates(Account))]
 impl Accounts {
-    async fn transfer_requested(&self, requested: &Notified<TransferRequested>, repo: &mut Repo) -> Result<()> {
+    async fn transfer_requested(&self, requested: &Notified<TransferRequested>, repo: &mut Repo<Self>) -> Result<()> {
         let transfer = requested.originator_id;
         let from = repo.get::<Account>(requested.from).await?;
         if from.balance < requested.amount {
@@ -238,7 +238,7 @@ impl Note {
 
 #[policy(aggregates(Note))]
 impl Careless {
-    async fn account_opened(&self, _opened: &Notified<AccountOpened>, repo: &mut Repo) -> Result<()> {
+    async fn account_opened(&self, _opened: &Notified<AccountOpened>, repo: &mut Repo<Self>) -> Result<()> {
         repo.add(Note::write(Uuid::new_v4()));
         Ok(())
     }

@@ -41,7 +41,7 @@ struct Replies;
 
 #[policy(aggregates(Reply))]
 impl Replies {
-    async fn ticket_opened(&self, _ticket: &Notified<TicketOpened>, repo: &mut Repo) -> Result<()> {
+    async fn ticket_opened(&self, _ticket: &Notified<TicketOpened>, repo: &mut Repo<Self>) -> Result<()> {
         repo.add(Reply::send());
         Ok(())
     }

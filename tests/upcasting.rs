@@ -107,7 +107,7 @@ impl PriceRecord {
 
 #[policy(aggregates(PriceRecord))]
 impl Prices {
-    async fn product_listed(&self, listed: &Notified<ProductListed>, repo: &mut Repo) -> Result<()> {
+    async fn product_listed(&self, listed: &Notified<ProductListed>, repo: &mut Repo<Self>) -> Result<()> {
         repo.add(PriceRecord::record(
             listed.originator_id,
             listed.price_cents,

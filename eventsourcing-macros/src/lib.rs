@@ -154,14 +154,16 @@ pub fn event(_args: TokenStream, input: TokenStream) -> TokenStream {
 /// respond to the events of the applications it follows.
 ///
 /// - `aggregates(A, B)` (required) names the aggregates the application
-///   records, so that `system!` can check who can follow it.
+///   records, so that `system!` can check who can follow it. It binds: the
+///   handlers' repository hands out these aggregates and no others (getting
+///   or adding another is a compile error on that call).
 /// - `name = "…"` names the application and its tables (by default the
-///   type's name).
+///   type's name). Two applications of one system cannot share a name.
 ///
 /// A handler is an `async fn(&self, event: &Notified<EventType>, repo: &mut
-/// Repo) -> Result<()>`: the event type it takes (such as `OrderCreated`)
-/// says which topic it handles. It loads or adds aggregates through the
-/// repository; when it returns `Ok`, the runtime records their new events
+/// Repo<Self>) -> Result<()>`: the event type it takes (such as
+/// `OrderCreated`) says which topic it handles. It loads or adds aggregates
+/// through the repository; when it returns `Ok`, the runtime records their new events
 /// with the tracking position in one transaction. An `Err` or a panic
 /// records nothing. Events with no handler are passed over, and tracked.
 /// Other methods in the block are left as they are. The type needs
@@ -195,7 +197,7 @@ pub fn event(_args: TokenStream, input: TokenStream) -> TokenStream {
 ///
 /// #[policy(aggregates(Invoice))]
 /// impl Invoicing {
-///     async fn order_created(&self, event: &Notified<OrderCreated>, repo: &mut Repo) -> Result<()> {
+///     async fn order_created(&self, event: &Notified<OrderCreated>, repo: &mut Repo<Self>) -> Result<()> {
 ///         repo.add(Invoice::issue(event.originator_id));
 ///         Ok(())
 ///     }
@@ -225,7 +227,12 @@ pub fn policy(args: TokenStream, input: TokenStream) -> TokenStream {
 /// - every name is a process application (has `#[policy]`);
 /// - in every `A => B`, `B` handles some event of an aggregate `A` records;
 /// - every handler can run: some application its application follows
-///   records the handler's event type.
+///   records the handler's event type;
+/// - no two applications have one name (two types called `Invoicing` in two
+///   modules, or two `#[policy(name = "billing")]`), which would share
+///   tables; one type named by two paths is one application;
+/// - no two aggregate types recorded in the system have events of one
+///   topic.
 ///
 /// ```
 /// # use eventsourcing::prelude::*;
@@ -244,7 +251,7 @@ pub fn policy(args: TokenStream, input: TokenStream) -> TokenStream {
 ///
 /// #[policy(aggregates(Invoice))]
 /// impl Invoicing {
-///     async fn order_created(&self, _: &Notified<OrderCreated>, repo: &mut Repo) -> Result<()> {
+///     async fn order_created(&self, _: &Notified<OrderCreated>, repo: &mut Repo<Self>) -> Result<()> {
 ///         repo.add(Invoice::issue());
 ///         Ok(())
 ///     }

@@ -179,6 +179,12 @@ pub trait Aggregate: Sized + Send + Sync + 'static {
     /// The aggregate type's name, for topics and messages.
     const NAME: &'static str;
 
+    /// The aggregate type's path, such as `shop::Order`, which tells two
+    /// aggregates of one name apart in messages and in the checks of
+    /// `system!`. `#[aggregate]` sets it from the module path; by hand it
+    /// is [`NAME`](Aggregate::NAME) unless you set it.
+    const PATH: &'static str = Self::NAME;
+
     /// The identity, version, timestamps and pending events.
     fn meta(&self) -> &AggregateMeta<Self::Event>;
 

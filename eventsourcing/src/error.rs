@@ -250,6 +250,20 @@ pub enum Error {
         second: String,
     },
 
+    /// Two types in one system are applications of one name, so they would
+    /// share tables and tracking and one would process nothing.
+    #[error(
+        "`{first}` and `{second}` are two applications with one name, `{name}`: they would share its tables and tracking; give one of them another name with `#[policy(name = \"…\", aggregates(...))]`"
+    )]
+    DuplicateApp {
+        /// The name both have.
+        name: &'static str,
+        /// The type named first in the system.
+        first: &'static str,
+        /// The other type.
+        second: &'static str,
+    },
+
     /// A policy could not process a notification: its handler returned an
     /// error or panicked, the event did not decode, or the commit failed.
     /// Nothing from that notification was recorded, and processing resumes

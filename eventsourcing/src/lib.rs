@@ -35,7 +35,8 @@ pub use error::{Error, Result};
 pub use event::{DomainEvent, Envelope, EventType, Notification, StoredEvent};
 pub use log::{LogReader, NotificationLog, Section};
 pub use process::{
-    Handler, HandlerError, Handling, Notified, OnFailure, Process, ProcessOptions, Records, Repo, UnknownTopics,
+    DeclaredBy, Declares, Handler, HandlerError, Handling, Loading, Notified, OnFailure, Process, ProcessOptions,
+    Records, Repo, RepoIter, UnknownTopics,
 };
 pub use runner::{Runner, RunnerKind, Saved};
 pub use store::{AnyRecorder, DeadLetter, Recorder, Store, Tracking, Versions};
@@ -59,11 +60,14 @@ pub mod __private {
     pub use crate::aggregate::{HasMeta, assert_has_meta, created, triggered};
     pub use crate::codec;
     pub use crate::event::assert_event_data;
+    pub use crate::process::NoAggregates;
     pub use crate::process::handler_result;
-    pub use crate::system::checks::{dead_handler_error, follow_error};
+    pub use crate::system::checks::{dead_handler_error, follow_error, name_clash_error, topic_clash_error};
     pub use crate::topics::TopicRegistration;
     pub use crate::{Aggregate, AggregateMeta, DomainEvent, EventType, NotApplicable};
-    pub use crate::{Handler, HandlerError, Handling, Notification, Notified, Process, Records, Repo, System};
+    pub use crate::{
+        Declares, Handler, HandlerError, Handling, Notification, Notified, Process, Records, Repo, System,
+    };
     pub use ::core;
     pub use ::inventory;
     pub use ::serde;

@@ -105,7 +105,7 @@ impl Saved {
 ///
 /// #[policy(aggregates(Pong))]
 /// impl Ponger {
-///     async fn ping_sent(&self, ping: &Notified<PingSent>, repo: &mut Repo) -> Result<()> {
+///     async fn ping_sent(&self, ping: &Notified<PingSent>, repo: &mut Repo<Self>) -> Result<()> {
 ///         repo.add(Pong::reply(ping.originator_id));
 ///         Ok(())
 ///     }
@@ -239,6 +239,7 @@ impl Runner {
     /// the single-threaded runner).
     pub fn app<P: Process>(&self) -> Result<&Application> {
         index_of(&self.system, P::NAME)
+            .filter(|&i| self.system.app_specs()[i].is::<P>())
             .map(|i| &self.apps[i])
             .ok_or_else(|| Error::Runner {
                 reason: format!("`{}` is not an application of this system", P::NAME),
@@ -393,6 +394,7 @@ async fn open_apps(system: &System, store: &Store, options: &ProcessOptions) -> 
             ),
         });
     }
+    system.check()?;
     let mut apps = Vec::new();
     for spec in system.app_specs() {
         let mut app = Application::open(store, spec.name).await?;

@@ -20,6 +20,9 @@ pub struct TopicRegistration {
     pub event_type: &'static str,
     /// The aggregate's name.
     pub aggregate: &'static str,
+    /// The module the event type is in (`module_path!()`), which tells two
+    /// aggregates of one name apart.
+    pub module: &'static str,
     /// The event data's version.
     pub version: u32,
 }
@@ -39,7 +42,7 @@ pub fn check() -> Result<()> {
         let mut seen: HashMap<&str, &TopicRegistration> = HashMap::new();
         for registration in registered() {
             if let Some(first) = seen.insert(registration.topic, registration) {
-                let name = |r: &TopicRegistration| format!("{}::{}", r.aggregate, r.event_type);
+                let name = |r: &TopicRegistration| format!("{}::{}::{}", r.module, r.aggregate, r.event_type);
                 let (mut a, mut b) = (name(first), name(registration));
                 if a > b {
                     std::mem::swap(&mut a, &mut b);

@@ -77,13 +77,13 @@ pub struct Orders;
 
 #[policy(aggregates(Order))]
 impl Orders {
-    async fn reservation_created(&self, event: &Notified<ReservationCreated>, repo: &mut Repo) -> Result<()> {
+    async fn reservation_created(&self, event: &Notified<ReservationCreated>, repo: &mut Repo<Self>) -> Result<()> {
         let order = repo.get::<Order>(event.order_id).await?;
         order.set_is_reserved(event.originator_id);
         Ok(())
     }
 
-    async fn payment_created(&self, event: &Notified<PaymentCreated>, repo: &mut Repo) -> Result<()> {
+    async fn payment_created(&self, event: &Notified<PaymentCreated>, repo: &mut Repo<Self>) -> Result<()> {
         let order = repo.get::<Order>(event.order_id).await?;
         order.set_is_paid(event.originator_id);
         Ok(())
@@ -96,7 +96,7 @@ pub struct Reservations;
 
 #[policy(aggregates(Reservation))]
 impl Reservations {
-    async fn order_created(&self, event: &Notified<OrderCreated>, repo: &mut Repo) -> Result<()> {
+    async fn order_created(&self, event: &Notified<OrderCreated>, repo: &mut Repo<Self>) -> Result<()> {
         repo.add(Reservation::create(event.originator_id));
         Ok(())
     }
@@ -108,7 +108,7 @@ pub struct Payments;
 
 #[policy(aggregates(Payment))]
 impl Payments {
-    async fn order_reserved(&self, event: &Notified<OrderReserved>, repo: &mut Repo) -> Result<()> {
+    async fn order_reserved(&self, event: &Notified<OrderReserved>, repo: &mut Repo<Self>) -> Result<()> {
         repo.add(Payment::create(event.originator_id));
         Ok(())
     }

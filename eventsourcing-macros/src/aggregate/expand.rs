@@ -111,6 +111,7 @@ pub fn expand(model: &AggregateImpl) -> TokenStream {
             impl #private::Aggregate for #ident {
                 type Event = #enum_ident;
                 const NAME: &'static str = #name;
+                const PATH: &'static str = ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#ident));
 
                 fn meta(&self) -> &#private::AggregateMeta<#enum_ident> {
                     #meta
@@ -232,6 +233,7 @@ fn event_type(model: &AggregateImpl, event: &Event) -> (TokenStream, TokenStream
                     topic: #topic,
                     event_type: #type_name,
                     aggregate: #aggregate_name,
+                    module: ::core::module_path!(),
                     version: #version,
                 }
             }

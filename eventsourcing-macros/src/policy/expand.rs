@@ -22,10 +22,41 @@ pub fn expand(policy: &Policy) -> TokenStream {
         quote_spanned! {aggregate.span()=>
             #private::Records {
                 aggregate: <#aggregate as #private::Aggregate>::NAME,
+                path: <#aggregate as #private::Aggregate>::PATH,
                 topics: <<#aggregate as #private::Aggregate>::Event as #private::DomainEvent>::TOPICS,
             }
         }
     });
+    // What lets the repository hand out each declared aggregate, and
+    // nothing else.
+    // (`NoAggregates` when there are none, so that the error about an
+    // undeclared one says that the application declares nothing.)
+    let mut declares: Vec<TokenStream> = aggregates
+        .iter()
+        .map(|aggregate| {
+            quote_spanned! {aggregate.span()=>
+                #[automatically_derived]
+                impl #private::Declares<#aggregate> for #self_ty {}
+            }
+        })
+        .collect();
+    if aggregates.is_empty() {
+        declares.push(quote! {
+            #[automatically_derived]
+            impl #private::Declares<#private::NoAggregates> for #self_ty {}
+        });
+    }
+    let type_identity = quote!(::core::concat!(
+        ::core::module_path!(),
+        "::",
+        ::core::stringify!(#self_ty),
+        " at ",
+        ::core::file!(),
+        ":",
+        ::core::line!(),
+        ":",
+        ::core::column!()
+    ));
     let handler_infos = handlers.iter().map(|h| {
         let (method, ty) = (h.method.to_string(), &h.event_type);
         let type_name = type_key(ty);
@@ -63,19 +94,23 @@ pub fn expand(policy: &Policy) -> TokenStream {
                 const NAME: &'static str = #name;
                 const RECORDS: &'static [#private::Records] = &[#(#records),*];
                 const HANDLERS: &'static [#private::Handler] = &[#(#handler_infos),*];
+                #[doc(hidden)]
+                const __TYPE: &'static str = #type_identity;
 
                 #[allow(unused_variables)]
                 fn handle<'a>(
                     &'a self,
                     upstream: &'static str,
                     notification: &'a #private::Notification,
-                    repo: &'a mut #private::Repo,
+                    repo: &'a mut #private::Repo<Self>,
                 ) -> ::core::option::Option<#private::Handling<'a>> {
                     let topic = notification.event.topic.as_str();
                     #(#dispatch)*
                     ::core::option::Option::None
                 }
             }
+
+            #(#declares)*
         };
     }
 }

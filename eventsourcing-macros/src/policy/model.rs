@@ -60,10 +60,11 @@ impl Policy {
                 }
             },
         };
+        let self_key = type_key(&self_ty);
         let mut handlers: Vec<Handler> = Vec::new();
         for impl_item in &item.items {
             if let ImplItem::Fn(method) = impl_item
-                && let Some(handler) = parse_handler(method, errors)
+                && let Some(handler) = parse_handler(method, &self_key, errors)
             {
                 let key = type_key(&handler.event_type);
                 if let Some(first) = handlers.iter().find(|h| type_key(&h.event_type) == key) {
@@ -79,6 +80,8 @@ impl Policy {
                 handlers.push(handler);
             }
         }
+        let mut item = item;
+        type_bare_repos(&mut item);
         Some(Self {
             self_ty,
             name,
@@ -101,7 +104,19 @@ fn parse_args(args: TokenStream, item: &ItemImpl, errors: &mut Errors) -> (Optio
             if aggregates.is_some() {
                 errors.push(&meta.path, "duplicate policy attribute `aggregates`");
             }
-            aggregates = Some(paths.into_iter().collect());
+            let mut distinct: Vec<syn::Path> = Vec::new();
+            for path in paths {
+                let key = path_key(&path);
+                if distinct.iter().any(|known| path_key(known) == key) {
+                    errors.push(
+                        &path,
+                        format!("`{key}` is already in `aggregates(...)`; name each aggregate once"),
+                    );
+                    continue;
+                }
+                distinct.push(path);
+            }
+            aggregates = Some(distinct);
             Ok(())
         } else if meta.path.is_ident("name") {
             let value: LitStr = meta.value()?.parse()?;
@@ -143,9 +158,10 @@ fn parse_args(args: TokenStream, item: &ItemImpl, errors: &mut Errors) -> (Optio
     (name, aggregates)
 }
 
-/// A method is a handler if it takes `&Notified<T>` or `&mut Repo`; then
-/// its whole signature is checked.
-fn parse_handler(method: &ImplItemFn, errors: &mut Errors) -> Option<Handler> {
+/// A method is a handler if it takes `&Notified<T>` or `&mut Repo…`; then
+/// its whole signature is checked. `self_key` is the application type as
+/// text, which `Repo<…>` may name instead of `Self`.
+fn parse_handler(method: &ImplItemFn, self_key: &str, errors: &mut Errors) -> Option<Handler> {
     let sig = &method.sig;
     let typed: Vec<&syn::PatType> = sig
         .inputs
@@ -156,7 +172,7 @@ fn parse_handler(method: &ImplItemFn, errors: &mut Errors) -> Option<Handler> {
         })
         .collect();
     let notified = typed.iter().find_map(|arg| notified_type(&arg.ty));
-    let repo = typed.iter().any(|arg| is_repo(&arg.ty));
+    let repo = typed.iter().any(|arg| repo_type(&arg.ty).is_some());
     if notified.is_none() && !repo {
         return None;
     }
@@ -165,7 +181,7 @@ fn parse_handler(method: &ImplItemFn, errors: &mut Errors) -> Option<Handler> {
     if sig.asyncness.is_none() {
         errors.push(
             sig.fn_token,
-            format!("the handler `{ident}` must be `async fn`: `async fn {ident}(&self, event: &Notified<…>, repo: &mut Repo) -> Result<()>`"),
+            format!("the handler `{ident}` must be `async fn`: `async fn {ident}(&self, event: &Notified<…>, repo: &mut Repo<Self>) -> Result<()>`"),
         );
     }
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
@@ -182,10 +198,10 @@ fn parse_handler(method: &ImplItemFn, errors: &mut Errors) -> Option<Handler> {
         ),
         None => errors.push(
             ident,
-            format!("the handler `{ident}` takes `&self` first: `async fn {ident}(&self, event: &Notified<…>, repo: &mut Repo)`"),
+            format!("the handler `{ident}` takes `&self` first: `async fn {ident}(&self, event: &Notified<…>, repo: &mut Repo<Self>)`"),
         ),
     }
-    let expected = "`(&self, event: &Notified<EventType>, repo: &mut Repo)`";
+    let expected = "`(&self, event: &Notified<EventType>, repo: &mut Repo<Self>)`";
     match typed.as_slice() {
         [event, repo] => {
             if notified_type(&event.ty).is_none() {
@@ -194,11 +210,27 @@ fn parse_handler(method: &ImplItemFn, errors: &mut Errors) -> Option<Handler> {
                     format!("the handler `{ident}` takes the event as `&Notified<EventType>`, such as `&Notified<OrderCreated>`"),
                 );
             }
-            if !is_repo(&repo.ty) {
-                errors.push(
+            match repo_type(&repo.ty) {
+                None => errors.push(
                     &repo.ty,
-                    format!("the handler `{ident}` takes the repository as `&mut Repo`"),
-                );
+                    format!("the handler `{ident}` takes the repository as `&mut Repo<Self>`"),
+                ),
+                Some(RepoType::Bare(path)) => errors.push(
+                    path,
+                    format!(
+                        "write `&mut Repo<Self>`: the repository is typed by its application, so that the handler `{ident}` can get and add only the aggregates that `#[policy(aggregates(...))]` declares"
+                    ),
+                ),
+                Some(RepoType::Of(of)) if type_key(of) != "Self" && type_key(of) != self_key => {
+                    errors.push(
+                        of,
+                        format!(
+                            "the handler `{ident}` takes this application's repository, `&mut Repo<Self>`, not `Repo<{}>`",
+                            type_key(of)
+                        ),
+                    )
+                }
+                Some(RepoType::Of(_)) => {}
             }
             for arg in [event, repo] {
                 if !matches!(&*arg.pat, Pat::Ident(_) | Pat::Wild(_)) {
@@ -252,15 +284,58 @@ fn notified_type(ty: &Type) -> Option<&Type> {
     }
 }
 
-/// Whether `ty` is `&mut Repo`.
-fn is_repo(ty: &Type) -> bool {
-    match ty {
-        Type::Reference(reference) if reference.mutability.is_some() => match &*reference.elem {
-            Type::Path(path) => path.path.segments.last().is_some_and(|s| s.ident == "Repo"),
-            _ => false,
-        },
-        _ => false,
+/// How a `&mut Repo…` argument names the repository.
+enum RepoType<'a> {
+    /// `&mut Repo`, without its application.
+    Bare(&'a syn::Path),
+    /// `&mut Repo<T>`.
+    Of(&'a Type),
+}
+
+/// The repository in `ty`, if `ty` is `&mut Repo` or `&mut Repo<T>`.
+fn repo_type(ty: &Type) -> Option<RepoType<'_>> {
+    let Type::Reference(reference) = ty else {
+        return None;
+    };
+    reference.mutability?;
+    let Type::Path(path) = &*reference.elem else {
+        return None;
+    };
+    let last = path.path.segments.last()?;
+    if last.ident != "Repo" {
+        return None;
     }
+    match &last.arguments {
+        syn::PathArguments::None => Some(RepoType::Bare(&path.path)),
+        syn::PathArguments::AngleBracketed(args) if args.args.len() == 1 => match &args.args[0] {
+            syn::GenericArgument::Type(of) => Some(RepoType::Of(of)),
+            _ => Some(RepoType::Bare(&path.path)),
+        },
+        _ => Some(RepoType::Bare(&path.path)),
+    }
+}
+
+/// Makes each `&mut Repo` (reported already) `&mut Repo<Self>`, so that
+/// the compiler does not report it a second time.
+fn type_bare_repos(item: &mut ItemImpl) {
+    for impl_item in &mut item.items {
+        let ImplItem::Fn(method) = impl_item else { continue };
+        for input in &mut method.sig.inputs {
+            if let FnArg::Typed(arg) = input
+                && let Some(RepoType::Bare(_)) = repo_type(&arg.ty)
+                && let Type::Reference(reference) = &mut *arg.ty
+                && let Type::Path(path) = &mut *reference.elem
+                && let Some(last) = path.path.segments.last_mut()
+            {
+                last.arguments = syn::PathArguments::AngleBracketed(syn::parse_quote!(<Self>));
+            }
+        }
+    }
+}
+
+/// A path as text, to find an aggregate named twice.
+fn path_key(path: &syn::Path) -> String {
+    quote::ToTokens::to_token_stream(path).to_string().replace(' ', "")
 }
 
 /// A type as text, to compare handlers' event types.

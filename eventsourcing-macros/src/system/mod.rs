@@ -145,6 +145,7 @@ fn generate(model: &Model) -> TokenStream {
                     <#path as #private::Process>::NAME,
                     <#path as #private::Process>::RECORDS,
                     <#path as #private::Process>::HANDLERS,
+                    <#path as #private::Process>::__TYPE,
                 )
             }
         })
@@ -157,15 +158,50 @@ fn generate(model: &Model) -> TokenStream {
             };
         }
     });
+    let edges: Vec<TokenStream> = model
+        .edges
+        .iter()
+        .map(|edge| {
+            let (up, down) = (&facts[edge.up], &facts[edge.down]);
+            quote!((#up, #down))
+        })
+        .collect();
     let dead_handler_checks = model.apps.iter().enumerate().map(|(i, app)| {
-        let mut upstreams: Vec<usize> = model.edges.iter().filter(|e| e.down == i).map(|e| e.up).collect();
-        upstreams.sort_unstable();
-        upstreams.dedup();
-        let upstreams = upstreams.iter().map(|&u| &facts[u]);
-        let this = &facts[i];
         quote_spanned! {app.path.span()=>
             const _: () = if let ::core::option::Option::Some(message) =
-                #private::dead_handler_error(#this, &[#(#upstreams),*], &[#(#facts),*])
+                #private::dead_handler_error(#i, &[#(#facts),*], &[#(#edges),*])
+            {
+                ::core::panic!("{}", message.as_str())
+            };
+        }
+    });
+    // Each application against those named before it, at its first mention:
+    // two types of one name, and two aggregate types of one topic.
+    let named: Vec<TokenStream> = model
+        .apps
+        .iter()
+        .map(|app| {
+            let (path, key) = (&app.path, &app.key);
+            quote_spanned! {path.span()=>
+                (#key, <#path as #private::Process>::NAME, <#path as #private::Process>::__TYPE)
+            }
+        })
+        .collect();
+    let clash_checks = model.apps.iter().enumerate().skip(1).map(|(i, app)| {
+        let (this_named, earlier_named) = (&named[i], &named[..i]);
+        quote_spanned! {app.path.span()=>
+            const _: () = if let ::core::option::Option::Some(message) =
+                #private::name_clash_error(#this_named, &[#(#earlier_named),*])
+            {
+                ::core::panic!("{}", message.as_str())
+            };
+        }
+    });
+    let topic_checks = model.apps.iter().enumerate().map(|(i, app)| {
+        let (this, earlier) = (&facts[i], &facts[..i]);
+        quote_spanned! {app.path.span()=>
+            const _: () = if let ::core::option::Option::Some(message) =
+                #private::topic_clash_error(#this, &[#(#earlier),*])
             {
                 ::core::panic!("{}", message.as_str())
             };
@@ -180,6 +216,8 @@ fn generate(model: &Model) -> TokenStream {
         quote!(.__follow(<#up as #private::Process>::NAME, <#down as #private::Process>::NAME))
     });
     quote! {{
+        #(#clash_checks)*
+        #(#topic_checks)*
         #(#follow_checks)*
         #(#dead_handler_checks)*
         #private::System::new()

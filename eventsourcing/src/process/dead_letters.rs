@@ -2,8 +2,7 @@
 //! and the removal of its dead letter commit in one transaction, so that
 //! it is processed exactly once however many retries race.
 
-use super::Repo;
-use super::repo::Cache;
+use super::repo::{Cache, RepoCore};
 use super::worker::{DynProcess, error_chain, run_handler};
 use crate::{Application, DeadLetter, Error, Recorder, Result, Timestamp};
 
@@ -39,7 +38,7 @@ pub(crate) async fn retry(
     // Nothing cached: what the handler reads comes from the store. Marks
     // of stale aggregates in the application's warm histories belong to its
     // process, so this repository leaves them alone.
-    let mut repo = Repo::with_cache(app.name().clone(), Some(app.recorder().clone()), Cache::new(0), None);
+    let mut repo = RepoCore::with_cache(app.name().clone(), Some(app.recorder().clone()), Cache::new(0), None);
     let mut events = Vec::new();
     let outcome = match &notification {
         // A topic the policy no longer handles has nothing left to do.

@@ -25,7 +25,7 @@ use std::pin::Pin;
 
 pub use notified::Notified;
 pub use options::{OnFailure, ProcessOptions, UnknownTopics};
-pub use repo::Repo;
+pub use repo::{DeclaredBy, Declares, Loading, NoAggregates, Repo, RepoIter};
 
 use crate::Notification;
 
@@ -57,13 +57,19 @@ pub trait Process: Default + Send + Sync + 'static {
     /// The policy's handlers, one per event type.
     const HANDLERS: &'static [Handler];
 
+    /// The type's identity, for `system!` to tell two applications of one
+    /// name apart while compiling: its path where `#[policy]` implemented
+    /// this, and the place (a type has one `Process` impl).
+    #[doc(hidden)]
+    const __TYPE: &'static str;
+
     /// Calls the handler for `notification`'s topic, or returns `None` if
     /// the policy handles no event of that topic.
     fn handle<'a>(
         &'a self,
         upstream: &'static str,
         notification: &'a Notification,
-        repo: &'a mut Repo,
+        repo: &'a mut Repo<Self>,
     ) -> Option<Handling<'a>>;
 
     /// This application as a part of a [`System`](crate::System).
@@ -78,6 +84,9 @@ pub trait Process: Default + Send + Sync + 'static {
 pub struct Records {
     /// The aggregate's name.
     pub aggregate: &'static str,
+    /// The aggregate type's path, which tells two aggregates of one name
+    /// apart ([`Aggregate::PATH`](crate::Aggregate::PATH)).
+    pub path: &'static str,
     /// The topics of its events.
     pub topics: &'static [&'static str],
 }

@@ -3,7 +3,11 @@
 
 use std::any::Any;
 use std::collections::HashMap;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use uuid::Uuid;
 
@@ -12,12 +16,19 @@ use super::warm::WarmHistories;
 
 use crate::{Aggregate, AnyRecorder, AppName, Error, Recorder, Result, StoredEvent, Versions};
 
-/// The aggregates a policy handler loads and adds.
+/// The aggregates a policy handler loads and adds, typed by the process
+/// application `P` it works for.
 ///
 /// The repository remembers every aggregate it hands out. After the
 /// handler returns, the runtime collects their pending events and records
 /// them, with the tracking position, in one transaction: a handler never
 /// saves anything itself.
+///
+/// It hands out only the aggregates `P` declares in
+/// `#[policy(aggregates(...))]`: [`get`](Repo::get), [`find`](Repo::find),
+/// [`add`](Repo::add) and [`aggregates`](Repo::aggregates) of any other
+/// aggregate are compile errors, so that the declaration `system!` checks
+/// the wiring with is the truth. Handlers take it as `&mut Repo<Self>`.
 ///
 /// In unit tests, [`Repo::new`] makes one with no store: [`add`](Repo::add)
 /// the aggregates a handler expects, call it, then look at them.
@@ -40,7 +51,13 @@ use crate::{Aggregate, AnyRecorder, AppName, Error, Recorder, Result, StoredEven
 ///     fn add_trick(&mut self, trick: String) { self.tricks.push(trick); }
 /// }
 ///
-/// let mut repo = Repo::new();
+/// #[derive(Default)]
+/// struct Kennel;
+///
+/// #[policy(aggregates(Dog))]
+/// impl Kennel {}
+///
+/// let mut repo = Repo::<Kennel>::new();
 /// let id = repo.add(Dog::register()).id();
 /// repo.get::<Dog>(id).await?.add_trick("roll over".into());
 /// assert_eq!(repo.get::<Dog>(id).await?.tricks, ["roll over"]);
@@ -48,7 +65,43 @@ use crate::{Aggregate, AnyRecorder, AppName, Error, Recorder, Result, StoredEven
 /// # Ok::<(), eventsourcing::Error>(())
 /// # }).unwrap();
 /// ```
-pub struct Repo {
+// `repr(transparent)` over the untyped core: the worker, which holds
+// policies without their types, lends a `&mut RepoCore` as a `&mut Repo<P>`
+// (see `Repo::from_core`).
+#[repr(transparent)]
+pub struct Repo<P> {
+    core: RepoCore,
+    /// `fn() -> P`: the repository owns no `P`, and is `Send` and `Sync`
+    /// whatever `P` is.
+    policy: PhantomData<fn() -> P>,
+}
+
+/// A process application declares the aggregate `A`: implemented by
+/// `#[policy]` for each aggregate in its `aggregates(...)`. The [`Repo`]
+/// methods that hand out an `A` require it (through [`DeclaredBy`]).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` does not declare the aggregate `{A}`, so its repository cannot hand one out",
+    label = "`{A}` is not in `{Self}`'s `#[policy(aggregates(...))]`",
+    note = "add `{A}` to `#[policy(aggregates(...))]` on `impl {Self}`: an application records only the aggregates it declares, which is what `system!` checks the wiring with"
+)]
+pub trait Declares<A> {}
+
+/// The aggregate `Self` is declared by the process application `P`:
+/// [`Declares`], the other way round. The [`Repo`] methods are bound by this
+/// one, with the aggregate first, so that an aggregate inferred from an
+/// argument (`repo.add(Order::create())`) is known before the check, and
+/// the error names it.
+pub trait DeclaredBy<P> {}
+
+impl<A, P: Declares<A>> DeclaredBy<P> for A {}
+
+/// What `#[policy(aggregates())]` declares: nothing, so that an error about
+/// an undeclared aggregate says so.
+#[doc(hidden)]
+pub enum NoAggregates {}
+
+/// The repository without its application's type, as the worker holds it.
+pub(crate) struct RepoCore {
     app: AppName,
     recorder: Option<AnyRecorder>,
     entries: Vec<Entry>,
@@ -65,30 +118,163 @@ struct Entry {
     collected: usize,
 }
 
-impl Default for Repo {
+impl<P> Default for Repo<P> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl std::fmt::Debug for Repo {
+impl<P> std::fmt::Debug for Repo<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Repo")
-            .field("app", &self.app)
-            .field("aggregates", &self.entries.len())
-            .field("cached", &self.cache.0.len())
+            .field("app", &self.core.app)
+            .field("aggregates", &self.core.entries.len())
+            .field("cached", &self.core.cache.0.len())
             .finish()
     }
 }
 
-impl Repo {
+impl<P> Repo<P> {
     /// A repository with no store behind it, for testing policies: it holds
     /// only the aggregates [`add`](Repo::add)ed to it.
     pub fn new() -> Self {
         let app = AppName::new("test").expect("`test` is a valid application name");
-        Self::with_cache(app, None, Cache::new(0), None)
+        Self {
+            core: RepoCore::with_cache(app, None, Cache::new(0), None),
+            policy: PhantomData,
+        }
     }
 
+    /// The core the worker holds, as the repository of `P`.
+    pub(crate) fn from_core(core: &mut RepoCore) -> &mut Self {
+        // SAFETY: `Repo<P>` is `repr(transparent)` over `RepoCore` (its
+        // other field is a zero-sized `PhantomData`), so a `RepoCore` is a
+        // valid `Repo<P>`, and the result borrows `core` for as long.
+        unsafe { &mut *(core as *mut RepoCore).cast::<Self>() }
+    }
+
+    /// The aggregate `id`, from this repository, the application's cache,
+    /// or its store.
+    ///
+    /// Fails with [`Error::AggregateNotFound`] if the application has no
+    /// such aggregate, and [`Error::AggregateType`] if `id` is another type.
+    pub fn get<A>(&mut self, id: Uuid) -> Loading<'_, &mut A>
+    where
+        A: Aggregate + DeclaredBy<P>,
+    {
+        self.core.get(id)
+    }
+
+    /// Like [`get`](Repo::get), but `None` when the aggregate does not exist.
+    pub fn find<A>(&mut self, id: Uuid) -> Loading<'_, Option<&mut A>>
+    where
+        A: Aggregate + DeclaredBy<P>,
+    {
+        self.core.find(id)
+    }
+
+    /// Adds a new aggregate (made by its creation event), whose events are
+    /// recorded with the rest.
+    pub fn add<A>(&mut self, aggregate: A) -> &mut A
+    where
+        A: Aggregate + DeclaredBy<P>,
+    {
+        self.core.add(aggregate)
+    }
+
+    /// The aggregates of type `A` this repository holds, in the order they
+    /// were first loaded or added.
+    pub fn aggregates<A>(&self) -> RepoIter<'_, A>
+    where
+        A: Aggregate + DeclaredBy<P>,
+    {
+        RepoIter {
+            entries: self.core.entries.iter(),
+            aggregate: PhantomData,
+        }
+    }
+}
+
+/// The iterator of [`Repo::aggregates`]. (A named type, like [`Loading`],
+/// so that a mistake is reported once.)
+pub struct RepoIter<'a, A> {
+    entries: std::slice::Iter<'a, Entry>,
+    aggregate: PhantomData<fn() -> A>,
+}
+
+impl<'a, A: Aggregate> Iterator for RepoIter<'a, A> {
+    type Item = &'a A;
+
+    fn next(&mut self) -> Option<&'a A> {
+        self.entries
+            .find_map(|entry| entry.aggregate.as_any().downcast_ref::<A>())
+    }
+}
+
+impl<A> std::fmt::Debug for RepoIter<'_, A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RepoIter").finish_non_exhaustive()
+    }
+}
+
+/// The future of [`Repo::get`] and [`Repo::find`]: ready at once when the
+/// aggregate is in the repository or the application's memory, a read from
+/// the store otherwise.
+///
+/// A named type rather than an `async fn`'s, so that the future does not
+/// depend on the application type: a handler that gets an undeclared
+/// aggregate sees one error, on the call, not a second one on `.await`.
+#[must_use = "a future does nothing unless awaited"]
+pub struct Loading<'a, T>(LoadingState<'a, T>);
+
+enum LoadingState<'a, T> {
+    Ready(Option<Result<T>>),
+    Store(Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>),
+}
+
+impl<'a, T> Loading<'a, T> {
+    fn ready(result: Result<T>) -> Self {
+        Self(LoadingState::Ready(Some(result)))
+    }
+
+    fn store(future: impl Future<Output = Result<T>> + Send + 'a) -> Self {
+        Self(LoadingState::Store(Box::pin(future)))
+    }
+}
+
+impl<T: Unpin> Future for Loading<'_, T> {
+    type Output = Result<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        // Unpin: a result of references, or a boxed future.
+        match &mut self.get_mut().0 {
+            LoadingState::Ready(result) => Poll::Ready(result.take().expect("`Loading` polled after it completed")),
+            LoadingState::Store(future) => future.as_mut().poll(cx),
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for Loading<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match self.0 {
+            LoadingState::Ready(_) => "ready",
+            LoadingState::Store(_) => "reading the store",
+        };
+        f.debug_tuple("Loading").field(&state).finish()
+    }
+}
+
+/// Where [`RepoCore::locate_now`] found an aggregate.
+enum Located {
+    /// In the repository, at this index.
+    Entry(usize),
+    /// Nowhere: the application has no such aggregate.
+    Missing,
+    /// Not in memory: read the store.
+    InStore,
+}
+
+impl RepoCore {
     pub(crate) fn with_cache(
         app: AppName,
         recorder: Option<AnyRecorder>,
@@ -109,50 +295,82 @@ impl Repo {
         }
     }
 
-    /// The aggregate `id`, from this repository, the application's cache,
-    /// or its store.
-    ///
-    /// Fails with [`Error::AggregateNotFound`] if the application has no
-    /// such aggregate, and [`Error::AggregateType`] if `id` is another type.
-    pub async fn get<A: Aggregate>(&mut self, id: Uuid) -> Result<&mut A> {
-        match self.locate::<A>(id).await? {
-            Some(index) => self.entry_as(index, id),
-            None => Err(Error::AggregateNotFound {
-                app: self.app.to_string(),
-                aggregate: A::NAME,
-                originator_id: id,
+    /// See [`Repo::get`].
+    fn get<A: Aggregate>(&mut self, id: Uuid) -> Loading<'_, &mut A> {
+        match self.locate_now::<A>(id) {
+            Err(error) => Loading::ready(Err(error)),
+            Ok(Located::Entry(index)) => Loading::ready(self.entry_as(index, id)),
+            Ok(Located::Missing) => Loading::ready(Err(self.not_found::<A>(id))),
+            Ok(Located::InStore) => Loading::store(async move {
+                match self.locate_in_store::<A>(id).await? {
+                    Some(index) => self.entry_as(index, id),
+                    None => Err(self.not_found::<A>(id)),
+                }
             }),
         }
     }
 
-    /// Like [`get`](Repo::get), but `None` when the aggregate does not exist.
-    pub async fn find<A: Aggregate>(&mut self, id: Uuid) -> Result<Option<&mut A>> {
-        match self.locate::<A>(id).await? {
-            Some(index) => self.entry_as(index, id).map(Some),
-            None => Ok(None),
+    /// See [`Repo::find`].
+    fn find<A: Aggregate>(&mut self, id: Uuid) -> Loading<'_, Option<&mut A>> {
+        match self.locate_now::<A>(id) {
+            Err(error) => Loading::ready(Err(error)),
+            Ok(Located::Entry(index)) => Loading::ready(self.entry_as(index, id).map(Some)),
+            Ok(Located::Missing) => Loading::ready(Ok(None)),
+            Ok(Located::InStore) => Loading::store(async move {
+                match self.locate_in_store::<A>(id).await? {
+                    Some(index) => self.entry_as(index, id).map(Some),
+                    None => Ok(None),
+                }
+            }),
         }
     }
 
-    /// The index of the entry for `id`, taking it from the cache or the
-    /// store if needed.
-    async fn locate<A: Aggregate>(&mut self, id: Uuid) -> Result<Option<usize>> {
-        let index = match self.index.get(&id) {
-            Some(&index) => index,
-            None => {
-                let cached = self.cache.take(id);
-                let stale = self.warm.as_ref().is_some_and(|warm| warm.take_stale(id));
-                let aggregate = match cached.filter(|_| !stale) {
-                    Some(aggregate) => aggregate,
-                    None => match self.load::<A>(id).await? {
-                        Some(aggregate) => Box::new(aggregate),
-                        None => return Ok(None),
-                    },
-                };
-                self.insert(id, aggregate)
-            }
+    fn not_found<A: Aggregate>(&self, id: Uuid) -> Error {
+        Error::AggregateNotFound {
+            app: self.app.to_string(),
+            aggregate: A::NAME,
+            originator_id: id,
+        }
+    }
+
+    /// The entry for `id` if it is in this repository, the cache, or the
+    /// application's warm histories (made an entry, and marked as handed
+    /// out); otherwise whether to read the store.
+    fn locate_now<A: Aggregate>(&mut self, id: Uuid) -> Result<Located> {
+        if let Some(&index) = self.index.get(&id) {
+            self.touched.push(index);
+            return Ok(Located::Entry(index));
+        }
+        let cached = self.cache.take(id);
+        let stale = self.warm.as_ref().is_some_and(|warm| warm.take_stale(id));
+        let aggregate: Box<dyn Cached> = match cached.filter(|_| !stale) {
+            Some(aggregate) => aggregate,
+            None => match self.warm.as_ref().and_then(|warm| warm.take(id)) {
+                Some(history) => match A::replay(&history)? {
+                    Some(aggregate) => Box::new(aggregate),
+                    None => return Ok(Located::Missing),
+                },
+                None if self.recorder.is_none() => return Ok(Located::Missing),
+                None => return Ok(Located::InStore),
+            },
         };
+        Ok(Located::Entry(self.insert_touched(id, aggregate)))
+    }
+
+    /// Reads the aggregate `id` from the store into a new entry (marked as
+    /// handed out); `None` if the store has no such aggregate.
+    async fn locate_in_store<A: Aggregate>(&mut self, id: Uuid) -> Result<Option<usize>> {
+        let Some(recorder) = &self.recorder else {
+            return Ok(None);
+        };
+        let events = recorder.select_events(id, Versions::ALL).await?;
+        Ok(A::replay(&events)?.map(|aggregate| self.insert_touched(id, Box::new(aggregate))))
+    }
+
+    fn insert_touched(&mut self, id: Uuid, aggregate: Box<dyn Cached>) -> usize {
+        let index = self.insert(id, aggregate);
         self.touched.push(index);
-        Ok(Some(index))
+        index
     }
 
     fn entry_as<A: Aggregate>(&mut self, index: usize, id: Uuid) -> Result<&mut A> {
@@ -169,9 +387,8 @@ impl Repo {
         }
     }
 
-    /// Adds a new aggregate (made by its creation event), whose events are
-    /// recorded with the rest.
-    pub fn add<A: Aggregate>(&mut self, aggregate: A) -> &mut A {
+    /// See [`Repo::add`].
+    fn add<A: Aggregate>(&mut self, aggregate: A) -> &mut A {
         let id = aggregate.id();
         let index = match self.index.get(&id) {
             Some(&index) => {
@@ -189,25 +406,6 @@ impl Repo {
             .as_any_mut()
             .downcast_mut::<A>()
             .expect("the entry was just made from an `A`")
-    }
-
-    /// The aggregates of type `A` this repository holds, in the order they
-    /// were first loaded or added.
-    pub fn aggregates<A: Aggregate>(&self) -> impl Iterator<Item = &A> {
-        self.entries
-            .iter()
-            .filter_map(|entry| entry.aggregate.as_any().downcast_ref::<A>())
-    }
-
-    async fn load<A: Aggregate>(&self, id: Uuid) -> Result<Option<A>> {
-        if let Some(history) = self.warm.as_ref().and_then(|warm| warm.take(id)) {
-            return A::replay(&history);
-        }
-        let Some(recorder) = &self.recorder else {
-            return Ok(None);
-        };
-        let events = recorder.select_events(id, Versions::ALL).await?;
-        A::replay(&events)
     }
 
     fn insert(&mut self, id: Uuid, aggregate: Box<dyn Cached>) -> usize {
@@ -310,5 +508,83 @@ impl<A: Aggregate> Cached for A {
 
     fn clear_pending(&mut self) {
         Aggregate::clear_pending(self);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Application, Store, aggregate};
+
+    #[aggregate]
+    #[derive(Debug, Default)]
+    struct Dog {
+        tricks: u32,
+    }
+
+    #[aggregate]
+    impl Dog {
+        #[event(Registered)]
+        fn register() -> Self {
+            Self::default()
+        }
+
+        #[event(TrickLearned)]
+        fn learn(&mut self) {
+            self.tricks += 1;
+        }
+    }
+
+    #[aggregate]
+    #[derive(Debug, Default)]
+    struct Cat {}
+
+    #[aggregate]
+    impl Cat {
+        #[event(Adopted)]
+        fn adopt() -> Self {
+            Self {}
+        }
+    }
+
+    /// `get` and `find` from the store (the boxed path of `Loading`), then
+    /// from the repository (the ready path), and their errors.
+    #[tokio::test(flavor = "current_thread")]
+    async fn get_and_find_read_the_store_then_memory() -> Result<()> {
+        let store = Store::open("memory:").await?;
+        let app = Application::open(&store, "kennel").await?;
+        let (mut dog, mut cat) = (Dog::register(), Cat::adopt());
+        dog.learn();
+        app.save((&mut dog, &mut cat)).await?;
+
+        let mut repo = RepoCore::with_cache(app.name().clone(), Some(app.recorder().clone()), Cache::new(0), None);
+        let missing = Uuid::now_v7();
+        assert!(matches!(repo.find::<Dog>(missing).await, Ok(None)));
+        assert!(matches!(
+            repo.get::<Dog>(missing).await,
+            Err(Error::AggregateNotFound { aggregate: "Dog", .. })
+        ));
+
+        let loaded = repo.get::<Dog>(dog.id()).await?;
+        assert_eq!((loaded.tricks, loaded.version()), (1, 2));
+        loaded.learn();
+        // From the repository now: the change made above is there.
+        let found = repo.find::<Dog>(dog.id()).await?.expect("loaded before");
+        assert_eq!((found.tricks, found.version()), (2, 3));
+
+        // An aggregate the repository holds as another type.
+        repo.get::<Cat>(cat.id()).await?;
+        assert!(matches!(
+            repo.find::<Dog>(cat.id()).await,
+            Err(Error::AggregateType {
+                expected: "Dog",
+                found: "Cat",
+                ..
+            })
+        ));
+        let mut events = Vec::new();
+        repo.collect_new_events(&mut events)?;
+        assert_eq!(events.iter().map(|e| e.originator_version).collect::<Vec<_>>(), [3]);
+        Ok(())
     }
 }

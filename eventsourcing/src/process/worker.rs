@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use super::outage::{self, Outage};
-use super::repo::Cache;
+use super::repo::{Cache, RepoCore};
 use super::{HandlerError, Handling, OnFailure, Process, ProcessOptions, Records, Repo, UnknownTopics};
 use crate::store::DEFAULT_PARTITION;
 use crate::{
@@ -43,12 +43,22 @@ const DEFERRED_BATCHES: u64 = 10;
 
 /// A process application's policy, without its type.
 pub(crate) trait DynProcess: Send + Sync {
-    fn handle<'a>(&'a self, upstream: &'static str, n: &'a Notification, repo: &'a mut Repo) -> Option<Handling<'a>>;
+    fn handle<'a>(
+        &'a self,
+        upstream: &'static str,
+        n: &'a Notification,
+        repo: &'a mut RepoCore,
+    ) -> Option<Handling<'a>>;
 }
 
 impl<P: Process> DynProcess for P {
-    fn handle<'a>(&'a self, upstream: &'static str, n: &'a Notification, repo: &'a mut Repo) -> Option<Handling<'a>> {
-        Process::handle(self, upstream, n, repo)
+    fn handle<'a>(
+        &'a self,
+        upstream: &'static str,
+        n: &'a Notification,
+        repo: &'a mut RepoCore,
+    ) -> Option<Handling<'a>> {
+        Process::handle(self, upstream, n, Repo::from_core(repo))
     }
 }
 
@@ -344,7 +354,7 @@ impl Worker {
     ) -> Result<bool, BatchFailure> {
         let upstream = &self.upstreams[u];
         let cache = std::mem::replace(&mut self.cache, Cache::new(0));
-        let mut repo = Repo::with_cache(
+        let mut repo = RepoCore::with_cache(
             self.app.name().clone(),
             Some(self.app.recorder().clone()),
             cache,
@@ -571,7 +581,7 @@ pub(crate) async fn run_handler(
     policy: &dyn DynProcess,
     upstream: &'static str,
     notification: &Notification,
-    repo: &mut Repo,
+    repo: &mut RepoCore,
 ) -> Option<Result<(), HandlerError>> {
     let handling = policy.handle(upstream, notification, repo)?;
     Some(match CatchUnwind(handling).await {

@@ -81,7 +81,7 @@ type Command = dyn Fn(Apps, usize) -> Pin<Box<dyn Future<Output = Result<()>> + 
 ///
 /// #[policy(aggregates(Pong))]
 /// impl Ponger {
-///     async fn ping_sent(&self, ping: &Notified<PingSent>, repo: &mut Repo) -> Result<()> {
+///     async fn ping_sent(&self, ping: &Notified<PingSent>, repo: &mut Repo<Self>) -> Result<()> {
 ///         repo.add(Pong::reply(ping.originator_id));
 ///         Ok(())
 ///     }
@@ -235,6 +235,7 @@ impl Simulation {
 
     /// One run: the schedule, then the checks of logs and tracking.
     async fn run_with(&self, seed: u64, faults: Faults, backend: &Backend) -> Result<(Report, Histories)> {
+        self.system.check()?;
         let _reproducible = crate::ids::Reproducible::enable();
         let mut rng = Rng::new(seed);
         let options = ProcessOptions::default()

@@ -6,10 +6,11 @@
 
 pub mod checks;
 
+use std::any::TypeId;
 use std::sync::Arc;
 
-use crate::Process;
 use crate::process::worker::DynProcess;
+use crate::{Error, Process, Result};
 
 /// Process applications and who follows whom: the input of a
 /// [`Runner`](crate::Runner).
@@ -29,15 +30,21 @@ use crate::process::worker::DynProcess;
 pub struct System {
     apps: Vec<SystemApp>,
     edges: Vec<(&'static str, &'static str)>,
+    /// The first application added with the name of another type: a
+    /// runner refuses to start ([`System::check`]).
+    name_clash: Option<(SystemApp, SystemApp)>,
 }
 
-/// One application of a system: its name, and how to make its policy.
+/// One application of a system: its name, its type, and how to make its
+/// policy.
 #[doc(hidden)]
 #[derive(Clone)]
 pub struct SystemApp {
     pub(crate) name: &'static str,
     /// The aggregates it records, whose topics its followers expect.
     pub(crate) records: &'static [crate::Records],
+    type_id: TypeId,
+    type_name: &'static str,
     pub(crate) policy: fn() -> Arc<dyn DynProcess>,
 }
 
@@ -46,8 +53,15 @@ impl SystemApp {
         Self {
             name: P::NAME,
             records: P::RECORDS,
+            type_id: TypeId::of::<P>(),
+            type_name: std::any::type_name::<P>(),
             policy: make::<P>,
         }
+    }
+
+    /// Whether this is the application `P`, not another of its name.
+    pub(crate) fn is<P: Process>(&self) -> bool {
+        self.type_id == TypeId::of::<P>()
     }
 }
 
@@ -83,10 +97,30 @@ impl System {
     /// Adds an application, for `system!`.
     #[doc(hidden)]
     pub fn __app(mut self, app: SystemApp) -> Self {
-        if !self.apps.iter().any(|known| known.name == app.name) {
-            self.apps.push(app);
+        // Names that differ in case only name the same tables.
+        match self.apps.iter().find(|known| known.name.eq_ignore_ascii_case(app.name)) {
+            None => self.apps.push(app),
+            Some(known) if known.type_id != app.type_id && self.name_clash.is_none() => {
+                self.name_clash = Some((known.clone(), app));
+            }
+            Some(_) => {}
         }
         self
+    }
+
+    /// Fails with [`Error::DuplicateApp`] if two types of this system are
+    /// applications of one name (`system!` rejects that while compiling;
+    /// a system built with [`app`](System::app) and
+    /// [`follow`](System::follow) is checked here, when a runner starts).
+    pub fn check(&self) -> Result<()> {
+        match &self.name_clash {
+            None => Ok(()),
+            Some((first, second)) => Err(Error::DuplicateApp {
+                name: first.name,
+                first: first.type_name,
+                second: second.type_name,
+            }),
+        }
     }
 
     /// Adds an edge between applications added before, for `system!`.

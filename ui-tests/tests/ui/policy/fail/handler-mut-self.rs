@@ -34,7 +34,7 @@ pub struct Reservations;
 
 #[policy(aggregates(Reservation))]
 impl Reservations {
-    async fn order_created(&mut self, _event: &Notified<OrderCreated>, _repo: &mut Repo) -> Result<()> {
+    async fn order_created(&mut self, _event: &Notified<OrderCreated>, _repo: &mut Repo<Self>) -> Result<()> {
         Ok(())
     }
 }

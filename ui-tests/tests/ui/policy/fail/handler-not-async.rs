@@ -34,7 +34,7 @@ pub struct Reservations;
 
 #[policy(aggregates(Reservation))]
 impl Reservations {
-    fn order_created(&self, _event: &Notified<OrderCreated>, _repo: &mut Repo) -> Result<()> {
+    fn order_created(&self, _event: &Notified<OrderCreated>, _repo: &mut Repo<Self>) -> Result<()> {
         Ok(())
     }
 }

@@ -34,7 +34,7 @@ pub struct Reservations;
 
 #[policy(aggregates(Reservation))]
 impl Reservations {
-    async fn order_created(&self, _event: &Notified<OrderCreated>, _repo: &mut Repo) -> u32 {
+    async fn order_created(&self, _event: &Notified<OrderCreated>, _repo: &mut Repo<Self>) -> u32 {
         7
     }
 }

@@ -34,7 +34,7 @@ pub struct Reservations;
 
 #[policy(aggregates(Reservation))]
 impl Reservations {
-    async fn order_created(&self, _event: &Notified<String>, _repo: &mut Repo) -> Result<()> {
+    async fn order_created(&self, _event: &Notified<String>, _repo: &mut Repo<Self>) -> Result<()> {
         Ok(())
     }
 }

@@ -34,11 +34,11 @@ pub struct Reservations;
 
 #[policy(aggregates(Reservation))]
 impl Reservations {
-    async fn order_created(&self, _event: &Notified<OrderCreated>, _repo: &mut Repo) -> Result<()> {
+    async fn order_created(&self, _event: &Notified<OrderCreated>, _repo: &mut Repo<Self>) -> Result<()> {
         Ok(())
     }
 
-    async fn also_order_created(&self, _event: &Notified<OrderCreated>, _repo: &mut Repo) -> Result<()> {
+    async fn also_order_created(&self, _event: &Notified<OrderCreated>, _repo: &mut Repo<Self>) -> Result<()> {
         Ok(())
     }
 }

@@ -34,7 +34,7 @@ pub struct Orders;
 
 #[policy(aggregates(Order))]
 impl Orders {
-    async fn reservation_created(&self, event: &Notified<ReservationCreated>, repo: &mut Repo) -> Result<()> {
+    async fn reservation_created(&self, event: &Notified<ReservationCreated>, repo: &mut Repo<Self>) -> Result<()> {
         repo.get::<Order>(event.order).await?.reserve(event.originator_id);
         Ok(())
     }
@@ -45,7 +45,7 @@ pub struct Reservations;
 
 #[policy(aggregates(Reservation))]
 impl Reservations {
-    async fn order_created(&self, event: &Notified<OrderCreated>, repo: &mut Repo) -> Result<()> {
+    async fn order_created(&self, event: &Notified<OrderCreated>, repo: &mut Repo<Self>) -> Result<()> {
         repo.add(Reservation::create(event.originator_id));
         Ok(())
     }

@@ -1,0 +1,38 @@
+use eventsourcing::prelude::*;
+
+#[aggregate]
+#[derive(Debug, Default)]
+pub struct Order {}
+
+#[aggregate]
+impl Order {
+    #[event(Created)]
+    pub fn create() -> Self {
+        Self {}
+    }
+
+    #[event(Reserved)]
+    pub fn reserve(&mut self, reservation: Uuid) {}
+}
+
+#[aggregate]
+#[derive(Debug, Default)]
+pub struct Reservation {
+    pub order: Uuid,
+}
+
+#[aggregate]
+impl Reservation {
+    #[event(Created)]
+    pub fn create(order: Uuid) -> Self {
+        Self { order }
+    }
+}
+
+#[derive(Default)]
+pub struct Reservations;
+
+#[policy(aggregates(Reservation, Order, Reservation))]
+impl Reservations {}
+
+fn main() {}
