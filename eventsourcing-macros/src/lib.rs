@@ -95,8 +95,12 @@ pub fn aggregate(args: TokenStream, input: TokenStream) -> TokenStream {
 ///
 /// - `#[event(Name)]` names the event; its type is `AggregateName`.
 /// - `topic = "..."` stores it under another topic than `Aggregate.Name`.
-/// - `version = N` declares the version of its data (1 by default), for
-///   upcasting older stored events.
+/// - `version = N` declares the version of its data (1 by default), stored
+///   with each event.
+/// - `upcasters(from_v1, ...)` names, for a version above 1, one function
+///   per earlier version, in order: each a `fn(&mut serde_json::Value)`
+///   that changes state stored at version `n` to version `n + 1`. Events
+///   stored at older versions are upcast through them when read.
 ///
 /// A method without `self` that returns `Self` is a creation event. Mark an
 /// argument `#[id]` to choose the new aggregate's id, for example a UUID v5
@@ -117,7 +121,8 @@ pub fn aggregate(args: TokenStream, input: TokenStream) -> TokenStream {
 ///
 /// #[aggregate]
 /// impl Account {
-///     #[event(Opened, topic = "accounts.opened", version = 2)]
+///     // Version 1 stored the address as `mail`.
+///     #[event(Opened, topic = "accounts.opened", version = 2, upcasters(opened_from_v1))]
 ///     fn open(#[id] id: Uuid, email: String) -> Self {
 ///         Self { email, verified: false }
 ///     }
@@ -131,6 +136,10 @@ pub fn aggregate(args: TokenStream, input: TokenStream) -> TokenStream {
 ///     fn for_email(email: &str) -> Self {
 ///         Self::open(Uuid::new_v5(&Uuid::NAMESPACE_URL, email.as_bytes()), email.to_owned())
 ///     }
+/// }
+///
+/// fn opened_from_v1(state: &mut serde_json::Value) {
+///     state["email"] = state["mail"].take();
 /// }
 ///
 /// let mut account = Account::for_email("ada@example.com");
