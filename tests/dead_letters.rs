@@ -598,35 +598,6 @@ macro_rules! on_every_backend_with_each_runner {
     };
 }
 
-/// Like `on_every_backend!`, with a database of its own on PostgreSQL, for
-/// the tests whose applications have fixed names.
-macro_rules! on_every_fresh_backend {
-    ($($check:ident),* $(,)?) => {
-        mod fresh {
-            mod memory {
-                $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $check() {
-                    super::super::$check(&eventsourcing_tests::memory_store().await).await;
-                })*
-            }
-            mod sqlite {
-                $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $check() {
-                    let file = eventsourcing_tests::TempSqlite::new();
-                    super::super::$check(&file.open().await).await;
-                })*
-            }
-            mod postgres {
-                $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $check() {
-                    let Some(store) = eventsourcing_tests::fresh_postgres_store().await else { return };
-                    super::super::$check(&store).await;
-                })*
-            }
-        }
-    };
-}
-
 on_every_backend_with_each_runner!(
     a_poison_notification_is_parked_and_the_rest_are_processed,
     a_retry_after_the_fix_processes_it_once,
@@ -634,7 +605,7 @@ on_every_backend_with_each_runner!(
     one_application_parks_by_its_own_setting,
 );
 
-on_every_fresh_backend!(
+eventsourcing_tests::on_every_fresh_backend!(
     a_retry_that_fails_again_stays_parked,
     discard_removes_it_and_records_nothing,
     two_racing_retries_process_it_once,

@@ -124,29 +124,4 @@ async fn stops_there_when_told_to(store: &Store) {
     assert_eq!(replies(&runner).await, (0, 0), "nothing after it was processed");
 }
 
-macro_rules! on_every_backend_with_fixed_names {
-    ($($check:ident),* $(,)?) => {
-        mod memory {
-            $(#[tokio::test]
-            async fn $check() {
-                super::$check(&eventsourcing_tests::memory_store().await).await;
-            })*
-        }
-        mod sqlite {
-            $(#[tokio::test]
-            async fn $check() {
-                let file = eventsourcing_tests::TempSqlite::new();
-                super::$check(&file.open().await).await;
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test]
-            async fn $check() {
-                let Some(store) = eventsourcing_tests::fresh_postgres_store().await else { return };
-                super::$check(&store).await;
-            })*
-        }
-    };
-}
-
-on_every_backend_with_fixed_names!(warns_and_passes_over_by_default, stops_there_when_told_to);
+eventsourcing_tests::on_every_fresh_backend!(warns_and_passes_over_by_default, stops_there_when_told_to);

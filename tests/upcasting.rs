@@ -221,32 +221,7 @@ async fn data_from_a_newer_version_is_refused_clearly(store: &Store) {
     assert!(source.contains("type is at version 3"), "{source}");
 }
 
-macro_rules! on_every_backend_with_fixed_names {
-    ($($check:ident),* $(,)?) => {
-        mod memory {
-            $(#[tokio::test]
-            async fn $check() {
-                super::$check(&eventsourcing_tests::memory_store().await).await;
-            })*
-        }
-        mod sqlite {
-            $(#[tokio::test]
-            async fn $check() {
-                let file = eventsourcing_tests::TempSqlite::new();
-                super::$check(&file.open().await).await;
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test]
-            async fn $check() {
-                let Some(store) = eventsourcing_tests::fresh_postgres_store().await else { return };
-                super::$check(&store).await;
-            })*
-        }
-    };
-}
-
-on_every_backend_with_fixed_names!(
+eventsourcing_tests::on_every_fresh_backend!(
     events_written_at_versions_1_and_2_are_read_at_version_3,
     data_from_a_newer_version_is_refused_clearly
 );

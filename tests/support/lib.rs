@@ -138,6 +138,36 @@ macro_rules! on_every_backend {
     };
 }
 
+/// Like `on_every_backend!`, with a database of its own on PostgreSQL, for
+/// the tests whose applications have fixed names.
+#[macro_export]
+macro_rules! on_every_fresh_backend {
+    ($($check:ident),* $(,)?) => {
+        mod fresh {
+            mod memory {
+                $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    super::super::$check(&$crate::memory_store().await).await;
+                })*
+            }
+            mod sqlite {
+                $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    let file = $crate::TempSqlite::new();
+                    super::super::$check(&file.open().await).await;
+                })*
+            }
+            mod postgres {
+                $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    let Some(store) = $crate::fresh_postgres_store().await else { return };
+                    super::super::$check(&store).await;
+                })*
+            }
+        }
+    };
+}
+
 /// An application name no other test uses, so tests sharing one database
 /// never see each other's tables.
 pub fn unique_app(prefix: &str) -> AppName {
