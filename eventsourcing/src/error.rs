@@ -353,16 +353,40 @@ pub enum Error {
         reason: String,
     },
 
-    /// A database operation that failed.
+    /// A database operation on an application's tables that failed.
     #[error("database error in application `{app}` while {action}")]
     Database {
-        /// The application whose tables were used (`*` for the store itself).
+        /// The application whose tables were used.
         app: String,
         /// What the recorder was doing.
         action: &'static str,
         /// The driver's error.
         #[source]
-        source: sqlx::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    /// A database operation of the store itself (not of one application's
+    /// tables) that failed.
+    #[error("database error in the store `{store}` while {action}")]
+    Store {
+        /// The store: a SQLite path, or a PostgreSQL server as host:port.
+        store: String,
+        /// What the store was doing.
+        action: &'static str,
+        /// The driver's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    /// A write whose outcome this process never learned: the task that
+    /// committed it ended before answering. It may or may not have been
+    /// recorded; load the aggregates it touched before trying again.
+    #[error(
+        "a write to application `{app}` was abandoned before its answer; it may or may not have been recorded, so load what it touched before trying again"
+    )]
+    WriteAbandoned {
+        /// The application written to.
+        app: String,
     },
 
     /// A database server that could not be reached when the store opened:
@@ -381,7 +405,7 @@ pub enum Error {
         reason: String,
         /// The driver's error, if there was one (a timeout has none).
         #[source]
-        source: Option<sqlx::Error>,
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
 
     /// The database stayed unreachable for longer than

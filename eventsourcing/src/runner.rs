@@ -22,11 +22,22 @@ use crate::{Application, Error, Process, ProcessOptions, Recorder, Result, Store
 
 /// Which runner to start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RunnerKind {
     /// Everything on the caller's task: [`Runner::single_threaded`].
     SingleThreaded,
     /// A task per application: [`Runner::multi_task`].
     MultiTask,
+}
+
+/// `single-threaded` or `multi-task`, as [`FromStr`](std::str::FromStr) reads them.
+impl std::fmt::Display for RunnerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RunnerKind::SingleThreaded => "single-threaded",
+            RunnerKind::MultiTask => "multi-task",
+        })
+    }
 }
 
 impl std::str::FromStr for RunnerKind {

@@ -90,10 +90,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "{} orders on {} ({} runner, batches of {}, {} orders per commit, {} cores)",
         options.orders,
         store.backend(),
-        match options.runner {
-            RunnerKind::MultiTask => "multi-task",
-            RunnerKind::SingleThreaded => "single-threaded",
-        },
+        options.runner,
         options.batch_size,
         options.orders_per_commit,
         std::thread::available_parallelism().map_or(1, |n| n.get()),

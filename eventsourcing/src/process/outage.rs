@@ -33,11 +33,9 @@ const MAX_DELAY: Duration = Duration::from_secs(2);
 pub(crate) fn is_transient(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut next = Some(error);
     while let Some(error) = next {
-        match error.downcast_ref::<Error>() {
-            // Already the verdict that an outage lasted too long.
-            Some(Error::Outage { .. }) => return false,
-            Some(Error::Database { source, .. }) => return is_transient_sqlx(source),
-            _ => {}
+        // Already the verdict that an outage lasted too long.
+        if let Some(Error::Outage { .. }) = error.downcast_ref::<Error>() {
+            return false;
         }
         if let Some(source) = error.downcast_ref::<sqlx::Error>() {
             return is_transient_sqlx(source);
@@ -184,7 +182,7 @@ mod tests {
         Error::Database {
             app: "Orders".to_owned(),
             action: "reading notifications",
-            source,
+            source: source.into(),
         }
     }
 

@@ -190,6 +190,7 @@ pub trait Recorder: Clone + Send + Sync + 'static {
 /// # }).unwrap();
 /// ```
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub enum Store {
     /// Events in this process's memory, gone when it ends.
     Memory(memory::MemoryStore),
@@ -241,6 +242,7 @@ impl Store {
 
 /// The recorder of whichever backend a [`Store`] opened.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub enum AnyRecorder {
     /// See [`memory::MemoryRecorder`].
     Memory(memory::MemoryRecorder),
@@ -353,7 +355,7 @@ fn db_error<'a>(app: &'a AppName, action: &'static str) -> impl FnOnce(sqlx::Err
     move |source| crate::Error::Database {
         app: app.to_string(),
         action,
-        source,
+        source: Box::new(source),
     }
 }
 

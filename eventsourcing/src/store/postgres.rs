@@ -73,11 +73,6 @@ impl PostgresStore {
             sql,
         })
     }
-
-    /// The connection pool, for tests and tools that need plain SQL.
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
 }
 
 /// One application's SQL, written once when its recorder opens.
@@ -229,11 +224,11 @@ pub struct PostgresRecorder {
 impl PostgresRecorder {
     async fn write(&self, events: &[StoredEvent], tracking: Option<&Tracking>) -> Result<Vec<u64>, Abort> {
         let db = |action| {
-            move |source| {
+            move |source: sqlx::Error| {
                 Abort::Other(Error::Database {
                     app: self.app.to_string(),
                     action,
-                    source,
+                    source: source.into(),
                 })
             }
         };
@@ -339,7 +334,7 @@ impl PostgresRecorder {
                         (Err(source), _) | (_, Err(source)) => Error::Database {
                             app: self.app.to_string(),
                             action: "reading events",
-                            source,
+                            source: source.into(),
                         },
                     },
                     Ok(None) => match duplicate_in_batch(events) {
@@ -347,13 +342,13 @@ impl PostgresRecorder {
                         None => Error::Database {
                             app: self.app.to_string(),
                             action: "inserting events",
-                            source,
+                            source: source.into(),
                         },
                     },
                     Err(source) => Error::Database {
                         app: self.app.to_string(),
                         action: "reading events",
-                        source,
+                        source: source.into(),
                     },
                 }
             }

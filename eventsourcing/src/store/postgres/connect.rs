@@ -26,16 +26,16 @@ const CONNECT_TIMEOUT: &str = "connect_timeout";
 /// shown that the server is there.
 pub(super) async fn connect(url: &str, max_connections: u32, min_connections: u32) -> Result<PgPool> {
     let (url_for_sqlx, timeout) = take_connect_timeout(url)?;
-    let options = PgConnectOptions::from_str(&url_for_sqlx).map_err(|source| Error::Database {
-        app: "*".to_owned(),
+    let options = PgConnectOptions::from_str(&url_for_sqlx).map_err(|source| Error::Store {
+        store: redact(url),
         action: "reading the PostgreSQL URL",
-        source,
+        source: source.into(),
     })?;
     let failed = |reason: String, source: Option<sqlx::Error>| Error::Connect {
         server: server(&options),
         url: redact(url),
         reason,
-        source,
+        source: source.map(Into::into),
     };
     match tokio::time::timeout(timeout, PgConnection::connect_with(&options)).await {
         Err(_) => {

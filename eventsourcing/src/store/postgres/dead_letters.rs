@@ -60,7 +60,7 @@ impl PostgresRecorder {
             Abort::Other(Error::Database {
                 app: self.app.to_string(),
                 action,
-                source,
+                source: source.into(),
             })
         }
     }

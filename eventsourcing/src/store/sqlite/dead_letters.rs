@@ -62,11 +62,11 @@ impl SqliteRecorder {
     ) -> Result<Vec<u64>, Abort> {
         let sql = &self.sql.dead_letters;
         let db = |action| {
-            move |source| {
+            move |source: sqlx::Error| {
                 Abort::Other(Error::Database {
                     app: self.app.to_string(),
                     action,
-                    source,
+                    source: source.into(),
                 })
             }
         };

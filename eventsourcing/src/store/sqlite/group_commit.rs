@@ -112,9 +112,12 @@ fn fail_group(group: Vec<QueuedWrite>, first_app: &AppName, action: &'static str
     let message = source.to_string();
     let mut source = Some(source);
     for write in group {
-        let source = source.take().unwrap_or_else(|| {
-            sqlx::Error::Protocol(format!("a write of `{first_app}` in the same transaction: {message}"))
-        });
+        // The driver's error goes to the first write; the others are told
+        // in words which write of their transaction failed.
+        let source: Box<dyn std::error::Error + Send + Sync> = match source.take() {
+            Some(source) => source.into(),
+            None => format!("a write of `{first_app}` in the same transaction: {message}").into(),
+        };
         let _ = write.answer.send(Err(Error::Database {
             app: write.recorder.app.to_string(),
             action,

@@ -65,14 +65,6 @@ struct Writer {
     in_transaction: bool,
 }
 
-fn store_error(action: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
-    move |source| Error::Database {
-        app: "*".to_owned(),
-        action,
-        source,
-    }
-}
-
 /// Why a SQLite file did not open, naming it and what to check.
 fn open_error(path: &std::path::Path, source: sqlx::Error) -> Error {
     let directory = path.parent().filter(|dir| !dir.as_os_str().is_empty());
@@ -102,7 +94,11 @@ impl SqliteStore {
                 reason: "a SQLite in-memory database is private to one connection",
             });
         }
-        let options = SqliteConnectOptions::from_str(url).map_err(store_error("reading the SQLite URL"))?;
+        let options = SqliteConnectOptions::from_str(url).map_err(|source| Error::Store {
+            store: url.to_owned(),
+            action: "reading the SQLite URL",
+            source: source.into(),
+        })?;
         let path = options.get_filename().to_path_buf();
         if path.as_os_str().is_empty() {
             return Err(Error::StoreUrl {
@@ -328,11 +324,11 @@ impl SqliteRecorder {
         dead_letter: Option<&DeadLetterWrite>,
     ) -> Result<Vec<u64>, Abort> {
         let db = |action| {
-            move |source| {
+            move |source: sqlx::Error| {
                 Abort::Other(Error::Database {
                     app: self.app.to_string(),
                     action,
-                    source,
+                    source: source.into(),
                 })
             }
         };
@@ -440,7 +436,7 @@ impl SqliteRecorder {
                     Err(source) => Error::Database {
                         app: self.app.to_string(),
                         action: "reading the tracking position",
-                        source,
+                        source: source.into(),
                     },
                 }
             }
@@ -458,7 +454,7 @@ impl SqliteRecorder {
                             return Error::Database {
                                 app: self.app.to_string(),
                                 action: "reading events",
-                                source,
+                                source: source.into(),
                             };
                         }
                     }
@@ -468,7 +464,7 @@ impl SqliteRecorder {
                     None => Error::Database {
                         app: self.app.to_string(),
                         action: "inserting events",
-                        source,
+                        source: source.into(),
                     },
                 }
             }
@@ -501,10 +497,8 @@ impl SqliteRecorder {
             write_group(&mut writer, group).await;
         });
         answered.await.unwrap_or_else(|_| {
-            Err(Error::Database {
+            Err(Error::WriteAbandoned {
                 app: self.app.to_string(),
-                action: "writing (the write was abandoned before its answer)",
-                source: sqlx::Error::WorkerCrashed,
             })
         })
     }
