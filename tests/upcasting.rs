@@ -265,7 +265,7 @@ async fn a_sqlite_store_made_before_versions_were_stored_is_upgraded() {
         let ddl = TABLE_BEFORE_VERSIONS
             .replace("UUID_TYPE", "BLOB")
             .replace("BYTES_TYPE", "BLOB");
-        sqlx::query(&ddl).execute(&mut conn).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(ddl)).execute(&mut conn).await.unwrap();
         sqlx::query("CREATE TABLE catalogue_log_heads (partition_id INTEGER PRIMARY KEY, head INTEGER NOT NULL)")
             .execute(&mut conn)
             .await
@@ -296,7 +296,7 @@ async fn a_postgres_store_made_before_versions_were_stored_is_upgraded() {
         let ddl = TABLE_BEFORE_VERSIONS
             .replace("UUID_TYPE", "uuid")
             .replace("BYTES_TYPE", "bytea");
-        sqlx::query(&ddl).execute(&mut conn).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(ddl)).execute(&mut conn).await.unwrap();
         sqlx::query("CREATE TABLE catalogue_log_heads (partition_id integer PRIMARY KEY, head bigint NOT NULL)")
             .execute(&mut conn)
             .await

@@ -100,7 +100,7 @@ pub async fn fresh_postgres_url() -> Option<String> {
         .await
         .expect("PostgreSQL test database accepts connections");
     let name = format!("es_{}", Uuid::new_v4().simple());
-    sqlx::query(&format!("CREATE DATABASE {name}"))
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&mut conn)
         .await
         .expect("the test server makes databases");

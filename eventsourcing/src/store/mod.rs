@@ -383,3 +383,12 @@ fn to_u64(value: i64) -> u64 {
 fn to_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
+
+/// A statement, made once when a recorder opens and shared by every query
+/// (a clone is a reference count). Its only dynamic text is table names
+/// made from validated [`AppName`]s, so it is safe to run.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+fn statement(sql: String) -> sqlx::SqlStr {
+    use sqlx::SqlSafeStr;
+    sqlx::AssertSqlSafe(std::sync::Arc::<str>::from(sql)).into_sql_str()
+}

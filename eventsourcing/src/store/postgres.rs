@@ -10,6 +10,8 @@
 
 mod connect;
 
+use crate::store::statement;
+use sqlx::SqlStr;
 use std::sync::Arc;
 
 use sqlx::postgres::{PgArguments, PgPool, PgRow};
@@ -61,7 +63,7 @@ impl PostgresStore {
             .await
             .map_err(db_error(app, "locking for schema creation"))?;
         for statement in &sql.schema {
-            sqlx::query(statement)
+            sqlx::query(statement.clone())
                 .execute(&mut *tx)
                 .await
                 .map_err(db_error(app, "creating tables"))?;
@@ -78,20 +80,20 @@ impl PostgresStore {
 /// One application's SQL, written once when its recorder opens.
 #[derive(Debug)]
 struct Sql {
-    schema: Vec<String>,
+    schema: Vec<SqlStr>,
     /// Events without tracking, as one statement.
-    write: String,
+    write: SqlStr,
     /// Events with a first tracking position, as one statement.
-    write_inserting_tracking: String,
+    write_inserting_tracking: SqlStr,
     /// Events moving a tracking position, as one statement.
-    write_updating_tracking: String,
-    insert_tracking: String,
-    update_tracking: String,
-    select_tracking: String,
-    select_events: String,
-    select_existing: String,
-    select_notifications: String,
-    max_notification_id: String,
+    write_updating_tracking: SqlStr,
+    insert_tracking: SqlStr,
+    update_tracking: SqlStr,
+    select_tracking: SqlStr,
+    select_events: SqlStr,
+    select_existing: SqlStr,
+    select_notifications: SqlStr,
+    max_notification_id: SqlStr,
     dead_letters: DeadLetterSql,
 }
 
@@ -100,7 +102,7 @@ impl Sql {
         let dead_letters = DeadLetterSql::new(p);
         Self {
             schema: vec![
-                format!(
+                statement(format!(
                     "CREATE TABLE IF NOT EXISTS {p}_events (
                         partition_id integer NOT NULL,
                         notification_id bigint NOT NULL,
@@ -112,72 +114,74 @@ impl Sql {
                         state bytea NOT NULL,
                         PRIMARY KEY (partition_id, notification_id)
                     )"
-                ),
+                )),
                 // Tables made before event versions were stored: their
                 // events are at version 1.
-                format!("ALTER TABLE {p}_events ADD COLUMN IF NOT EXISTS state_version integer NOT NULL DEFAULT 1"),
-                format!(
+                statement(format!(
+                    "ALTER TABLE {p}_events ADD COLUMN IF NOT EXISTS state_version integer NOT NULL DEFAULT 1"
+                )),
+                statement(format!(
                     "CREATE UNIQUE INDEX IF NOT EXISTS {p}_events_aggregate ON {p}_events (originator_id, originator_version)"
-                ),
-                format!(
+                )),
+                statement(format!(
                     "CREATE TABLE IF NOT EXISTS {p}_log_heads (
                         partition_id integer PRIMARY KEY,
                         head bigint NOT NULL
                     )"
-                ),
-                format!(
+                )),
+                statement(format!(
                     "CREATE TABLE IF NOT EXISTS {p}_tracking (
                         upstream text NOT NULL,
                         partition_id integer NOT NULL,
                         notification_id bigint NOT NULL,
                         PRIMARY KEY (upstream, partition_id)
                     )"
-                ),
+                )),
                 dead_letters.schema.clone(),
             ],
-            write: write_statement(p, None),
-            write_inserting_tracking: write_statement(
+            write: statement(write_statement(p, None)),
+            write_inserting_tracking: statement(write_statement(
                 p,
                 Some(format!(
                     "INSERT INTO {p}_tracking (upstream, partition_id, notification_id) VALUES ($8, $9, $10)
                      ON CONFLICT DO NOTHING RETURNING 1"
                 )),
-            ),
-            write_updating_tracking: write_statement(
+            )),
+            write_updating_tracking: statement(write_statement(
                 p,
                 Some(format!(
                     "UPDATE {p}_tracking SET notification_id = $10
                      WHERE upstream = $8 AND partition_id = $9 AND notification_id = $11 RETURNING 1"
                 )),
-            ),
-            insert_tracking: format!(
+            )),
+            insert_tracking: statement(format!(
                 "INSERT INTO {p}_tracking (upstream, partition_id, notification_id) VALUES ($1, $2, $3)
                  ON CONFLICT DO NOTHING"
-            ),
-            update_tracking: format!(
+            )),
+            update_tracking: statement(format!(
                 "UPDATE {p}_tracking SET notification_id = $1
                  WHERE upstream = $2 AND partition_id = $3 AND notification_id = $4"
-            ),
-            select_tracking: format!(
+            )),
+            select_tracking: statement(format!(
                 "SELECT notification_id FROM {p}_tracking WHERE upstream = $1 AND partition_id = $2"
-            ),
-            select_events: format!(
+            )),
+            select_events: statement(format!(
                 "SELECT originator_id, originator_version, recorded_at, topic, state_version, state FROM {p}_events
                  WHERE originator_id = $1 AND originator_version BETWEEN $2 AND $3 ORDER BY originator_version"
-            ),
-            select_existing: format!(
+            )),
+            select_existing: statement(format!(
                 "SELECT e.originator_id, e.originator_version
                  FROM UNNEST($1::uuid[], $2::bigint[]) WITH ORDINALITY AS k(id, version, n)
                  JOIN {p}_events e ON e.originator_id = k.id AND e.originator_version = k.version
                  ORDER BY k.n LIMIT 1"
-            ),
-            select_notifications: format!(
+            )),
+            select_notifications: statement(format!(
                 "SELECT notification_id, originator_id, originator_version, recorded_at, topic, state_version, state
                  FROM {p}_events WHERE partition_id = $1 AND notification_id >= $2 ORDER BY notification_id LIMIT $3"
-            ),
-            max_notification_id: format!(
+            )),
+            max_notification_id: statement(format!(
                 "SELECT COALESCE(MAX(notification_id), 0) FROM {p}_events WHERE partition_id = $1"
-            ),
+            )),
             dead_letters,
         }
     }
@@ -283,12 +287,12 @@ impl PostgresRecorder {
     /// moved if one row is affected.
     fn tracking_query<'q>(&'q self, t: &'q Tracking) -> Query<'q, Postgres, PgArguments> {
         if t.previous == 0 {
-            sqlx::query(&self.sql.insert_tracking)
+            sqlx::query(self.sql.insert_tracking.clone())
                 .bind(t.upstream.table_prefix())
                 .bind(t.partition as i32)
                 .bind(to_i64(t.position))
         } else {
-            sqlx::query(&self.sql.update_tracking)
+            sqlx::query(self.sql.update_tracking.clone())
                 .bind(to_i64(t.position))
                 .bind(t.upstream.table_prefix())
                 .bind(t.partition as i32)
@@ -318,7 +322,7 @@ impl PostgresRecorder {
                 },
             },
             Abort::Events(source) => {
-                let existing = sqlx::query(&self.sql.select_existing)
+                let existing = sqlx::query(self.sql.select_existing.clone())
                     .bind(events.iter().map(|e| e.originator_id).collect::<Vec<_>>())
                     .bind(events.iter().map(|e| to_i64(e.originator_version)).collect::<Vec<_>>())
                     .fetch_optional(&self.pool)
@@ -357,8 +361,8 @@ impl PostgresRecorder {
 }
 
 /// A write statement with the partition and the events bound (`$1`–`$6`).
-fn events_query<'q>(sql: &'q str, events: &'q [StoredEvent]) -> QueryScalar<'q, Postgres, i64, PgArguments> {
-    sqlx::query_scalar::<_, i64>(sql)
+fn events_query<'q>(sql: &SqlStr, events: &'q [StoredEvent]) -> QueryScalar<'q, Postgres, i64, PgArguments> {
+    sqlx::query_scalar::<_, i64>(sql.clone())
         .bind(super::DEFAULT_PARTITION as i32)
         .bind(events.iter().map(|e| e.originator_id).collect::<Vec<_>>())
         .bind(events.iter().map(|e| to_i64(e.originator_version)).collect::<Vec<_>>())
@@ -401,7 +405,7 @@ impl Recorder for PostgresRecorder {
     }
 
     async fn select_events(&self, originator_id: Uuid, versions: Versions) -> Result<Vec<StoredEvent>> {
-        let rows = sqlx::query(&self.sql.select_events)
+        let rows = sqlx::query(self.sql.select_events.clone())
             .bind(originator_id)
             .bind(to_i64(versions.from))
             .bind(to_i64(versions.to))
@@ -415,7 +419,7 @@ impl Recorder for PostgresRecorder {
     }
 
     async fn select_notifications(&self, partition: u32, start: u64, limit: usize) -> Result<Vec<Notification>> {
-        let rows = sqlx::query(&self.sql.select_notifications)
+        let rows = sqlx::query(self.sql.select_notifications.clone())
             .bind(partition as i32)
             .bind(to_i64(start))
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
@@ -435,7 +439,7 @@ impl Recorder for PostgresRecorder {
     }
 
     async fn max_notification_id(&self, partition: u32) -> Result<u64> {
-        let max: i64 = sqlx::query_scalar(&self.sql.max_notification_id)
+        let max: i64 = sqlx::query_scalar(self.sql.max_notification_id.clone())
             .bind(partition as i32)
             .fetch_one(&self.pool)
             .await
@@ -444,7 +448,7 @@ impl Recorder for PostgresRecorder {
     }
 
     async fn tracking_position(&self, upstream: &AppName, partition: u32) -> Result<u64> {
-        let position: Option<i64> = sqlx::query_scalar(&self.sql.select_tracking)
+        let position: Option<i64> = sqlx::query_scalar(self.sql.select_tracking.clone())
             .bind(upstream.table_prefix())
             .bind(partition as i32)
             .fetch_optional(&self.pool)

@@ -3,7 +3,9 @@
 //! Parking and retries are rare, so these take a few round trips where the
 //! hot path takes one.
 
+use crate::store::statement;
 use sqlx::Row;
+use sqlx::SqlStr;
 use sqlx::postgres::PgRow;
 
 use super::{PostgresRecorder, events_query};
@@ -13,18 +15,18 @@ use crate::{AppName, Error, Result, StoredEvent, Timestamp};
 /// One application's dead-letter SQL.
 #[derive(Debug)]
 pub(super) struct DeadLetterSql {
-    pub(super) schema: String,
-    insert: String,
-    delete: String,
-    update: String,
-    select: String,
+    pub(super) schema: SqlStr,
+    insert: SqlStr,
+    delete: SqlStr,
+    update: SqlStr,
+    select: SqlStr,
 }
 
 impl DeadLetterSql {
     pub(super) fn new(p: &str) -> Self {
         let columns = "upstream, partition_id, notification_id, topic, error, attempts, parked_at, last_failed_at";
         Self {
-            schema: format!(
+            schema: statement(format!(
                 "CREATE TABLE IF NOT EXISTS {p}_dead_letters (
                     upstream text NOT NULL,
                     partition_id integer NOT NULL,
@@ -36,20 +38,22 @@ impl DeadLetterSql {
                     last_failed_at bigint NOT NULL,
                     PRIMARY KEY (upstream, partition_id, notification_id)
                 )"
-            ),
-            insert: format!(
+            )),
+            insert: statement(format!(
                 "INSERT INTO {p}_dead_letters ({columns}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
                  ON CONFLICT (upstream, partition_id, notification_id) DO UPDATE SET
                      error = EXCLUDED.error, attempts = EXCLUDED.attempts, last_failed_at = EXCLUDED.last_failed_at"
-            ),
-            delete: format!(
+            )),
+            delete: statement(format!(
                 "DELETE FROM {p}_dead_letters WHERE upstream = $1 AND partition_id = $2 AND notification_id = $3"
-            ),
-            update: format!(
+            )),
+            update: statement(format!(
                 "UPDATE {p}_dead_letters SET attempts = attempts + 1, error = $1, last_failed_at = $2
                  WHERE upstream = $3 AND partition_id = $4 AND notification_id = $5 RETURNING attempts"
-            ),
-            select: format!("SELECT {columns} FROM {p}_dead_letters ORDER BY upstream, partition_id, notification_id"),
+            )),
+            select: statement(format!(
+                "SELECT {columns} FROM {p}_dead_letters ORDER BY upstream, partition_id, notification_id"
+            )),
         }
     }
 }
@@ -80,7 +84,7 @@ impl PostgresRecorder {
             // Dropping the transaction rolls it back.
             return Err(Abort::Tracking);
         }
-        sqlx::query(&sql.insert)
+        sqlx::query(sql.insert.clone())
             .bind(letter.upstream.as_str())
             .bind(letter.partition as i32)
             .bind(to_i64(letter.notification_id))
@@ -107,7 +111,7 @@ impl PostgresRecorder {
             .begin()
             .await
             .map_err(self.db_abort("beginning to resolve a dead letter"))?;
-        let removed = sqlx::query(&sql.delete)
+        let removed = sqlx::query(sql.delete.clone())
             .bind(letter.upstream.as_str())
             .bind(letter.partition as i32)
             .bind(to_i64(letter.notification_id))
@@ -137,7 +141,7 @@ impl PostgresRecorder {
     }
 
     pub(super) async fn update_failed_retry(&self, letter: &DeadLetter) -> Result<u32> {
-        let attempts: Option<i32> = sqlx::query_scalar(&self.sql.dead_letters.update)
+        let attempts: Option<i32> = sqlx::query_scalar(self.sql.dead_letters.update.clone())
             .bind(&letter.error)
             .bind(letter.last_failed_at.as_micros())
             .bind(letter.upstream.as_str())
@@ -153,7 +157,7 @@ impl PostgresRecorder {
     }
 
     pub(super) async fn select_dead_letters(&self) -> Result<Vec<DeadLetter>> {
-        let rows = sqlx::query(&self.sql.dead_letters.select)
+        let rows = sqlx::query(self.sql.dead_letters.select.clone())
             .fetch_all(&self.pool)
             .await
             .map_err(db_error(&self.app, "reading dead letters"))?;

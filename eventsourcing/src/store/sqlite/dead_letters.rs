@@ -1,7 +1,9 @@
 //! The dead-letter table on SQLite: parked notifications, written in the
 //! transaction of the write they belong to.
 
+use crate::store::statement;
 use sqlx::Row;
+use sqlx::SqlStr;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 
 use super::{Abort, SqliteRecorder};
@@ -11,18 +13,18 @@ use crate::{AppName, Error, Result, Timestamp};
 /// One application's dead-letter SQL.
 #[derive(Debug)]
 pub(super) struct DeadLetterSql {
-    pub(super) schema: String,
-    insert: String,
-    delete: String,
-    update: String,
-    select: String,
+    pub(super) schema: SqlStr,
+    insert: SqlStr,
+    delete: SqlStr,
+    update: SqlStr,
+    select: SqlStr,
 }
 
 impl DeadLetterSql {
     pub(super) fn new(p: &str) -> Self {
         let columns = "upstream, partition_id, notification_id, topic, error, attempts, parked_at, last_failed_at";
         Self {
-            schema: format!(
+            schema: statement(format!(
                 "CREATE TABLE IF NOT EXISTS {p}_dead_letters (
                     upstream TEXT NOT NULL,
                     partition_id INTEGER NOT NULL,
@@ -34,20 +36,22 @@ impl DeadLetterSql {
                     last_failed_at INTEGER NOT NULL,
                     PRIMARY KEY (upstream, partition_id, notification_id)
                 ) WITHOUT ROWID"
-            ),
-            insert: format!(
+            )),
+            insert: statement(format!(
                 "INSERT INTO {p}_dead_letters ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                  ON CONFLICT (upstream, partition_id, notification_id) DO UPDATE SET
                      error = excluded.error, attempts = excluded.attempts, last_failed_at = excluded.last_failed_at"
-            ),
-            delete: format!(
+            )),
+            delete: statement(format!(
                 "DELETE FROM {p}_dead_letters WHERE upstream = ? AND partition_id = ? AND notification_id = ?"
-            ),
-            update: format!(
+            )),
+            update: statement(format!(
                 "UPDATE {p}_dead_letters SET attempts = attempts + 1, error = ?, last_failed_at = ?
                  WHERE upstream = ? AND partition_id = ? AND notification_id = ? RETURNING attempts"
-            ),
-            select: format!("SELECT {columns} FROM {p}_dead_letters ORDER BY upstream, partition_id, notification_id"),
+            )),
+            select: statement(format!(
+                "SELECT {columns} FROM {p}_dead_letters ORDER BY upstream, partition_id, notification_id"
+            )),
         }
     }
 }
@@ -72,7 +76,7 @@ impl SqliteRecorder {
         };
         match op {
             DeadLetterWrite::Park(letter) => {
-                sqlx::query(&sql.insert)
+                sqlx::query(sql.insert.clone())
                     .bind(letter.upstream.as_str())
                     .bind(letter.partition)
                     .bind(to_i64(letter.notification_id))
@@ -87,7 +91,7 @@ impl SqliteRecorder {
                 Ok(Vec::new())
             }
             DeadLetterWrite::Resolve(letter) => {
-                let removed = sqlx::query(&sql.delete)
+                let removed = sqlx::query(sql.delete.clone())
                     .bind(letter.upstream.as_str())
                     .bind(letter.partition)
                     .bind(to_i64(letter.notification_id))
@@ -102,7 +106,7 @@ impl SqliteRecorder {
                 }
             }
             DeadLetterWrite::Failed(letter) => {
-                let attempts: Option<i64> = sqlx::query_scalar(&sql.update)
+                let attempts: Option<i64> = sqlx::query_scalar(sql.update.clone())
                     .bind(&letter.error)
                     .bind(letter.last_failed_at.as_micros())
                     .bind(letter.upstream.as_str())
@@ -120,7 +124,7 @@ impl SqliteRecorder {
     }
 
     pub(super) async fn select_dead_letters(&self) -> Result<Vec<DeadLetter>> {
-        let rows = sqlx::query(&self.sql.dead_letters.select)
+        let rows = sqlx::query(self.sql.dead_letters.select.clone())
             .fetch_all(&self.shared.readers)
             .await
             .map_err(crate::store::db_error(&self.app, "reading dead letters"))?;

@@ -15,6 +15,8 @@
 mod dead_letters;
 mod group_commit;
 
+use crate::store::statement;
+use sqlx::SqlStr;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -199,11 +201,13 @@ impl Writer {
 /// event versions were stored are at version 1.
 async fn create_tables(conn: &mut SqliteConnection, sql: &Sql) -> sqlx::Result<()> {
     for statement in &sql.schema {
-        sqlx::query(statement).execute(&mut *conn).await?;
+        sqlx::query(statement.clone()).execute(&mut *conn).await?;
     }
-    let has_state_version: bool = sqlx::query_scalar(&sql.has_state_version).fetch_one(&mut *conn).await?;
+    let has_state_version: bool = sqlx::query_scalar(sql.has_state_version.clone())
+        .fetch_one(&mut *conn)
+        .await?;
     if !has_state_version {
-        sqlx::query(&sql.add_state_version).execute(&mut *conn).await?;
+        sqlx::query(sql.add_state_version.clone()).execute(&mut *conn).await?;
     }
     Ok(())
 }
@@ -211,19 +215,19 @@ async fn create_tables(conn: &mut SqliteConnection, sql: &Sql) -> sqlx::Result<(
 /// One application's SQL, written once when its recorder opens.
 #[derive(Debug)]
 struct Sql {
-    schema: Vec<String>,
-    has_state_version: String,
-    add_state_version: String,
+    schema: Vec<SqlStr>,
+    has_state_version: SqlStr,
+    add_state_version: SqlStr,
     /// `insert_events[k]` inserts `2^k` rows.
-    insert_events: Vec<String>,
-    advance_head: String,
-    insert_tracking: String,
-    update_tracking: String,
-    select_tracking: String,
-    select_events: String,
-    select_version: String,
-    select_notifications: String,
-    max_notification_id: String,
+    insert_events: Vec<SqlStr>,
+    advance_head: SqlStr,
+    insert_tracking: SqlStr,
+    update_tracking: SqlStr,
+    select_tracking: SqlStr,
+    select_events: SqlStr,
+    select_version: SqlStr,
+    select_notifications: SqlStr,
+    max_notification_id: SqlStr,
     dead_letters: DeadLetterSql,
 }
 
@@ -234,12 +238,12 @@ impl Sql {
         let insert_events = (0..=MAX_CHUNK.trailing_zeros())
             .map(|k| {
                 let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; 1 << k].join(", ");
-                format!("INSERT INTO {p}_events ({columns}) VALUES {rows}")
+                statement(format!("INSERT INTO {p}_events ({columns}) VALUES {rows}"))
             })
             .collect();
         Self {
             schema: vec![
-                format!(
+                statement(format!(
                     "CREATE TABLE IF NOT EXISTS {p}_events (
                         partition_id INTEGER NOT NULL,
                         notification_id INTEGER NOT NULL,
@@ -251,57 +255,61 @@ impl Sql {
                         state BLOB NOT NULL,
                         PRIMARY KEY (partition_id, notification_id)
                     ) WITHOUT ROWID"
-                ),
-                format!(
+                )),
+                statement(format!(
                     "CREATE UNIQUE INDEX IF NOT EXISTS {p}_events_aggregate ON {p}_events (originator_id, originator_version)"
-                ),
-                format!(
+                )),
+                statement(format!(
                     "CREATE TABLE IF NOT EXISTS {p}_log_heads (
                         partition_id INTEGER PRIMARY KEY,
                         head INTEGER NOT NULL
                     )"
-                ),
-                format!(
+                )),
+                statement(format!(
                     "CREATE TABLE IF NOT EXISTS {p}_tracking (
                         upstream TEXT NOT NULL,
                         partition_id INTEGER NOT NULL,
                         notification_id INTEGER NOT NULL,
                         PRIMARY KEY (upstream, partition_id)
                     ) WITHOUT ROWID"
-                ),
+                )),
                 dead_letters.schema.clone(),
             ],
-            has_state_version: format!(
+            has_state_version: statement(format!(
                 "SELECT EXISTS (SELECT 1 FROM pragma_table_info('{p}_events') WHERE name = 'state_version')"
-            ),
-            add_state_version: format!("ALTER TABLE {p}_events ADD COLUMN state_version INTEGER NOT NULL DEFAULT 1"),
+            )),
+            add_state_version: statement(format!(
+                "ALTER TABLE {p}_events ADD COLUMN state_version INTEGER NOT NULL DEFAULT 1"
+            )),
             insert_events,
-            advance_head: format!(
+            advance_head: statement(format!(
                 "INSERT INTO {p}_log_heads (partition_id, head) VALUES (?, ?)
                  ON CONFLICT (partition_id) DO UPDATE SET head = head + excluded.head RETURNING head"
-            ),
-            insert_tracking: format!(
+            )),
+            insert_tracking: statement(format!(
                 "INSERT INTO {p}_tracking (upstream, partition_id, notification_id) VALUES (?, ?, ?)
                  ON CONFLICT DO NOTHING"
-            ),
-            update_tracking: format!(
+            )),
+            update_tracking: statement(format!(
                 "UPDATE {p}_tracking SET notification_id = ? WHERE upstream = ? AND partition_id = ? AND notification_id = ?"
-            ),
-            select_tracking: format!(
+            )),
+            select_tracking: statement(format!(
                 "SELECT notification_id FROM {p}_tracking WHERE upstream = ? AND partition_id = ?"
-            ),
-            select_events: format!(
+            )),
+            select_events: statement(format!(
                 "SELECT originator_id, originator_version, recorded_at, topic, state_version, state FROM {p}_events
                  WHERE originator_id = ? AND originator_version BETWEEN ? AND ? ORDER BY originator_version"
-            ),
-            select_version: format!("SELECT 1 FROM {p}_events WHERE originator_id = ? AND originator_version = ?"),
-            select_notifications: format!(
+            )),
+            select_version: statement(format!(
+                "SELECT 1 FROM {p}_events WHERE originator_id = ? AND originator_version = ?"
+            )),
+            select_notifications: statement(format!(
                 "SELECT notification_id, originator_id, originator_version, recorded_at, topic, state_version, state
                  FROM {p}_events WHERE partition_id = ? AND notification_id >= ? ORDER BY notification_id LIMIT ?"
-            ),
-            max_notification_id: format!(
+            )),
+            max_notification_id: statement(format!(
                 "SELECT COALESCE(MAX(notification_id), 0) FROM {p}_events WHERE partition_id = ?"
-            ),
+            )),
             dead_letters,
         }
     }
@@ -335,12 +343,12 @@ impl SqliteRecorder {
         if let Some(t) = tracking {
             let upstream = t.upstream.table_prefix();
             let query = if t.previous == 0 {
-                sqlx::query(&self.sql.insert_tracking)
+                sqlx::query(self.sql.insert_tracking.clone())
                     .bind(upstream)
                     .bind(t.partition)
                     .bind(to_i64(t.position))
             } else {
-                sqlx::query(&self.sql.update_tracking)
+                sqlx::query(self.sql.update_tracking.clone())
                     .bind(to_i64(t.position))
                     .bind(upstream)
                     .bind(t.partition)
@@ -365,7 +373,7 @@ impl SqliteRecorder {
         }
 
         let partition = super::DEFAULT_PARTITION;
-        let head: i64 = sqlx::query_scalar(&self.sql.advance_head)
+        let head: i64 = sqlx::query_scalar(self.sql.advance_head.clone())
             .bind(partition)
             .bind(events.len() as i64)
             .fetch_one(&mut *conn)
@@ -378,7 +386,7 @@ impl SqliteRecorder {
         let mut remaining = events.len();
         while remaining > 0 {
             let k = (usize::BITS - 1 - remaining.min(MAX_CHUNK).leading_zeros()) as usize;
-            let mut query = sqlx::query(&self.sql.insert_events[k]);
+            let mut query = sqlx::query(self.sql.insert_events[k].clone());
             for (event, id) in rows.by_ref().take(1 << k) {
                 query = query
                     .bind(partition)
@@ -420,7 +428,7 @@ impl SqliteRecorder {
                         reason: "tracking conflict without tracking".to_owned(),
                     };
                 };
-                let found: Result<Option<i64>, _> = sqlx::query_scalar(&self.sql.select_tracking)
+                let found: Result<Option<i64>, _> = sqlx::query_scalar(self.sql.select_tracking.clone())
                     .bind(t.upstream.table_prefix())
                     .bind(t.partition)
                     .fetch_optional(&mut *conn)
@@ -442,7 +450,7 @@ impl SqliteRecorder {
             }
             Abort::Events(source) => {
                 for event in events {
-                    let exists = sqlx::query(&self.sql.select_version)
+                    let exists = sqlx::query(self.sql.select_version.clone())
                         .bind(event.originator_id)
                         .bind(to_i64(event.originator_version))
                         .fetch_optional(&mut *conn)
@@ -534,7 +542,7 @@ impl Recorder for SqliteRecorder {
     }
 
     async fn select_events(&self, originator_id: Uuid, versions: Versions) -> Result<Vec<StoredEvent>> {
-        let rows = sqlx::query(&self.sql.select_events)
+        let rows = sqlx::query(self.sql.select_events.clone())
             .bind(originator_id)
             .bind(to_i64(versions.from))
             .bind(to_i64(versions.to))
@@ -548,7 +556,7 @@ impl Recorder for SqliteRecorder {
     }
 
     async fn select_notifications(&self, partition: u32, start: u64, limit: usize) -> Result<Vec<Notification>> {
-        let rows = sqlx::query(&self.sql.select_notifications)
+        let rows = sqlx::query(self.sql.select_notifications.clone())
             .bind(partition)
             .bind(to_i64(start))
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
@@ -568,7 +576,7 @@ impl Recorder for SqliteRecorder {
     }
 
     async fn max_notification_id(&self, partition: u32) -> Result<u64> {
-        let max: i64 = sqlx::query_scalar(&self.sql.max_notification_id)
+        let max: i64 = sqlx::query_scalar(self.sql.max_notification_id.clone())
             .bind(partition)
             .fetch_one(&self.shared.readers)
             .await
@@ -577,7 +585,7 @@ impl Recorder for SqliteRecorder {
     }
 
     async fn tracking_position(&self, upstream: &AppName, partition: u32) -> Result<u64> {
-        let position: Option<i64> = sqlx::query_scalar(&self.sql.select_tracking)
+        let position: Option<i64> = sqlx::query_scalar(self.sql.select_tracking.clone())
             .bind(upstream.table_prefix())
             .bind(partition)
             .fetch_optional(&self.shared.readers)
