@@ -93,6 +93,8 @@ pub(crate) struct Plan {
     pub(crate) crashed: bool,
     /// Set at a commit of this application: the driver adds a duplicate worker.
     pub(crate) duplicate: Option<String>,
+    /// Commits failed so far, before or after they landed.
+    pub(crate) failed_commits: usize,
     /// What happened, for a failing seed's report.
     pub(crate) trace: Vec<String>,
 }
@@ -105,6 +107,7 @@ impl Plan {
             landed: Vec::new(),
             crashed: false,
             duplicate: None,
+            failed_commits: 0,
             trace: Vec::new(),
         }))
     }
@@ -166,6 +169,7 @@ impl FaultyRecorder {
                 Fault::CrashAfter
             }
         } else if plan.rng.chance(faults.failed_commit) {
+            plan.failed_commits += 1;
             if plan.rng.chance(0.5) {
                 Fault::FailBefore
             } else {

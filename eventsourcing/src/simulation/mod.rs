@@ -109,8 +109,13 @@ pub struct Simulation {
 #[derive(Clone, Debug)]
 enum Backend {
     Memory,
-    /// A SQLite file per seed in this directory, removed after a passing run.
-    Sqlite(PathBuf),
+    /// A SQLite file per seed in this directory, removed after a passing
+    /// run, its name prefixed so that simulations running at once (in one
+    /// process or several) never share a file.
+    Sqlite {
+        dir: PathBuf,
+        prefix: String,
+    },
 }
 
 /// The applications of a simulated system, for the workload's commands.
@@ -186,7 +191,10 @@ impl Simulation {
     /// Runs on SQLite files in `dir`, one per seed (a directory in memory,
     /// such as `/dev/shm`, keeps runs fast), removed after a passing run.
     pub fn on_sqlite(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.backend = Backend::Sqlite(dir.into());
+        self.backend = Backend::Sqlite {
+            dir: dir.into(),
+            prefix: format!("simulation-{}", uuid::Uuid::new_v4().simple()),
+        };
         self
     }
 
@@ -226,7 +234,7 @@ impl Simulation {
             seed,
             backend: match &self.backend {
                 Backend::Memory => "memory".to_owned(),
-                Backend::Sqlite(dir) => format!("SQLite in {}", dir.display()),
+                Backend::Sqlite { dir, .. } => format!("SQLite in {}", dir.display()),
             },
             message,
             trace: trace.join("\n"),
@@ -245,7 +253,7 @@ impl Simulation {
         let plan = Plan::new(seed, faults);
         let file = match backend {
             Backend::Memory => None,
-            Backend::Sqlite(dir) => Some(SqliteFile::new(dir.join(format!("simulation-{seed}.db")))),
+            Backend::Sqlite { dir, prefix } => Some(SqliteFile::new(dir.join(format!("{prefix}-{seed}.db")))),
         };
         let memory = Store::open("memory:").await?;
         let open_store = || async {
@@ -318,8 +326,12 @@ impl Simulation {
         }
 
         let (histories, heads) = checks::read_logs(&world.apps).await.map_err(|m| fail(m, &plan))?;
-        let landed = plan.lock().map(|plan| plan.landed.clone()).unwrap_or_default();
+        let (landed, failed_commits) = plan
+            .lock()
+            .map(|mut plan| (std::mem::take(&mut plan.landed), plan.failed_commits))
+            .unwrap_or_default();
         report.commits = landed.len();
+        report.failed_commits = failed_commits;
         checks::check_exactly_once(&self.system, &world.apps, &landed, &heads)
             .await
             .map_err(|m| fail(m, &plan))?;
@@ -335,20 +347,11 @@ impl Simulation {
     /// stopped (started again, as an operator would). Returns whether the
     /// step did anything.
     async fn step(&self, world: &mut World, w: usize, u: usize, plan: &Arc<Mutex<Plan>>, report: &mut Report) -> bool {
-        let trace_len = plan.lock().map(|p| p.trace.len()).unwrap_or_default();
         let result = world.workers[w].1.step(u).await;
-        let (crashed, duplicate, faults) = match plan.lock() {
-            Ok(mut plan) => (
-                std::mem::take(&mut plan.crashed),
-                plan.duplicate.take(),
-                plan.trace[trace_len..]
-                    .iter()
-                    .filter(|line| line.starts_with("Fail"))
-                    .count(),
-            ),
-            Err(_) => (true, None, 0),
+        let (crashed, duplicate) = match plan.lock() {
+            Ok(mut plan) => (std::mem::take(&mut plan.crashed), plan.duplicate.take()),
+            Err(_) => (true, None),
         };
-        report.failed_commits += faults;
         if crashed {
             world.crashed = true;
             return true;
