@@ -170,6 +170,30 @@ async fn rejects_version_zero(store: &Store) {
     assert!(matches!(err, Error::InvalidWrite { .. }), "{err:?}");
 }
 
+/// A state version a store cannot keep is refused whole, never cut short.
+async fn rejects_state_versions_out_of_range(store: &Store) {
+    let recorder = store.recorder(&unique_app("stateversion")).await.unwrap();
+    let max = eventsourcing::store::MAX_STATE_VERSION;
+    for state_version in [0, max + 1, u32::MAX] {
+        let mut bad = event(Uuid::new_v4(), 1, "A", b"1");
+        bad.state_version = state_version;
+        let err = recorder.insert(&[bad], None).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidWrite { reason, .. } if reason.contains("state versions run from 1")),
+            "{state_version}: {err:?}"
+        );
+    }
+    let mut highest = event(Uuid::new_v4(), 1, "A", b"1");
+    highest.state_version = max;
+    recorder.insert(std::slice::from_ref(&highest), None).await.unwrap();
+    let stored = recorder
+        .select_events(highest.originator_id, Versions::ALL)
+        .await
+        .unwrap();
+    assert_eq!(stored[0].state_version, max);
+    assert_eq!(recorder.max_notification_id(0).await.unwrap(), 1);
+}
+
 async fn moves_tracking_forward_once_per_notification(store: &Store) {
     let app = unique_app("down");
     let recorder = store.recorder(&app).await.unwrap();
@@ -447,6 +471,7 @@ eventsourcing_tests::on_every_backend!(
     rejects_an_existing_version_and_writes_nothing,
     rejects_one_version_twice_in_a_write,
     rejects_version_zero,
+    rejects_state_versions_out_of_range,
     moves_tracking_forward_once_per_notification,
     lets_one_of_two_concurrent_writers_win,
     keeps_applications_apart_and_creates_tables_once,

@@ -131,6 +131,11 @@ impl EventArgs {
                     let version: LitInt = input.parse()?;
                     match version.base10_parse::<u32>() {
                         _ if args.version.is_some() => errors.push(&key, "duplicate event attribute `version`"),
+                        // Stores keep it as a 32-bit signed integer.
+                        Ok(number) if number > i32::MAX as u32 => errors.push(
+                            &version,
+                            format!("an event version is at most {}, the largest a store keeps", i32::MAX),
+                        ),
                         Ok(number) if number >= 1 => args.version = Some((number, version)),
                         _ => errors.push(&version, "an event version is a whole number from 1"),
                     }

@@ -42,6 +42,10 @@ pub use dead_letter::DeadLetter;
 pub(crate) use dead_letter::DeadLetterWrite;
 pub use url::{DEFAULT_STORE_URL, STORE_URL_ENV};
 
+/// The highest version of an event's data a store keeps (a 32-bit signed
+/// integer in SQL).
+pub const MAX_STATE_VERSION: u32 = i32::MAX as u32;
+
 /// The partition every notification goes to until logs are partitioned.
 pub const DEFAULT_PARTITION: u32 = 0;
 
@@ -328,6 +332,13 @@ fn check_write(app: &AppName, events: &[StoredEvent], tracking: Option<&Tracking
         )));
     }
     for e in events {
+        // Stores keep the state version as a 32-bit signed integer.
+        if e.state_version == 0 || e.state_version > MAX_STATE_VERSION {
+            return Err(invalid(format!(
+                "event `{}` of aggregate {} has state version {}; state versions run from 1 to {MAX_STATE_VERSION}",
+                e.topic, e.originator_id, e.state_version
+            )));
+        }
         if e.originator_version == 0 || e.originator_version > Versions::ALL.to {
             return Err(invalid(format!(
                 "aggregate {} has version {}; versions run from 1 to {}",
