@@ -18,7 +18,9 @@ use tokio::task::JoinHandle;
 use crate::process::outage::Outage;
 use crate::process::warm::WarmHistories;
 use crate::process::worker::{Worker, error_chain};
-use crate::{Application, Error, Process, ProcessOptions, Recorder, Result, Store, System, Unsaved};
+use crate::{
+    AnyRecorder, AppName, Application, Error, Process, ProcessOptions, Recorder, Result, Store, System, Unsaved,
+};
 
 /// Which runner to start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -182,7 +184,7 @@ impl Runner {
     /// and [`wait_until_quiet`](Runner::wait_until_quiet) process every
     /// notification in the system before they return.
     pub async fn single_threaded(system: System, store: &Store, options: ProcessOptions) -> Result<Self> {
-        let apps = open_apps(&system, store, &options).await?;
+        let apps = open_apps(&system, store, &options, |recorder| recorder).await?;
         let workers = workers(&system, &apps, &options);
         let runner = Self {
             system,
@@ -202,7 +204,7 @@ impl Runner {
     /// [`poll_interval`](ProcessOptions::poll_interval). Call it within a
     /// tokio runtime with the time driver enabled.
     pub async fn multi_task(system: System, store: &Store, options: ProcessOptions) -> Result<Self> {
-        let mut apps = open_apps(&system, store, &options).await?;
+        let mut apps = open_apps(&system, store, &options, |recorder| recorder).await?;
         let prompts: Vec<Arc<Notify>> = apps.iter().map(|_| Arc::new(Notify::new())).collect();
         for app in &mut apps {
             let followers = system
@@ -397,7 +399,15 @@ impl Drop for Runner {
     }
 }
 
-async fn open_apps(system: &System, store: &Store, options: &ProcessOptions) -> Result<Vec<Application>> {
+/// Checks `system` and `options`, then opens the system's applications in
+/// `store`, each with its recorder passed through `wrap` (a simulation
+/// injects its faults there) and ready for its runner.
+pub(crate) async fn open_apps(
+    system: &System,
+    store: &Store,
+    options: &ProcessOptions,
+    wrap: impl Fn(AnyRecorder) -> AnyRecorder,
+) -> Result<Vec<Application>> {
     if let Some(stranger) = options.apps_with_settings().find(|app| index_of(system, app).is_none()) {
         return Err(Error::Runner {
             reason: format!(
@@ -406,9 +416,11 @@ async fn open_apps(system: &System, store: &Store, options: &ProcessOptions) -> 
         });
     }
     system.check()?;
+    // Before any tables are made, as `Application::open` does.
+    crate::topics::check()?;
     let mut apps = Vec::new();
     for spec in system.app_specs() {
-        let mut app = Application::open(store, spec.name).await?;
+        let mut app = Application::new(wrap(store.recorder(&AppName::new(spec.name)?).await?))?;
         app.set_warm(Arc::new(WarmHistories::new(options.for_app(spec.name).cache_capacity)));
         apps.push(app);
     }

@@ -34,9 +34,8 @@ pub use faults::{Faults, FaultyRecorder};
 
 use self::checks::Histories;
 use self::faults::{Plan, Rng};
-use crate::process::warm::WarmHistories;
 use crate::process::worker::Worker;
-use crate::{AnyRecorder, AppName, Application, Error, Process, ProcessOptions, Result, Store, System};
+use crate::{AnyRecorder, Application, Error, Process, ProcessOptions, Result, Store, System};
 
 /// The most scheduling steps one run may take before it counts as stuck.
 const MAX_STEPS: usize = 200_000;
@@ -243,7 +242,6 @@ impl Simulation {
 
     /// One run: the schedule, then the checks of logs and tracking.
     async fn run_with(&self, seed: u64, faults: Faults, backend: &Backend) -> Result<(Report, Histories)> {
-        self.system.check()?;
         let _reproducible = crate::ids::Reproducible::enable();
         let mut rng = Rng::new(seed);
         let options = ProcessOptions::default()
@@ -400,13 +398,10 @@ struct World {
 
 impl World {
     async fn open(system: &System, store: Store, plan: &Arc<Mutex<Plan>>, options: &ProcessOptions) -> Result<Self> {
-        let mut apps = Vec::new();
-        for spec in system.app_specs() {
-            let inner = store.recorder(&AppName::new(spec.name)?).await?;
-            let mut app = Application::new(AnyRecorder::Faulty(FaultyRecorder::new(inner, plan.clone())))?;
-            app.set_warm(Arc::new(WarmHistories::new(options.cache_capacity)));
-            apps.push(app);
-        }
+        let apps = crate::runner::open_apps(system, &store, options, |inner| {
+            AnyRecorder::Faulty(FaultyRecorder::new(inner, plan.clone()))
+        })
+        .await?;
         let mut world = Self {
             system: system.clone(),
             options: options.clone(),
