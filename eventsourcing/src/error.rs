@@ -104,6 +104,23 @@ pub enum Error {
         max: u64,
     },
 
+    /// Tables written by a newer version of this crate, at a schema version
+    /// this build does not know: it refuses them rather than misread them.
+    #[error(
+        "the {backend} tables of application `{app}` are at schema version {found}, but this build of eventsourcing knows versions up to {supported}: a newer version wrote them; run that version (or newer), or open a store this version wrote"
+    )]
+    SchemaTooNew {
+        /// The application whose tables were opened.
+        app: String,
+        /// The database: `SQLite` or `PostgreSQL`.
+        backend: &'static str,
+        /// The version the tables are at.
+        found: u32,
+        /// The newest version this build knows
+        /// ([`SCHEMA_VERSION`](crate::store::SCHEMA_VERSION)).
+        supported: u32,
+    },
+
     /// A store that could not be opened, named by its location (never with
     /// a password).
     #[error("cannot open the store `{location}`: {hint}")]

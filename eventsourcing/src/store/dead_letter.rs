@@ -49,7 +49,7 @@ impl DeadLetter {
 
 /// What a write does to a dead letter, in the transaction of its events
 /// and tracking position.
-#[cfg(feature = "sqlite")]
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 #[derive(Clone, Debug)]
 pub(crate) enum DeadLetterWrite {
     /// Records it (with the tracking move past its notification).

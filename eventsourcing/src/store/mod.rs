@@ -26,6 +26,8 @@ mod dead_letter;
 pub mod memory;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 mod url;
@@ -38,8 +40,10 @@ use uuid::Uuid;
 use crate::{AppName, Notification, Result, StoredEvent};
 
 pub use dead_letter::DeadLetter;
-#[cfg(feature = "sqlite")]
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) use dead_letter::DeadLetterWrite;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use sql::migrations::SCHEMA_VERSION;
 pub use url::{DEFAULT_STORE_URL, STORE_URL_ENV};
 
 /// The highest version of an event's data a store keeps (a 32-bit signed
@@ -368,38 +372,4 @@ fn db_error<'a>(app: &'a AppName, action: &'static str) -> impl FnOnce(sqlx::Err
         action,
         source: Box::new(source),
     }
-}
-
-/// Why a SQL write transaction stopped before its commit; the backend turns
-/// it into the error that explains it after rolling back.
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-enum Abort {
-    /// The tracking position was not where the write expected it.
-    Tracking,
-    /// An (originator id, version) already exists.
-    Events(sqlx::Error),
-    /// Anything else.
-    Other(crate::Error),
-}
-
-/// Converts a stored `i64` to the `u64` the API uses; the database only
-/// ever holds values written from `u64`s no greater than `i64::MAX`.
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-fn to_u64(value: i64) -> u64 {
-    u64::try_from(value).unwrap_or_default()
-}
-
-/// Converts a `u64` to the `i64` databases store, saturating.
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-fn to_i64(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-/// A statement, made once when a recorder opens and shared by every query
-/// (a clone is a reference count). Its only dynamic text is table names
-/// made from validated [`AppName`]s, so it is safe to run.
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-fn statement(sql: String) -> sqlx::SqlStr {
-    use sqlx::SqlSafeStr;
-    sqlx::AssertSqlSafe(std::sync::Arc::<str>::from(sql)).into_sql_str()
 }

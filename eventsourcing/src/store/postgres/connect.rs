@@ -120,7 +120,7 @@ fn server(options: &PgConnectOptions) -> String {
 impl PostgresRecorder {
     /// The server's `host:port`, for messages.
     pub(crate) fn server(&self) -> String {
-        server(&self.pool.connect_options())
+        server(&self.0.handle.connect_options())
     }
 }
 

@@ -7,16 +7,14 @@
 
 use tokio::sync::oneshot;
 
-use super::{Shared, SqliteRecorder, Writer};
-use crate::store::DeadLetterWrite;
-use crate::{AppName, Error, Result, StoredEvent, Tracking};
+use super::{Shared, Sqlite, Writer};
+use crate::store::sql::{SqlRecorder, Write};
+use crate::{AppName, Error, Result};
 
 /// A write waiting for the writer, with where to send its answer.
 pub(super) struct QueuedWrite {
-    pub(super) recorder: SqliteRecorder,
-    pub(super) events: Vec<StoredEvent>,
-    pub(super) tracking: Option<Tracking>,
-    pub(super) dead_letter: Option<DeadLetterWrite>,
+    pub(super) recorder: SqlRecorder<Sqlite>,
+    pub(super) write: Write,
     pub(super) answer: oneshot::Sender<Result<Vec<u64>>>,
 }
 
@@ -24,7 +22,7 @@ impl std::fmt::Debug for QueuedWrite {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("QueuedWrite")
             .field("app", &self.recorder.app)
-            .field("events", &self.events.len())
+            .field("events", &self.write.events.len())
             .finish()
     }
 }
@@ -55,15 +53,7 @@ pub(super) async fn write_group(writer: &mut Writer, mut group: Vec<QueuedWrite>
             let _ = writer.reset().await;
             return fail_group(group, &first_app, "opening a savepoint", source);
         }
-        let answer = match recorder
-            .write(
-                &mut writer.conn,
-                &write.events,
-                write.tracking.as_ref(),
-                write.dead_letter.as_ref(),
-            )
-            .await
-        {
+        let answer = match recorder.write_in(&mut writer.conn, &write.write).await {
             Ok(ids) => {
                 if !alone && let Err(source) = sqlx::query("RELEASE write").execute(&mut writer.conn).await {
                     let _ = writer.reset().await;
@@ -84,9 +74,7 @@ pub(super) async fn write_group(writer: &mut Writer, mut group: Vec<QueuedWrite>
                     let _ = writer.reset().await;
                     return fail_group(group, &first_app, "rolling back", source);
                 }
-                Err(recorder
-                    .explain(&mut writer.conn, abort, &write.events, write.tracking.as_ref())
-                    .await)
+                Err(recorder.explain(&mut writer.conn, abort, &write.write).await)
             }
         };
         answers.push(answer);

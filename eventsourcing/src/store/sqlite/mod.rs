@@ -12,29 +12,25 @@
 //! Writes that queue while one holds the writer are committed together
 //! (`group_commit.rs`).
 
-mod dead_letters;
 mod group_commit;
 
-use crate::store::statement;
-use sqlx::SqlStr;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteQueryResult,
+    SqliteSynchronous,
 };
-use sqlx::{ConnectOptions, Row};
+use sqlx::{ConnectOptions, SqlStr};
 use tokio::sync::{Mutex, oneshot};
-use uuid::Uuid;
 
-use self::dead_letters::DeadLetterSql;
 use self::group_commit::{QueuedWrite, write_group};
-use super::{
-    Abort, DeadLetter, DeadLetterWrite, Recorder, Tracking, Versions, check_write, db_error, duplicate_in_batch,
-    to_i64, to_u64,
+use super::db_error;
+use super::sql::{
+    Abort, ColumnTypes, Dialect, SqlRecorder, Write, recorder_over_sql, statement, to_i32, to_i64, to_u64,
 };
-use crate::{AppName, Error, Notification, Result, StoredEvent, Timestamp};
+use crate::{AppName, Error, Result, StoredEvent};
 
 /// How long a write waits for another process's write to finish.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -51,7 +47,7 @@ pub struct SqliteStore {
 }
 
 #[derive(Debug)]
-struct Shared {
+pub(crate) struct Shared {
     /// In an `Arc` so that a group commit can hold it in a task of its own.
     writer: Arc<Mutex<Writer>>,
     readers: SqlitePool,
@@ -137,9 +133,9 @@ impl SqliteStore {
         })
     }
 
-    /// Opens the recorder of one application, creating its tables if needed.
+    /// Opens the recorder of one application, creating its tables or
+    /// bringing them up to date (see [`SCHEMA_VERSION`](crate::store::SCHEMA_VERSION)).
     pub async fn recorder(&self, app: &AppName) -> Result<SqliteRecorder> {
-        let sql = Arc::new(Sql::new(app.table_prefix()));
         let mut writer = self.shared.writer.lock().await;
         writer
             .reset()
@@ -150,19 +146,15 @@ impl SqliteStore {
         writer
             .begin()
             .await
-            .map_err(db_error(app, "beginning schema creation"))?;
-        let created = create_tables(&mut writer.conn, &sql).await;
-        let finished = match created {
+            .map_err(db_error(app, "beginning a schema migration"))?;
+        let migrated = SqlRecorder::<Sqlite>::migrate(&mut writer.conn, app).await;
+        let finished = match migrated {
             Ok(()) => writer.finish("COMMIT").await,
             Err(_) => writer.finish("ROLLBACK").await,
         };
-        created.map_err(db_error(app, "creating tables"))?;
-        finished.map_err(db_error(app, "committing schema creation"))?;
-        Ok(SqliteRecorder {
-            app: app.clone(),
-            shared: self.shared.clone(),
-            sql,
-        })
+        migrated?;
+        finished.map_err(db_error(app, "committing a schema migration"))?;
+        Ok(SqliteRecorder(SqlRecorder::new(app, self.shared.clone())))
     }
 }
 
@@ -196,189 +188,94 @@ impl Writer {
     }
 }
 
-/// Creates an application's tables if they do not exist, and brings tables
-/// made by earlier versions of this crate up to date: events written before
-/// event versions were stored are at version 1.
-async fn create_tables(conn: &mut SqliteConnection, sql: &Sql) -> sqlx::Result<()> {
-    for statement in &sql.schema {
-        sqlx::query(statement.clone()).execute(&mut *conn).await?;
-    }
-    let has_state_version: bool = sqlx::query_scalar(sql.has_state_version.clone())
-        .fetch_one(&mut *conn)
-        .await?;
-    if !has_state_version {
-        sqlx::query(sql.add_state_version.clone()).execute(&mut *conn).await?;
-    }
-    Ok(())
-}
-
-/// One application's SQL, written once when its recorder opens.
+/// SQLite, for the generic SQL recorder.
 #[derive(Debug)]
-struct Sql {
-    schema: Vec<SqlStr>,
-    has_state_version: SqlStr,
-    add_state_version: SqlStr,
+pub(crate) struct Sqlite;
+
+/// The SQLite statements: multi-row inserts of events.
+#[derive(Debug)]
+pub(crate) struct SqliteStatements {
     /// `insert_events[k]` inserts `2^k` rows.
     insert_events: Vec<SqlStr>,
-    advance_head: SqlStr,
-    insert_tracking: SqlStr,
-    update_tracking: SqlStr,
-    select_tracking: SqlStr,
-    select_events: SqlStr,
-    select_version: SqlStr,
-    select_notifications: SqlStr,
-    max_notification_id: SqlStr,
-    dead_letters: DeadLetterSql,
 }
 
-impl Sql {
-    fn new(p: &str) -> Self {
-        let dead_letters = DeadLetterSql::new(p);
+impl Dialect for Sqlite {
+    type Db = sqlx::Sqlite;
+    type Handle = Arc<Shared>;
+    type Statements = SqliteStatements;
+
+    const NAME: &'static str = "SQLite";
+    const TYPES: ColumnTypes = ColumnTypes {
+        int: "INTEGER",
+        bigint: "INTEGER",
+        uuid: "BLOB",
+        text: "TEXT",
+        bytes: "BLOB",
+        clustered: " WITHOUT ROWID",
+    };
+    const NUMBERED_PARAMETERS: bool = false;
+    const TABLE_EXISTS: &'static str = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?";
+    const COLUMN_EXISTS: &'static str = "SELECT 1 FROM pragma_table_info(?) WHERE name = ?";
+
+    fn statements(p: &str) -> SqliteStatements {
         let columns = "partition_id, notification_id, originator_id, originator_version, recorded_at, topic, state_version, state";
-        let insert_events = (0..=MAX_CHUNK.trailing_zeros())
-            .map(|k| {
-                let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; 1 << k].join(", ");
-                statement(format!("INSERT INTO {p}_events ({columns}) VALUES {rows}"))
-            })
-            .collect();
-        Self {
-            schema: vec![
-                statement(format!(
-                    "CREATE TABLE IF NOT EXISTS {p}_events (
-                        partition_id INTEGER NOT NULL,
-                        notification_id INTEGER NOT NULL,
-                        originator_id BLOB NOT NULL,
-                        originator_version INTEGER NOT NULL,
-                        recorded_at INTEGER NOT NULL,
-                        topic TEXT NOT NULL,
-                        state_version INTEGER NOT NULL DEFAULT 1,
-                        state BLOB NOT NULL,
-                        PRIMARY KEY (partition_id, notification_id)
-                    ) WITHOUT ROWID"
-                )),
-                statement(format!(
-                    "CREATE UNIQUE INDEX IF NOT EXISTS {p}_events_aggregate ON {p}_events (originator_id, originator_version)"
-                )),
-                statement(format!(
-                    "CREATE TABLE IF NOT EXISTS {p}_log_heads (
-                        partition_id INTEGER PRIMARY KEY,
-                        head INTEGER NOT NULL
-                    )"
-                )),
-                statement(format!(
-                    "CREATE TABLE IF NOT EXISTS {p}_tracking (
-                        upstream TEXT NOT NULL,
-                        partition_id INTEGER NOT NULL,
-                        notification_id INTEGER NOT NULL,
-                        PRIMARY KEY (upstream, partition_id)
-                    ) WITHOUT ROWID"
-                )),
-                dead_letters.schema.clone(),
-            ],
-            has_state_version: statement(format!(
-                "SELECT EXISTS (SELECT 1 FROM pragma_table_info('{p}_events') WHERE name = 'state_version')"
-            )),
-            add_state_version: statement(format!(
-                "ALTER TABLE {p}_events ADD COLUMN state_version INTEGER NOT NULL DEFAULT 1"
-            )),
-            insert_events,
-            advance_head: statement(format!(
-                "INSERT INTO {p}_log_heads (partition_id, head) VALUES (?, ?)
-                 ON CONFLICT (partition_id) DO UPDATE SET head = head + excluded.head RETURNING head"
-            )),
-            insert_tracking: statement(format!(
-                "INSERT INTO {p}_tracking (upstream, partition_id, notification_id) VALUES (?, ?, ?)
-                 ON CONFLICT DO NOTHING"
-            )),
-            update_tracking: statement(format!(
-                "UPDATE {p}_tracking SET notification_id = ? WHERE upstream = ? AND partition_id = ? AND notification_id = ?"
-            )),
-            select_tracking: statement(format!(
-                "SELECT notification_id FROM {p}_tracking WHERE upstream = ? AND partition_id = ?"
-            )),
-            select_events: statement(format!(
-                "SELECT originator_id, originator_version, recorded_at, topic, state_version, state FROM {p}_events
-                 WHERE originator_id = ? AND originator_version BETWEEN ? AND ? ORDER BY originator_version"
-            )),
-            select_version: statement(format!(
-                "SELECT 1 FROM {p}_events WHERE originator_id = ? AND originator_version = ?"
-            )),
-            select_notifications: statement(format!(
-                "SELECT notification_id, originator_id, originator_version, recorded_at, topic, state_version, state
-                 FROM {p}_events WHERE partition_id = ? AND notification_id >= ? ORDER BY notification_id LIMIT ?"
-            )),
-            max_notification_id: statement(format!(
-                "SELECT COALESCE(MAX(notification_id), 0) FROM {p}_events WHERE partition_id = ?"
-            )),
-            dead_letters,
+        SqliteStatements {
+            insert_events: (0..=MAX_CHUNK.trailing_zeros())
+                .map(|k| {
+                    let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; 1 << k].join(", ");
+                    statement::<Self>(format!("INSERT INTO {p}_events ({columns}) VALUES {rows}"))
+                })
+                .collect(),
         }
     }
-}
 
-/// The recorder of one application in a [`SqliteStore`].
-#[derive(Clone, Debug)]
-pub struct SqliteRecorder {
-    app: AppName,
-    shared: Arc<Shared>,
-    sql: Arc<Sql>,
-}
+    fn readers(shared: &Arc<Shared>) -> &SqlitePool {
+        &shared.readers
+    }
 
-impl SqliteRecorder {
-    async fn write(
-        &self,
+    fn rows_affected(result: &SqliteQueryResult) -> u64 {
+        result.rows_affected()
+    }
+
+    /// Queues the write for the writer and waits for its answer.
+    async fn write(recorder: &SqlRecorder<Self>, write: Write) -> Result<Vec<u64>> {
+        let (answer, answered) = oneshot::channel();
+        let shared = &recorder.handle;
+        shared.lock_queue().push(QueuedWrite {
+            recorder: recorder.clone(),
+            write,
+            answer,
+        });
+        // Whoever holds the writer next records everything queued by then,
+        // this write included (unless an earlier holder did). The group is
+        // written by a task of its own, so that a caller that stops waiting
+        // cannot interrupt a transaction that holds other callers' writes.
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let mut writer = shared.writer.clone().lock_owned().await;
+            let group = std::mem::take(&mut *shared.lock_queue());
+            write_group(&mut writer, group).await;
+        });
+        answered.await.unwrap_or_else(|_| {
+            Err(Error::WriteAbandoned {
+                app: recorder.app.to_string(),
+            })
+        })
+    }
+
+    /// Advances the head, then inserts the rows in power-of-two chunks.
+    async fn insert_events(
+        recorder: &SqlRecorder<Self>,
         conn: &mut SqliteConnection,
         events: &[StoredEvent],
-        tracking: Option<&Tracking>,
-        dead_letter: Option<&DeadLetterWrite>,
     ) -> Result<Vec<u64>, Abort> {
-        let db = |action| {
-            move |source: sqlx::Error| {
-                Abort::Other(Error::Database {
-                    app: self.app.to_string(),
-                    action,
-                    source: source.into(),
-                })
-            }
-        };
-        if let Some(t) = tracking {
-            let upstream = t.upstream.table_prefix();
-            let query = if t.previous == 0 {
-                sqlx::query(self.sql.insert_tracking.clone())
-                    .bind(upstream)
-                    .bind(t.partition)
-                    .bind(to_i64(t.position))
-            } else {
-                sqlx::query(self.sql.update_tracking.clone())
-                    .bind(to_i64(t.position))
-                    .bind(upstream)
-                    .bind(t.partition)
-                    .bind(to_i64(t.previous))
-            };
-            let moved = query
-                .execute(&mut *conn)
-                .await
-                .map_err(db("moving the tracking position"))?
-                .rows_affected()
-                == 1;
-            if !moved {
-                return Err(Abort::Tracking);
-            }
-        }
-        let mut answer = Vec::new();
-        if let Some(op) = dead_letter {
-            answer = self.write_dead_letter(conn, op).await?;
-        }
-        if events.is_empty() {
-            return Ok(answer);
-        }
-
-        let partition = super::DEFAULT_PARTITION;
-        let head: i64 = sqlx::query_scalar(self.sql.advance_head.clone())
+        let partition = to_i32(super::DEFAULT_PARTITION);
+        let head: i64 = sqlx::query_scalar(recorder.sql.advance_head.clone())
             .bind(partition)
             .bind(events.len() as i64)
             .fetch_one(&mut *conn)
             .await
-            .map_err(db("advancing the log head"))?;
+            .map_err(recorder.abort("advancing the log head"))?;
         let first = to_u64(head) + 1 - events.len() as u64;
         let ids: Vec<u64> = (first..first + events.len() as u64).collect();
 
@@ -386,7 +283,7 @@ impl SqliteRecorder {
         let mut remaining = events.len();
         while remaining > 0 {
             let k = (usize::BITS - 1 - remaining.min(MAX_CHUNK).leading_zeros()) as usize;
-            let mut query = sqlx::query(self.sql.insert_events[k].clone());
+            let mut query = sqlx::query(recorder.sql.dialect.insert_events[k].clone());
             for (event, id) in rows.by_ref().take(1 << k) {
                 query = query
                     .bind(partition)
@@ -395,228 +292,21 @@ impl SqliteRecorder {
                     .bind(to_i64(event.originator_version))
                     .bind(event.timestamp.as_micros())
                     .bind(event.topic.as_str())
-                    .bind(event.state_version)
+                    .bind(to_i32(event.state_version))
                     .bind(event.state.as_slice());
             }
-            match query.execute(&mut *conn).await {
-                Ok(_) => {}
-                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                    return Err(Abort::Events(sqlx::Error::Database(e)));
-                }
-                Err(e) => return Err(db("inserting events")(e)),
-            }
+            query
+                .execute(&mut *conn)
+                .await
+                .map_err(|error| recorder.insert_failed(error))?;
             remaining -= 1 << k;
         }
         Ok(ids)
     }
-
-    /// Turns an aborted write into the error that explains it, reading the
-    /// state the conflict left (after the rollback, with the writer held).
-    async fn explain(
-        &self,
-        conn: &mut SqliteConnection,
-        abort: Abort,
-        events: &[StoredEvent],
-        tracking: Option<&Tracking>,
-    ) -> Error {
-        match abort {
-            Abort::Other(error) => error,
-            Abort::Tracking => {
-                let Some(t) = tracking else {
-                    return Error::InvalidWrite {
-                        app: self.app.to_string(),
-                        reason: "tracking conflict without tracking".to_owned(),
-                    };
-                };
-                let found: Result<Option<i64>, _> = sqlx::query_scalar(self.sql.select_tracking.clone())
-                    .bind(t.upstream.table_prefix())
-                    .bind(t.partition)
-                    .fetch_optional(&mut *conn)
-                    .await;
-                match found {
-                    Ok(found) => Error::TrackingConflict {
-                        app: self.app.to_string(),
-                        upstream: t.upstream.to_string(),
-                        partition: t.partition,
-                        expected: t.previous,
-                        found: found.map_or(0, to_u64),
-                    },
-                    Err(source) => Error::Database {
-                        app: self.app.to_string(),
-                        action: "reading the tracking position",
-                        source: source.into(),
-                    },
-                }
-            }
-            Abort::Events(source) => {
-                for event in events {
-                    let exists = sqlx::query(self.sql.select_version.clone())
-                        .bind(event.originator_id)
-                        .bind(to_i64(event.originator_version))
-                        .fetch_optional(&mut *conn)
-                        .await;
-                    match exists {
-                        Ok(None) => {}
-                        Ok(Some(_)) => return self.conflict(event),
-                        Err(source) => {
-                            return Error::Database {
-                                app: self.app.to_string(),
-                                action: "reading events",
-                                source: source.into(),
-                            };
-                        }
-                    }
-                }
-                match duplicate_in_batch(events) {
-                    Some(event) => self.conflict(event),
-                    None => Error::Database {
-                        app: self.app.to_string(),
-                        action: "inserting events",
-                        source: source.into(),
-                    },
-                }
-            }
-        }
-    }
-
-    /// Queues a write for the writer and waits for its answer.
-    async fn enqueue(
-        &self,
-        events: &[StoredEvent],
-        tracking: Option<&Tracking>,
-        dead_letter: Option<DeadLetterWrite>,
-    ) -> Result<Vec<u64>> {
-        let (answer, answered) = oneshot::channel();
-        self.shared.lock_queue().push(QueuedWrite {
-            recorder: self.clone(),
-            events: events.to_vec(),
-            tracking: tracking.cloned(),
-            dead_letter,
-            answer,
-        });
-        // Whoever holds the writer next records everything queued by then,
-        // this write included (unless an earlier holder did). The group is
-        // written by a task of its own, so that a caller that stops waiting
-        // cannot interrupt a transaction that holds other callers' writes.
-        let shared = self.shared.clone();
-        tokio::spawn(async move {
-            let mut writer = shared.writer.clone().lock_owned().await;
-            let group = std::mem::take(&mut *shared.lock_queue());
-            write_group(&mut writer, group).await;
-        });
-        answered.await.unwrap_or_else(|_| {
-            Err(Error::WriteAbandoned {
-                app: self.app.to_string(),
-            })
-        })
-    }
-
-    fn conflict(&self, event: &StoredEvent) -> Error {
-        Error::Concurrency {
-            app: self.app.to_string(),
-            originator_id: event.originator_id,
-            version: event.originator_version,
-        }
-    }
 }
 
-fn stored_event(row: &sqlx::sqlite::SqliteRow) -> sqlx::Result<StoredEvent> {
-    Ok(StoredEvent {
-        originator_id: row.try_get("originator_id")?,
-        originator_version: to_u64(row.try_get("originator_version")?),
-        timestamp: Timestamp::from_micros(row.try_get("recorded_at")?),
-        topic: row.try_get("topic")?,
-        state_version: row.try_get("state_version")?,
-        state: row.try_get("state")?,
-    })
-}
+/// The recorder of one application in a [`SqliteStore`].
+#[derive(Clone, Debug)]
+pub struct SqliteRecorder(SqlRecorder<Sqlite>);
 
-impl Recorder for SqliteRecorder {
-    fn app(&self) -> &AppName {
-        &self.app
-    }
-
-    async fn insert(&self, events: &[StoredEvent], tracking: Option<&Tracking>) -> Result<Vec<u64>> {
-        check_write(&self.app, events, tracking)?;
-        self.enqueue(events, tracking, None).await
-    }
-
-    async fn select_events(&self, originator_id: Uuid, versions: Versions) -> Result<Vec<StoredEvent>> {
-        let rows = sqlx::query(self.sql.select_events.clone())
-            .bind(originator_id)
-            .bind(to_i64(versions.from))
-            .bind(to_i64(versions.to))
-            .fetch_all(&self.shared.readers)
-            .await
-            .map_err(db_error(&self.app, "reading an aggregate's events"))?;
-        rows.iter()
-            .map(stored_event)
-            .collect::<sqlx::Result<_>>()
-            .map_err(db_error(&self.app, "decoding an event row"))
-    }
-
-    async fn select_notifications(&self, partition: u32, start: u64, limit: usize) -> Result<Vec<Notification>> {
-        let rows = sqlx::query(self.sql.select_notifications.clone())
-            .bind(partition)
-            .bind(to_i64(start))
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(&self.shared.readers)
-            .await
-            .map_err(db_error(&self.app, "reading notifications"))?;
-        rows.iter()
-            .map(|row| {
-                Ok(Notification {
-                    id: to_u64(row.try_get("notification_id")?),
-                    partition,
-                    event: stored_event(row)?,
-                })
-            })
-            .collect::<sqlx::Result<_>>()
-            .map_err(db_error(&self.app, "decoding a notification row"))
-    }
-
-    async fn max_notification_id(&self, partition: u32) -> Result<u64> {
-        let max: i64 = sqlx::query_scalar(self.sql.max_notification_id.clone())
-            .bind(partition)
-            .fetch_one(&self.shared.readers)
-            .await
-            .map_err(db_error(&self.app, "reading the max notification id"))?;
-        Ok(to_u64(max))
-    }
-
-    async fn tracking_position(&self, upstream: &AppName, partition: u32) -> Result<u64> {
-        let position: Option<i64> = sqlx::query_scalar(self.sql.select_tracking.clone())
-            .bind(upstream.table_prefix())
-            .bind(partition)
-            .fetch_optional(&self.shared.readers)
-            .await
-            .map_err(db_error(&self.app, "reading the tracking position"))?;
-        Ok(position.map_or(0, to_u64))
-    }
-
-    async fn park(&self, letter: &DeadLetter, tracking: &Tracking) -> Result<()> {
-        check_write(&self.app, &[], Some(tracking))?;
-        self.enqueue(&[], Some(tracking), Some(DeadLetterWrite::Park(letter.clone())))
-            .await
-            .map(drop)
-    }
-
-    async fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
-        self.select_dead_letters().await
-    }
-
-    async fn resolve_dead_letter(&self, letter: &DeadLetter, events: &[StoredEvent]) -> Result<Vec<u64>> {
-        check_write(&self.app, events, None)?;
-        self.enqueue(events, None, Some(DeadLetterWrite::Resolve(letter.clone())))
-            .await
-    }
-
-    async fn record_failed_retry(&self, letter: &DeadLetter) -> Result<u32> {
-        let answer = self
-            .enqueue(&[], None, Some(DeadLetterWrite::Failed(letter.clone())))
-            .await?;
-        Ok(answer
-            .first()
-            .map_or(0, |&attempts| u32::try_from(attempts).unwrap_or(u32::MAX)))
-    }
-}
+recorder_over_sql!(SqliteRecorder, Sqlite);

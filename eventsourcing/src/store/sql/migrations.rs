@@ -1,0 +1,208 @@
+//! The schema of an application's tables, as numbered migrations.
+//!
+//! Each application's tables carry a schema version, kept in the store's
+//! `eventsourcing_schema_versions` table. Opening a recorder applies the
+//! migrations past that version, and records the new one, in the
+//! transaction the backend opened for it (which also makes other openers,
+//! in any process, wait). Tables made before versions were kept have no
+//! row there: their version is read from what they have.
+//!
+//! A change to the schema is a new migration at the end of [`MIGRATIONS`],
+//! never an edit of one that has shipped.
+
+use super::dialect::ColumnTypes;
+use super::{statements::statement, with_sql_bounds};
+use crate::{AppName, Error, Result, Timestamp};
+
+/// The schema version this build writes and reads: stores at a higher
+/// version were written by a newer build and are refused.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// The table of schema versions, one row per application.
+const VERSIONS_TABLE: &str = "eventsourcing_schema_versions";
+
+/// One step of the schema: what it is for, and its statements for the
+/// tables prefixed `p`.
+struct Migration {
+    what: &'static str,
+    statements: fn(p: &str, t: &ColumnTypes) -> Vec<String>,
+}
+
+/// The migrations in order: the first is version 1.
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        what: "events, log heads and tracking positions",
+        statements: |p, t| {
+            let ColumnTypes {
+                int,
+                bigint,
+                uuid,
+                text,
+                bytes,
+                clustered,
+            } = t;
+            vec![
+                format!(
+                    "CREATE TABLE {p}_events (
+                        partition_id {int} NOT NULL,
+                        notification_id {bigint} NOT NULL,
+                        originator_id {uuid} NOT NULL,
+                        originator_version {bigint} NOT NULL,
+                        recorded_at {bigint} NOT NULL,
+                        topic {text} NOT NULL,
+                        state {bytes} NOT NULL,
+                        PRIMARY KEY (partition_id, notification_id)
+                    ){clustered}"
+                ),
+                format!("CREATE UNIQUE INDEX {p}_events_aggregate ON {p}_events (originator_id, originator_version)"),
+                format!(
+                    "CREATE TABLE {p}_log_heads (
+                        partition_id {int} PRIMARY KEY,
+                        head {bigint} NOT NULL
+                    )"
+                ),
+                format!(
+                    "CREATE TABLE {p}_tracking (
+                        upstream {text} NOT NULL,
+                        partition_id {int} NOT NULL,
+                        notification_id {bigint} NOT NULL,
+                        PRIMARY KEY (upstream, partition_id)
+                    ){clustered}"
+                ),
+            ]
+        },
+    },
+    Migration {
+        what: "the version of each event's data (events before it are at 1)",
+        statements: |p, t| {
+            vec![format!(
+                "ALTER TABLE {p}_events ADD COLUMN state_version {} NOT NULL DEFAULT 1",
+                t.int
+            )]
+        },
+    },
+    Migration {
+        what: "dead letters: parked notifications",
+        statements: |p, t| {
+            let ColumnTypes {
+                int,
+                bigint,
+                text,
+                clustered,
+                ..
+            } = t;
+            vec![format!(
+                "CREATE TABLE {p}_dead_letters (
+                    upstream {text} NOT NULL,
+                    partition_id {int} NOT NULL,
+                    notification_id {bigint} NOT NULL,
+                    topic {text} NOT NULL,
+                    error {text} NOT NULL,
+                    attempts {int} NOT NULL,
+                    parked_at {bigint} NOT NULL,
+                    last_failed_at {bigint} NOT NULL,
+                    PRIMARY KEY (upstream, partition_id, notification_id)
+                ){clustered}"
+            )]
+        },
+    },
+];
+
+with_sql_bounds! {
+    /// Brings `app`'s tables to [`SCHEMA_VERSION`] in the open transaction
+    /// on `conn`, or refuses tables a newer build wrote. The caller commits
+    /// (or rolls back on an error).
+    pub(crate) async fn migrate(conn: &mut <D::Db as sqlx::Database>::Connection, app: &AppName) -> Result<()> {
+        let p = app.table_prefix();
+        let db = |action| crate::store::db_error(app, action);
+        let t = D::TYPES;
+        sqlx::query(statement::<D>(format!(
+            "CREATE TABLE IF NOT EXISTS {VERSIONS_TABLE} (
+                app {text} PRIMARY KEY,
+                version {int} NOT NULL,
+                migrated_at {bigint} NOT NULL
+            )",
+            text = t.text,
+            int = t.int,
+            bigint = t.bigint,
+        )))
+        .execute(&mut *conn)
+        .await
+        .map_err(db("creating the table of schema versions"))?;
+
+        let recorded: Option<i32> =
+            sqlx::query_scalar(statement::<D>(format!("SELECT version FROM {VERSIONS_TABLE} WHERE app = ?")))
+                .bind(p)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(db("reading the schema version"))?;
+        let found = match recorded {
+            Some(version) => u32::try_from(version).unwrap_or_default(),
+            None => Self::version_before_versions(conn, app).await?,
+        };
+        if found > SCHEMA_VERSION {
+            return Err(Error::SchemaTooNew {
+                app: app.to_string(),
+                backend: D::NAME,
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        if found == SCHEMA_VERSION && recorded.is_some() {
+            return Ok(());
+        }
+        for (version, migration) in (1..).zip(MIGRATIONS).skip(found as usize) {
+            for sql in (migration.statements)(p, &t) {
+                sqlx::query(statement::<D>(sql))
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db("migrating the schema"))?;
+            }
+            tracing::info!(%app, version, what = migration.what, backend = D::NAME, "migrated the schema");
+        }
+        sqlx::query(statement::<D>(format!(
+            "INSERT INTO {VERSIONS_TABLE} (app, version, migrated_at) VALUES (?, ?, ?)
+             ON CONFLICT (app) DO UPDATE SET version = excluded.version, migrated_at = excluded.migrated_at"
+        )))
+        .bind(p)
+        .bind(SCHEMA_VERSION as i32)
+        .bind(Timestamp::now().as_micros())
+        .execute(&mut *conn)
+        .await
+        .map_err(db("recording the schema version"))?;
+        Ok(())
+    }
+
+    /// The version of tables made before versions were kept, read from
+    /// what they have (0 for none).
+    async fn version_before_versions(
+        conn: &mut <D::Db as sqlx::Database>::Connection,
+        app: &AppName,
+    ) -> Result<u32> {
+        let p = app.table_prefix();
+        let db = |action| crate::store::db_error(app, action);
+        let table_exists = statement::<D>(D::TABLE_EXISTS.to_owned());
+        let exists = |table: String| {
+            sqlx::query(table_exists.clone()).bind(table)
+        };
+        if exists(format!("{p}_events")).fetch_optional(&mut *conn).await.map_err(db("reading the schema"))?.is_none() {
+            return Ok(0);
+        }
+        let has_state_version = sqlx::query(statement::<D>(D::COLUMN_EXISTS.to_owned()))
+            .bind(format!("{p}_events"))
+            .bind("state_version")
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db("reading the schema"))?
+            .is_some();
+        if !has_state_version {
+            return Ok(1);
+        }
+        let has_dead_letters = exists(format!("{p}_dead_letters"))
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db("reading the schema"))?
+            .is_some();
+        Ok(if has_dead_letters { 3 } else { 2 })
+    }
+}
