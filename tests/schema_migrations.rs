@@ -170,7 +170,7 @@ async fn a_postgres_store_from_before_versions_is_upgraded_with_its_events_intac
     }
     check_upgraded(&url, &before).await;
     let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-    let version: i32 = sqlx::query_scalar("SELECT version FROM eventsourcing_schema_versions WHERE app = 'orders'")
+    let version: i32 = sqlx::query_scalar("SELECT schema_version FROM eventsourcing_applications WHERE app = 'orders'")
         .fetch_one(&mut conn)
         .await
         .unwrap();
@@ -179,7 +179,7 @@ async fn a_postgres_store_from_before_versions_is_upgraded_with_its_events_intac
 
 async fn sqlite_schema_version(url: &str, app: &str) -> Option<i64> {
     let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
-    sqlx::query_scalar("SELECT version FROM eventsourcing_schema_versions WHERE app = ?")
+    sqlx::query_scalar("SELECT schema_version FROM eventsourcing_applications WHERE app = ?")
         .bind(app)
         .fetch_optional(&mut conn)
         .await
@@ -213,7 +213,7 @@ async fn check_newer_schema_is_refused(url: &str, bump: &str) {
     assert!(message.contains("a newer version wrote them"), "{message}");
 }
 
-const BUMP: &str = "UPDATE eventsourcing_schema_versions SET version = {version} WHERE app = '{app}'";
+const BUMP: &str = "UPDATE eventsourcing_applications SET schema_version = {version} WHERE app = '{app}'";
 
 #[tokio::test]
 async fn sqlite_tables_of_a_newer_schema_are_refused() {

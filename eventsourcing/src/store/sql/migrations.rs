@@ -1,7 +1,7 @@
 //! The schema of an application's tables, as numbered migrations.
 //!
 //! Each application's tables carry a schema version, kept in the store's
-//! `eventsourcing_schema_versions` table. Opening a recorder applies the
+//! `eventsourcing_applications` table (with the partitions of its log). Opening a recorder applies the
 //! migrations past that version, and records the new one, in the
 //! transaction the backend opened for it (which also makes other openers,
 //! in any process, wait). Tables made before versions were kept have no
@@ -18,8 +18,9 @@ use crate::{AppName, Error, Result, Timestamp};
 /// version were written by a newer build and are refused.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
-/// The table of schema versions, one row per application.
-const VERSIONS_TABLE: &str = "eventsourcing_schema_versions";
+/// The table of applications: one row each, with its schema version and
+/// the partitions of its log.
+const APPLICATIONS_TABLE: &str = "eventsourcing_applications";
 
 /// One step of the schema: what it is for, and its statements for the
 /// tables prefixed `p`.
@@ -117,9 +118,10 @@ with_sql_bounds! {
         let db = |action| crate::store::db_error(app, action);
         let t = D::TYPES;
         sqlx::query(statement::<D>(format!(
-            "CREATE TABLE IF NOT EXISTS {VERSIONS_TABLE} (
+            "CREATE TABLE IF NOT EXISTS {APPLICATIONS_TABLE} (
                 app {text} PRIMARY KEY,
-                version {int} NOT NULL,
+                schema_version {int} NOT NULL,
+                partitions {int} NOT NULL,
                 migrated_at {bigint} NOT NULL
             )",
             text = t.text,
@@ -131,7 +133,7 @@ with_sql_bounds! {
         .map_err(db("creating the table of schema versions"))?;
 
         let recorded: Option<i32> =
-            sqlx::query_scalar(statement::<D>(format!("SELECT version FROM {VERSIONS_TABLE} WHERE app = ?")))
+            sqlx::query_scalar(statement::<D>(format!("SELECT schema_version FROM {APPLICATIONS_TABLE} WHERE app = ?")))
                 .bind(p)
                 .fetch_optional(&mut *conn)
                 .await
@@ -161,11 +163,14 @@ with_sql_bounds! {
             tracing::info!(%app, version, what = migration.what, backend = D::NAME, "migrated the schema");
         }
         sqlx::query(statement::<D>(format!(
-            "INSERT INTO {VERSIONS_TABLE} (app, version, migrated_at) VALUES (?, ?, ?)
-             ON CONFLICT (app) DO UPDATE SET version = excluded.version, migrated_at = excluded.migrated_at"
+            "INSERT INTO {APPLICATIONS_TABLE} (app, schema_version, partitions, migrated_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT (app) DO UPDATE SET
+                 schema_version = excluded.schema_version, migrated_at = excluded.migrated_at"
         )))
         .bind(p)
         .bind(SCHEMA_VERSION as i32)
+        // Logs are not partitioned yet.
+        .bind(1_i32)
         .bind(Timestamp::now().as_micros())
         .execute(&mut *conn)
         .await
