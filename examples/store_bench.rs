@@ -46,7 +46,7 @@ async fn append(recorder: &AnyRecorder, txns: usize, per_txn: usize, writers: us
             let recorder = recorder.clone();
             tokio::spawn(async move {
                 for _ in 0..txns / writers {
-                    recorder.insert(&events(per_txn), None).await.expect("append");
+                    recorder.insert(0, &events(per_txn), None).await.expect("append");
                 }
             })
         })

@@ -405,7 +405,7 @@ async fn an_event_that_does_not_decode_is_parked_then_discarded(store: &Store) {
         state: b"{\"behaviour\": 7}".to_vec(),
     };
     let app = Application::open(store, "Jobs").await.unwrap();
-    app.recorder().insert(&[bad], None).await.unwrap();
+    app.recorder().insert(0, &[bad], None).await.unwrap();
     let more = submit(store, &["ok"]).await;
 
     let runner = start(store, RunnerKind::SingleThreaded, parking()).await.unwrap();
@@ -478,7 +478,7 @@ async fn parking_and_its_tracking_move_are_atomic(store: &Store) {
         previous,
         position,
     };
-    recorder.insert(&[], Some(&tracking(0, 3))).await.unwrap();
+    recorder.insert(0, &[], Some(&tracking(0, 3))).await.unwrap();
     let now = Timestamp::now();
     let letter = |notification_id| DeadLetter {
         app: app.clone(),
@@ -521,7 +521,7 @@ async fn parking_and_its_tracking_move_are_atomic(store: &Store) {
         state_version: 1,
         state: b"{}".to_vec(),
     };
-    recorder.insert(&[event(1)], None).await.unwrap();
+    recorder.insert(0, &[event(1)], None).await.unwrap();
     let error = recorder
         .resolve_dead_letter(&letter(4), &[event(2), event(1)])
         .await

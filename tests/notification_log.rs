@@ -15,7 +15,7 @@ async fn record(recorder: &impl Recorder, id: Uuid, versions: std::ops::RangeInc
             state_version: 1,
             state: format!("{version}").into_bytes(),
         };
-        recorder.insert(&[event], None).await.unwrap();
+        recorder.insert(0, &[event], None).await.unwrap();
     }
 }
 

@@ -209,7 +209,7 @@ async fn an_event_that_does_not_decode_stops_processing(store: &Store, kind: Run
         state: b"{\"behaviour\": 7}".to_vec(),
     };
     let app = Application::open(store, "Jobs").await.unwrap();
-    app.recorder().insert(&[bad], None).await.unwrap();
+    app.recorder().insert(0, &[bad], None).await.unwrap();
 
     let error = run(store, kind, options()).await.unwrap_err();
     assert_processing_error(error, 2, "cannot decode event `Job.Submitted`");

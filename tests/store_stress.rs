@@ -31,40 +31,51 @@ impl XorShift {
     }
 }
 
-async fn stress(store: Store) {
-    let recorder = store.recorder(&unique_app("stress")).await.unwrap();
-    let written = Arc::new(AtomicU64::new(0));
+/// `WRITERS` writers, spread over the log's partitions, and a follower
+/// per partition: each partition's follower sees its ids 1..N once, in
+/// order.
+async fn stress(store: Store, partitions: u32) {
+    let app = unique_app("stress");
+    let recorder = store.partitioned_recorder(&app, partitions).await.unwrap();
+    let written: Arc<Vec<AtomicU64>> = Arc::new((0..partitions).map(|_| AtomicU64::new(0)).collect());
     let done = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
 
-    let follower = tokio::spawn({
-        let (recorder, done) = (recorder.clone(), done.clone());
-        async move {
-            let mut seen = Vec::new();
-            let mut position = 0u64;
-            loop {
-                // Read the flag before reading: once it is set, everything
-                // is committed, so one more read that comes back empty
-                // proves the follower has seen it all.
-                let finished = done.load(Ordering::SeqCst);
-                let batch = recorder.select_notifications(0, position + 1, 1000).await.unwrap();
-                for notification in &batch {
-                    seen.push(notification.id);
-                    position = notification.id;
-                }
-                if batch.is_empty() {
-                    if finished {
-                        return seen;
+    let followers: Vec<_> = (0..partitions)
+        .map(|partition| {
+            let (recorder, done) = (recorder.clone(), done.clone());
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut position = 0u64;
+                loop {
+                    // Read the flag before reading: once it is set, everything
+                    // is committed, so one more read that comes back empty
+                    // proves the follower has seen it all.
+                    let finished = done.load(Ordering::SeqCst);
+                    let batch = recorder
+                        .select_notifications(partition, position + 1, 1000)
+                        .await
+                        .unwrap();
+                    for notification in &batch {
+                        assert_eq!(notification.partition, partition);
+                        seen.push(notification.id);
+                        position = notification.id;
                     }
-                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                    if batch.is_empty() {
+                        if finished {
+                            return seen;
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                    }
                 }
-            }
-        }
-    });
+            })
+        })
+        .collect();
 
     let writers: Vec<_> = (0..WRITERS)
         .map(|writer| {
             let (recorder, written) = (recorder.clone(), written.clone());
+            let partition = (writer % u64::from(partitions)) as u32;
             tokio::spawn(async move {
                 let mut random = XorShift(0x9E37_79B9_7F4A_7C15 ^ (writer + 1));
                 for _ in 0..TRANSACTIONS_PER_WRITER {
@@ -80,12 +91,12 @@ async fn stress(store: Store) {
                             state: format!("{{\"writer\":{writer}}}").into_bytes(),
                         })
                         .collect();
-                    let ids = recorder.insert(&events, None).await.unwrap();
+                    let ids = recorder.insert(partition, &events, None).await.unwrap();
                     assert!(
                         ids.windows(2).all(|w| w[1] == w[0] + 1),
                         "one write's ids are contiguous: {ids:?}"
                     );
-                    written.fetch_add(count, Ordering::SeqCst);
+                    written[partition as usize].fetch_add(count, Ordering::SeqCst);
                 }
             })
         })
@@ -94,36 +105,42 @@ async fn stress(store: Store) {
         writer.await.unwrap();
     }
     done.store(true, Ordering::SeqCst);
-    let seen = follower.await.unwrap();
 
-    let total = written.load(Ordering::SeqCst);
     let elapsed = started.elapsed();
+    let total: u64 = written.iter().map(|w| w.load(Ordering::SeqCst)).sum();
     eprintln!(
-        "{} stress: {} transactions, {total} events in {elapsed:.1?} ({:.0} events/s); the follower saw {}",
+        "{} stress, {partitions} partition(s): {} transactions, {total} events in {elapsed:.1?} ({:.0} events/s)",
         store.backend(),
         WRITERS * TRANSACTIONS_PER_WRITER,
         total as f64 / elapsed.as_secs_f64(),
-        seen.len()
     );
-    assert_eq!(
-        recorder.max_notification_id(0).await.unwrap(),
-        total,
-        "ids 1..N for N events written"
-    );
-    if let Some(gap) = seen.iter().enumerate().find(|(i, id)| **id != *i as u64 + 1) {
-        panic!(
-            "the follower saw id {} where it expected {}: it skipped or repeated notifications",
-            gap.1,
-            gap.0 + 1
+    for (partition, follower) in (0..partitions).zip(followers) {
+        let seen = follower.await.unwrap();
+        let written = written[partition as usize].load(Ordering::SeqCst);
+        assert_eq!(
+            recorder.max_notification_id(partition).await.unwrap(),
+            written,
+            "partition {partition}: ids 1..N for N events written"
+        );
+        if let Some(gap) = seen.iter().enumerate().find(|(i, id)| **id != *i as u64 + 1) {
+            panic!(
+                "partition {partition}: the follower saw id {} where it expected {}: it skipped or repeated notifications",
+                gap.1,
+                gap.0 + 1
+            );
+        }
+        assert_eq!(
+            seen.len() as u64,
+            written,
+            "partition {partition}: the follower saw every id 1..N exactly once"
         );
     }
-    assert_eq!(seen.len() as u64, total, "the follower saw every id 1..N exactly once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_follower_sees_every_id_once_in_order() {
     let file = eventsourcing_tests::TempSqlite::new();
-    stress(file.open().await).await;
+    stress(file.open().await, 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -131,5 +148,24 @@ async fn postgres_follower_sees_every_id_once_in_order() {
     let Some(store) = eventsourcing_tests::postgres_store().await else {
         return;
     };
-    stress(store).await;
+    stress(store, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_partitions_stay_gapless_and_ordered_under_writers_spread_over_them() {
+    let file = eventsourcing_tests::TempSqlite::new();
+    stress(file.open().await, 4).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_partitions_stay_gapless_and_ordered_under_writers_spread_over_them() {
+    let Some(store) = eventsourcing_tests::postgres_store().await else {
+        return;
+    };
+    stress(store, 4).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn memory_partitions_stay_gapless_and_ordered_under_writers_spread_over_them() {
+    stress(eventsourcing_tests::memory_store().await, 4).await;
 }

@@ -59,7 +59,7 @@ async fn write_unknown_then_known(runner: &Runner) {
         state_version: 1,
         state: b"{}".to_vec(),
     };
-    tickets.recorder().insert(&[unknown], None).await.unwrap();
+    tickets.recorder().insert(0, &[unknown], None).await.unwrap();
     tickets.save(&mut Ticket::open()).await.unwrap();
 }
 

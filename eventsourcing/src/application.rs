@@ -127,7 +127,10 @@ impl<R: Recorder> Application<R> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let ids = self.recorder.insert(&events, None).await?;
+        let ids = self
+            .recorder
+            .insert(crate::store::DEFAULT_PARTITION, &events, None)
+            .await?;
         aggregates.clear_pending();
         if let Some(warm) = &self.warm {
             warm.put_new(&events);

@@ -121,6 +121,32 @@ pub enum Error {
         supported: u32,
     },
 
+    /// A number of partitions no log may have.
+    #[error(
+        "application `{app}` cannot have {asked} partitions: a log has 1 to {max} partitions", max = crate::store::MAX_PARTITIONS
+    )]
+    InvalidPartitions {
+        /// The application.
+        app: String,
+        /// The partitions asked for.
+        asked: u32,
+    },
+
+    /// A log opened with another number of partitions than it was written
+    /// with. Notifications are numbered per partition, and followers track
+    /// each partition, so a log is not re-partitioned in place.
+    #[error(
+        "the log of application `{app}` has {stored} partition(s), and {asked} were asked for; a log is not re-partitioned in place: run the system with {stored} partition(s), or copy its events into a new store with {asked} (a process application following this log can write them there)"
+    )]
+    PartitionsChanged {
+        /// The application.
+        app: String,
+        /// The partitions the log was written with.
+        stored: u32,
+        /// The partitions asked for.
+        asked: u32,
+    },
+
     /// A store that could not be opened, named by its location (never with
     /// a password).
     #[error("cannot open the store `{location}`: {hint}")]

@@ -276,7 +276,10 @@ impl Worker {
             previous: upstream.recorded,
             position,
         };
-        self.app.recorder().insert(&[], Some(&tracking)).await?;
+        self.app
+            .recorder()
+            .insert(tracking.partition, &[], Some(&tracking))
+            .await?;
         self.upstreams[u].recorded = position;
         Ok(())
     }
@@ -394,7 +397,12 @@ impl Worker {
             previous,
             position: last,
         };
-        match self.app.recorder().insert(&events, Some(&tracking)).await {
+        match self
+            .app
+            .recorder()
+            .insert(tracking.partition, &events, Some(&tracking))
+            .await
+        {
             Ok(_) => {
                 self.cache = repo.committed();
                 tracing::debug!(

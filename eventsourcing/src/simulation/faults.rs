@@ -205,17 +205,21 @@ impl Recorder for FaultyRecorder {
         self.inner.app()
     }
 
-    fn insert(&self, events: &[StoredEvent], tracking: Option<&Tracking>) -> Boxed<'_, Vec<u64>> {
+    fn partitions(&self) -> u32 {
+        self.inner.partitions()
+    }
+
+    fn insert(&self, partition: u32, events: &[StoredEvent], tracking: Option<&Tracking>) -> Boxed<'_, Vec<u64>> {
         // Owned, so that the boxed future borrows only the recorder.
         let (events, tracking) = (events.to_vec(), tracking.cloned());
         Box::pin(async move {
             let (events, tracking) = (events.as_slice(), tracking.as_ref());
             let Some(t) = tracking else {
-                return self.inner.insert(events, None).await;
+                return self.inner.insert(partition, events, None).await;
             };
             let fault = self.decide(t);
             let result = if fault.lands() {
-                self.inner.insert(events, tracking).await
+                self.inner.insert(partition, events, tracking).await
             } else {
                 Ok(Vec::new())
             };

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use uuid::Uuid;
 
-use super::{DeadLetter, Recorder, Tracking, Versions, check_write, duplicate_in_batch};
+use super::{DeadLetter, Recorder, Tracking, Versions, check_partition, check_write, duplicate_in_batch};
 use crate::{AppName, Error, Notification, Result, StoredEvent};
 
 /// A store in this process's memory. Clones share the same data, and so do
@@ -21,20 +21,56 @@ impl MemoryStore {
         Self::default()
     }
 
-    /// The recorder of one application.
+    /// The recorder of one application: with one partition if it is new,
+    /// else with the partitions it was opened with first.
     pub fn recorder(&self, app: &AppName) -> MemoryRecorder {
-        let mut apps = self.apps.lock().unwrap_or_else(PoisonError::into_inner);
-        let tables = apps.entry(app.table_prefix().to_owned()).or_default().clone();
+        let (tables, partitions) = self.tables(app, None);
         MemoryRecorder {
             app: app.clone(),
             tables,
+            partitions,
         }
+    }
+
+    /// The recorder of one application whose log has `partitions`
+    /// partitions; see [`Store::partitioned_recorder`](crate::Store::partitioned_recorder).
+    pub fn partitioned_recorder(&self, app: &AppName, partitions: u32) -> Result<MemoryRecorder> {
+        self.recorder_with(app, Some(partitions))
+    }
+
+    pub(super) fn recorder_with(&self, app: &AppName, partitions: Option<u32>) -> Result<MemoryRecorder> {
+        let (tables, stored) = self.tables(app, partitions);
+        super::check_partitions_unchanged(app, stored, partitions)?;
+        Ok(MemoryRecorder {
+            app: app.clone(),
+            tables,
+            partitions: stored,
+        })
+    }
+
+    /// An application's tables, made with `partitions` (or 1) if new, and
+    /// the partitions they have.
+    fn tables(&self, app: &AppName, partitions: Option<u32>) -> (Arc<Mutex<Tables>>, u32) {
+        let mut apps = self.apps.lock().unwrap_or_else(PoisonError::into_inner);
+        let tables = apps
+            .entry(app.table_prefix().to_owned())
+            .or_insert_with(|| {
+                Arc::new(Mutex::new(Tables {
+                    partitions: partitions.unwrap_or(1),
+                    ..Tables::default()
+                }))
+            })
+            .clone();
+        let stored = tables.lock().unwrap_or_else(PoisonError::into_inner).partitions;
+        (tables, stored)
     }
 }
 
 /// One application's events, log and tracking positions.
 #[derive(Debug, Default)]
 struct Tables {
+    /// How many partitions the log has.
+    partitions: u32,
     /// (originator id, version) to the event's place in its partition's log.
     events: BTreeMap<(Uuid, u64), (u32, usize)>,
     /// Each partition's notifications; index `i` holds id `i + 1`.
@@ -57,6 +93,7 @@ fn dead_letter_key(letter: &DeadLetter) -> (String, u32, u64) {
 pub struct MemoryRecorder {
     app: AppName,
     tables: Arc<Mutex<Tables>>,
+    partitions: u32,
 }
 
 impl MemoryRecorder {
@@ -99,8 +136,13 @@ impl MemoryRecorder {
     }
 
     /// Writes what [`check`](Self::check) passed.
-    fn apply(&self, tables: &mut Tables, events: &[StoredEvent], tracking: Option<&Tracking>) -> Vec<u64> {
-        let partition = super::DEFAULT_PARTITION;
+    fn apply(
+        &self,
+        tables: &mut Tables,
+        partition: u32,
+        events: &[StoredEvent],
+        tracking: Option<&Tracking>,
+    ) -> Vec<u64> {
         let mut ids = Vec::with_capacity(events.len());
         for event in events {
             let log = tables.logs.entry(partition).or_default();
@@ -130,11 +172,16 @@ impl Recorder for MemoryRecorder {
         &self.app
     }
 
-    async fn insert(&self, events: &[StoredEvent], tracking: Option<&Tracking>) -> Result<Vec<u64>> {
+    fn partitions(&self) -> u32 {
+        self.partitions
+    }
+
+    async fn insert(&self, partition: u32, events: &[StoredEvent], tracking: Option<&Tracking>) -> Result<Vec<u64>> {
+        check_partition(&self.app, self.partitions, partition)?;
         check_write(&self.app, events, tracking)?;
         let mut tables = self.tables();
         self.check(&tables, events, tracking)?;
-        Ok(self.apply(&mut tables, events, tracking))
+        Ok(self.apply(&mut tables, partition, events, tracking))
     }
 
     async fn select_events(&self, originator_id: Uuid, versions: Versions) -> Result<Vec<StoredEvent>> {
@@ -175,7 +222,7 @@ impl Recorder for MemoryRecorder {
         check_write(&self.app, &[], Some(tracking))?;
         let mut tables = self.tables();
         self.check(&tables, &[], Some(tracking))?;
-        self.apply(&mut tables, &[], Some(tracking));
+        self.apply(&mut tables, super::DEFAULT_PARTITION, &[], Some(tracking));
         tables.dead_letters.insert(dead_letter_key(letter), letter.clone());
         Ok(())
     }
@@ -185,6 +232,7 @@ impl Recorder for MemoryRecorder {
     }
 
     async fn resolve_dead_letter(&self, letter: &DeadLetter, events: &[StoredEvent]) -> Result<Vec<u64>> {
+        check_partition(&self.app, self.partitions, letter.partition)?;
         check_write(&self.app, events, None)?;
         let mut tables = self.tables();
         let key = dead_letter_key(letter);
@@ -193,7 +241,7 @@ impl Recorder for MemoryRecorder {
         }
         self.check(&tables, events, None)?;
         tables.dead_letters.remove(&key);
-        Ok(self.apply(&mut tables, events, None))
+        Ok(self.apply(&mut tables, letter.partition, events, None))
     }
 
     async fn record_failed_retry(&self, letter: &DeadLetter) -> Result<u32> {

@@ -50,8 +50,12 @@ pub use url::{DEFAULT_STORE_URL, STORE_URL_ENV};
 /// integer in SQL).
 pub const MAX_STATE_VERSION: u32 = i32::MAX as u32;
 
-/// The partition every notification goes to until logs are partitioned.
+/// The first partition of a log, and the only one of a log that is not
+/// partitioned.
 pub const DEFAULT_PARTITION: u32 = 0;
+
+/// The most partitions a log may have.
+pub const MAX_PARTITIONS: u32 = 1024;
 
 /// The position a process reached in an upstream log, written in the same
 /// transaction as the events it produced from the notifications after
@@ -112,17 +116,23 @@ pub trait Recorder: Clone + Send + Sync + 'static {
     /// The application whose events this recorder keeps.
     fn app(&self) -> &AppName;
 
-    /// Records `events` and, if given, moves the tracking position, in one
-    /// transaction. Returns the notification id given to each event, in
-    /// order.
+    /// How many partitions this application's log has (1 unless it was
+    /// opened with more: [`Store::partitioned_recorder`]).
+    fn partitions(&self) -> u32;
+
+    /// Records `events` in the log's `partition` and, if given, moves the
+    /// tracking position, in one transaction. Returns the notification id
+    /// given to each event, in order.
     ///
     /// Fails with [`Error::Concurrency`](crate::Error::Concurrency) if an
     /// (originator id, version) exists, and with
     /// [`Error::TrackingConflict`](crate::Error::TrackingConflict) if the
     /// tracking position is not at `tracking.previous`; either way nothing
-    /// is written.
+    /// is written. A partition the log does not have is an
+    /// [`Error::InvalidWrite`](crate::Error::InvalidWrite).
     fn insert(
         &self,
+        partition: u32,
         events: &[StoredEvent],
         tracking: Option<&Tracking>,
     ) -> impl Future<Output = Result<Vec<u64>>> + Send;
@@ -163,7 +173,8 @@ pub trait Recorder: Clone + Send + Sync + 'static {
 
     /// Records `events` and removes the dead letter `letter`, in one
     /// transaction: a retry that succeeded, or (with no events) a discard.
-    /// Returns the events' notification ids.
+    /// The events go to the letter's partition. Returns their notification
+    /// ids.
     ///
     /// Fails with [`Error::DeadLetterNotFound`](crate::Error::DeadLetterNotFound)
     /// if it is no longer there (another retry or discard removed it), and
@@ -224,15 +235,36 @@ impl Store {
         Self::open(&url).await
     }
 
-    /// Opens the recorder of one application, creating its tables if they
-    /// do not exist.
+    /// Opens the recorder of one application, creating its tables (with
+    /// one partition) if they do not exist, or bringing them up to date.
+    /// A log written with several partitions opens with them.
     pub async fn recorder(&self, app: &AppName) -> Result<AnyRecorder> {
+        self.open_recorder(app, None).await
+    }
+
+    /// Opens the recorder of one application whose log has `partitions`
+    /// partitions, creating its tables with them if they do not exist.
+    ///
+    /// A log written with another number of partitions is refused with
+    /// [`Error::PartitionsChanged`](crate::Error::PartitionsChanged): a log
+    /// is not re-partitioned in place.
+    pub async fn partitioned_recorder(&self, app: &AppName, partitions: u32) -> Result<AnyRecorder> {
+        if partitions == 0 || partitions > MAX_PARTITIONS {
+            return Err(crate::Error::InvalidPartitions {
+                app: app.to_string(),
+                asked: partitions,
+            });
+        }
+        self.open_recorder(app, Some(partitions)).await
+    }
+
+    async fn open_recorder(&self, app: &AppName, partitions: Option<u32>) -> Result<AnyRecorder> {
         Ok(match self {
-            Store::Memory(store) => AnyRecorder::Memory(store.recorder(app)),
+            Store::Memory(store) => AnyRecorder::Memory(store.recorder_with(app, partitions)?),
             #[cfg(feature = "sqlite")]
-            Store::Sqlite(store) => AnyRecorder::Sqlite(store.recorder(app).await?),
+            Store::Sqlite(store) => AnyRecorder::Sqlite(store.recorder_with(app, partitions).await?),
             #[cfg(feature = "postgres")]
-            Store::Postgres(store) => AnyRecorder::Postgres(store.recorder(app).await?),
+            Store::Postgres(store) => AnyRecorder::Postgres(store.recorder_with(app, partitions).await?),
         })
     }
 
@@ -284,8 +316,12 @@ impl Recorder for AnyRecorder {
         dispatch!(self, r => r.app())
     }
 
-    async fn insert(&self, events: &[StoredEvent], tracking: Option<&Tracking>) -> Result<Vec<u64>> {
-        dispatch!(self, r => r.insert(events, tracking).await)
+    fn partitions(&self) -> u32 {
+        dispatch!(self, r => r.partitions())
+    }
+
+    async fn insert(&self, partition: u32, events: &[StoredEvent], tracking: Option<&Tracking>) -> Result<Vec<u64>> {
+        dispatch!(self, r => r.insert(partition, events, tracking).await)
     }
 
     async fn select_events(&self, originator_id: Uuid, versions: Versions) -> Result<Vec<StoredEvent>> {
@@ -319,6 +355,30 @@ impl Recorder for AnyRecorder {
     async fn record_failed_retry(&self, letter: &DeadLetter) -> Result<u32> {
         dispatch!(self, r => r.record_failed_retry(letter).await)
     }
+}
+
+/// Checks that a log stored with `stored` partitions may be opened with
+/// the partitions asked for (any, if none are asked for).
+fn check_partitions_unchanged(app: &AppName, stored: u32, asked: Option<u32>) -> Result<()> {
+    match asked {
+        Some(asked) if asked != stored => Err(crate::Error::PartitionsChanged {
+            app: app.to_string(),
+            stored,
+            asked,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Checks that a log of `partitions` partitions has `partition`.
+fn check_partition(app: &AppName, partitions: u32, partition: u32) -> Result<()> {
+    if partition < partitions {
+        return Ok(());
+    }
+    Err(crate::Error::InvalidWrite {
+        app: app.to_string(),
+        reason: format!("partition {partition} does not exist: the log has {partitions} partition(s), numbered from 0"),
+    })
 }
 
 /// Checks a write request before any backend touches its tables.

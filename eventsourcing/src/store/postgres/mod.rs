@@ -44,6 +44,12 @@ impl PostgresStore {
     /// Opens the recorder of one application, creating its tables or
     /// bringing them up to date (see [`SCHEMA_VERSION`](crate::store::SCHEMA_VERSION)).
     pub async fn recorder(&self, app: &AppName) -> Result<PostgresRecorder> {
+        self.recorder_with(app, None).await
+    }
+
+    /// Opens the recorder of one application whose log has `partitions`
+    /// partitions (if given); see [`Store::partitioned_recorder`](crate::Store::partitioned_recorder).
+    pub(crate) async fn recorder_with(&self, app: &AppName, partitions: Option<u32>) -> Result<PostgresRecorder> {
         let mut tx = self
             .pool
             .begin()
@@ -56,11 +62,11 @@ impl PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(db_error(app, "locking for a schema migration"))?;
-        SqlRecorder::<Postgres>::migrate(&mut tx, app).await?;
+        let partitions = SqlRecorder::<Postgres>::migrate(&mut tx, app, partitions).await?;
         tx.commit()
             .await
             .map_err(db_error(app, "committing a schema migration"))?;
-        Ok(PostgresRecorder(SqlRecorder::new(app, self.pool.clone())))
+        Ok(PostgresRecorder(SqlRecorder::new(app, partitions, self.pool.clone())))
     }
 }
 
@@ -168,9 +174,10 @@ impl Dialect for Postgres {
     async fn insert_events(
         recorder: &SqlRecorder<Self>,
         conn: &mut PgConnection,
+        partition: u32,
         events: &[StoredEvent],
     ) -> Result<Vec<u64>, Abort> {
-        let numbered = events_query(&recorder.sql.dialect.write, events)
+        let numbered = events_query(&recorder.sql.dialect.write, partition, events)
             .fetch_all(conn)
             .await
             .map_err(|error| recorder.insert_failed(error))?;
@@ -218,7 +225,7 @@ async fn write_in_one_statement(recorder: &SqlRecorder<Postgres>, write: &Write)
         Some(t) if t.previous == 0 => &statements.write_inserting_tracking,
         Some(_) => &statements.write_updating_tracking,
     };
-    let mut query = events_query(sql, &write.events);
+    let mut query = events_query(sql, write.partition, &write.events);
     if let Some(t) = &write.tracking {
         query = query
             .bind(t.upstream.table_prefix())
@@ -241,9 +248,13 @@ async fn write_in_one_statement(recorder: &SqlRecorder<Postgres>, write: &Write)
 }
 
 /// A write statement with the partition and the events bound (`$1`–`$7`).
-fn events_query<'q>(sql: &SqlStr, events: &'q [StoredEvent]) -> QueryScalar<'q, sqlx::Postgres, i64, PgArguments> {
+fn events_query<'q>(
+    sql: &SqlStr,
+    partition: u32,
+    events: &'q [StoredEvent],
+) -> QueryScalar<'q, sqlx::Postgres, i64, PgArguments> {
     sqlx::query_scalar::<_, i64>(sql.clone())
-        .bind(to_i32(super::DEFAULT_PARTITION))
+        .bind(to_i32(partition))
         .bind(events.iter().map(|e| e.originator_id).collect::<Vec<_>>())
         .bind(events.iter().map(|e| to_i64(e.originator_version)).collect::<Vec<_>>())
         .bind(events.iter().map(|e| e.timestamp.as_micros()).collect::<Vec<_>>())

@@ -63,10 +63,11 @@ pub(crate) trait Dialect: Debug + Send + Sync + Sized + 'static {
     fn write(recorder: &SqlRecorder<Self>, write: Write) -> impl Future<Output = Result<Vec<u64>>> + Send;
 
     /// Inserts events in the open transaction on `conn`, numbering them
-    /// from the log's head, which it advances.
+    /// from the head of the log's `partition`, which it advances.
     fn insert_events(
         recorder: &SqlRecorder<Self>,
         conn: &mut <Self::Db as sqlx::Database>::Connection,
+        partition: u32,
         events: &[StoredEvent],
     ) -> impl Future<Output = Result<Vec<u64>, super::Abort>> + Send;
 }

@@ -111,9 +111,15 @@ const MIGRATIONS: &[Migration] = &[
 
 with_sql_bounds! {
     /// Brings `app`'s tables to [`SCHEMA_VERSION`] in the open transaction
-    /// on `conn`, or refuses tables a newer build wrote. The caller commits
-    /// (or rolls back on an error).
-    pub(crate) async fn migrate(conn: &mut <D::Db as sqlx::Database>::Connection, app: &AppName) -> Result<()> {
+    /// on `conn`, or refuses tables a newer build wrote, and answers the
+    /// partitions of its log: those asked for if it is new, else those it
+    /// has (refusing others). The caller commits (or rolls back on an
+    /// error).
+    pub(crate) async fn migrate(
+        conn: &mut <D::Db as sqlx::Database>::Connection,
+        app: &AppName,
+        partitions: Option<u32>,
+    ) -> Result<u32> {
         let p = app.table_prefix();
         let db = |action| crate::store::db_error(app, action);
         let t = D::TYPES;
@@ -132,15 +138,23 @@ with_sql_bounds! {
         .await
         .map_err(db("creating the table of schema versions"))?;
 
-        let recorded: Option<i32> =
-            sqlx::query_scalar(statement::<D>(format!("SELECT schema_version FROM {APPLICATIONS_TABLE} WHERE app = ?")))
-                .bind(p)
-                .fetch_optional(&mut *conn)
-                .await
-                .map_err(db("reading the schema version"))?;
-        let found = match recorded {
-            Some(version) => u32::try_from(version).unwrap_or_default(),
-            None => Self::version_before_versions(conn, app).await?,
+        let recorded: Option<(i32, i32)> = sqlx::query_as(statement::<D>(format!(
+            "SELECT schema_version, partitions FROM {APPLICATIONS_TABLE} WHERE app = ?"
+        )))
+        .bind(p)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db("reading the schema version"))?;
+        let (found, stored_partitions) = match recorded {
+            Some((version, stored)) => (
+                u32::try_from(version).unwrap_or_default(),
+                u32::try_from(stored).unwrap_or_default(),
+            ),
+            // Logs before versions were kept have one partition.
+            None => {
+                let found = Self::version_before_versions(conn, app).await?;
+                (found, if found == 0 { partitions.unwrap_or(1) } else { 1 })
+            }
         };
         if found > SCHEMA_VERSION {
             return Err(Error::SchemaTooNew {
@@ -150,8 +164,9 @@ with_sql_bounds! {
                 supported: SCHEMA_VERSION,
             });
         }
+        crate::store::check_partitions_unchanged(app, stored_partitions, partitions)?;
         if found == SCHEMA_VERSION && recorded.is_some() {
-            return Ok(());
+            return Ok(stored_partitions);
         }
         for (version, migration) in (1..).zip(MIGRATIONS).skip(found as usize) {
             for sql in (migration.statements)(p, &t) {
@@ -169,13 +184,12 @@ with_sql_bounds! {
         )))
         .bind(p)
         .bind(SCHEMA_VERSION as i32)
-        // Logs are not partitioned yet.
-        .bind(1_i32)
+        .bind(super::to_i32(stored_partitions))
         .bind(Timestamp::now().as_micros())
         .execute(&mut *conn)
         .await
         .map_err(db("recording the schema version"))?;
-        Ok(())
+        Ok(stored_partitions)
     }
 
     /// The version of tables made before versions were kept, read from

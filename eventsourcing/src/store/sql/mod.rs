@@ -47,6 +47,8 @@ pub(crate) use with_sql_bounds;
 #[derive(Debug)]
 pub(crate) struct SqlRecorder<D: Dialect> {
     pub(crate) app: AppName,
+    /// The partitions of the application's log.
+    pub(crate) partitions: u32,
     pub(crate) handle: D::Handle,
     pub(crate) sql: Arc<Statements<D>>,
 }
@@ -55,6 +57,7 @@ impl<D: Dialect> Clone for SqlRecorder<D> {
     fn clone(&self) -> Self {
         Self {
             app: self.app.clone(),
+            partitions: self.partitions,
             handle: self.handle.clone(),
             sql: self.sql.clone(),
         }
@@ -65,6 +68,8 @@ impl<D: Dialect> Clone for SqlRecorder<D> {
 /// dead letter, recorded all or nothing.
 #[derive(Debug)]
 pub(crate) struct Write {
+    /// The partition the events go to.
+    pub(crate) partition: u32,
     pub(crate) events: Vec<StoredEvent>,
     pub(crate) tracking: Option<Tracking>,
     pub(crate) dead_letter: Option<DeadLetterWrite>,
@@ -83,10 +88,11 @@ pub(crate) enum Abort {
 
 impl<D: Dialect> SqlRecorder<D> {
     /// The recorder of `app`'s tables, which [`migrations`] brought up to
-    /// date.
-    pub(crate) fn new(app: &AppName, handle: D::Handle) -> Self {
+    /// date, and found with `partitions`.
+    pub(crate) fn new(app: &AppName, partitions: u32, handle: D::Handle) -> Self {
         Self {
             app: app.clone(),
+            partitions,
             handle,
             sql: Arc::new(Statements::new(app.table_prefix())),
         }
@@ -134,7 +140,7 @@ with_sql_bounds! {
         if write.events.is_empty() {
             return Ok(answer);
         }
-        D::insert_events(self, conn, &write.events).await
+        D::insert_events(self, conn, write.partition, &write.events).await
     }
 
     /// Moves the tracking position from `t.previous` to `t.position`.
@@ -362,13 +368,20 @@ macro_rules! recorder_over_sql {
                 &self.0.app
             }
 
+            fn partitions(&self) -> u32 {
+                self.0.partitions
+            }
+
             async fn insert(
                 &self,
+                partition: u32,
                 events: &[$crate::StoredEvent],
                 tracking: Option<&$crate::Tracking>,
             ) -> $crate::Result<Vec<u64>> {
+                $crate::store::check_partition(&self.0.app, self.0.partitions, partition)?;
                 $crate::store::check_write(&self.0.app, events, tracking)?;
-                self.write(events.to_vec(), tracking.cloned(), None).await
+                self.write(partition, events.to_vec(), tracking.cloned(), None)
+                    .await
             }
 
             async fn select_events(
@@ -399,7 +412,8 @@ macro_rules! recorder_over_sql {
             async fn park(&self, letter: &$crate::DeadLetter, tracking: &$crate::Tracking) -> $crate::Result<()> {
                 $crate::store::check_write(&self.0.app, &[], Some(tracking))?;
                 let park = $crate::store::DeadLetterWrite::Park(letter.clone());
-                self.write(Vec::new(), Some(tracking.clone()), Some(park))
+                let partition = $crate::store::DEFAULT_PARTITION;
+                self.write(partition, Vec::new(), Some(tracking.clone()), Some(park))
                     .await
                     .map(drop)
             }
@@ -413,14 +427,17 @@ macro_rules! recorder_over_sql {
                 letter: &$crate::DeadLetter,
                 events: &[$crate::StoredEvent],
             ) -> $crate::Result<Vec<u64>> {
+                $crate::store::check_partition(&self.0.app, self.0.partitions, letter.partition)?;
                 $crate::store::check_write(&self.0.app, events, None)?;
                 let resolve = $crate::store::DeadLetterWrite::Resolve(letter.clone());
-                self.write(events.to_vec(), None, Some(resolve)).await
+                self.write(letter.partition, events.to_vec(), None, Some(resolve))
+                    .await
             }
 
             async fn record_failed_retry(&self, letter: &$crate::DeadLetter) -> $crate::Result<u32> {
                 let failed = $crate::store::DeadLetterWrite::Failed(letter.clone());
-                let answer = self.write(Vec::new(), None, Some(failed)).await?;
+                let partition = $crate::store::DEFAULT_PARTITION;
+                let answer = self.write(partition, Vec::new(), None, Some(failed)).await?;
                 Ok(answer
                     .first()
                     .map_or(0, |&attempts| u32::try_from(attempts).unwrap_or(u32::MAX)))
@@ -430,11 +447,13 @@ macro_rules! recorder_over_sql {
         impl $recorder {
             async fn write(
                 &self,
+                partition: u32,
                 events: Vec<$crate::StoredEvent>,
                 tracking: Option<$crate::Tracking>,
                 dead_letter: Option<$crate::store::DeadLetterWrite>,
             ) -> $crate::Result<Vec<u64>> {
                 let write = $crate::store::sql::Write {
+                    partition,
                     events,
                     tracking,
                     dead_letter,

@@ -136,6 +136,12 @@ impl SqliteStore {
     /// Opens the recorder of one application, creating its tables or
     /// bringing them up to date (see [`SCHEMA_VERSION`](crate::store::SCHEMA_VERSION)).
     pub async fn recorder(&self, app: &AppName) -> Result<SqliteRecorder> {
+        self.recorder_with(app, None).await
+    }
+
+    /// Opens the recorder of one application whose log has `partitions`
+    /// partitions (if given); see [`Store::partitioned_recorder`](crate::Store::partitioned_recorder).
+    pub(crate) async fn recorder_with(&self, app: &AppName, partitions: Option<u32>) -> Result<SqliteRecorder> {
         let mut writer = self.shared.writer.lock().await;
         writer
             .reset()
@@ -147,14 +153,14 @@ impl SqliteStore {
             .begin()
             .await
             .map_err(db_error(app, "beginning a schema migration"))?;
-        let migrated = SqlRecorder::<Sqlite>::migrate(&mut writer.conn, app).await;
+        let migrated = SqlRecorder::<Sqlite>::migrate(&mut writer.conn, app, partitions).await;
         let finished = match migrated {
-            Ok(()) => writer.finish("COMMIT").await,
+            Ok(_) => writer.finish("COMMIT").await,
             Err(_) => writer.finish("ROLLBACK").await,
         };
-        migrated?;
+        let partitions = migrated?;
         finished.map_err(db_error(app, "committing a schema migration"))?;
-        Ok(SqliteRecorder(SqlRecorder::new(app, self.shared.clone())))
+        Ok(SqliteRecorder(SqlRecorder::new(app, partitions, self.shared.clone())))
     }
 }
 
@@ -267,9 +273,10 @@ impl Dialect for Sqlite {
     async fn insert_events(
         recorder: &SqlRecorder<Self>,
         conn: &mut SqliteConnection,
+        partition: u32,
         events: &[StoredEvent],
     ) -> Result<Vec<u64>, Abort> {
-        let partition = to_i32(super::DEFAULT_PARTITION);
+        let partition = to_i32(partition);
         let head: i64 = sqlx::query_scalar(recorder.sql.advance_head.clone())
             .bind(partition)
             .bind(events.len() as i64)
