@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use uuid::Uuid;
 
-use super::{DeadLetter, Recorder, Tracking, Versions, check_partition, check_write, duplicate_in_batch};
+use super::{CommitFeed, DeadLetter, Recorder, Tracking, Versions, check_partition, check_write, duplicate_in_batch};
 use crate::{AppName, Error, Notification, Result, StoredEvent};
 
 /// A store in this process's memory. Clones share the same data, and so do
@@ -13,6 +13,7 @@ use crate::{AppName, Error, Notification, Result, StoredEvent};
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStore {
     apps: Arc<Mutex<HashMap<String, Arc<Mutex<Tables>>>>>,
+    feed: CommitFeed,
 }
 
 impl MemoryStore {
@@ -29,7 +30,13 @@ impl MemoryStore {
             app: app.clone(),
             tables,
             partitions,
+            feed: self.feed.clone(),
         }
+    }
+
+    /// A subscription to the commits of this store's recorders.
+    pub fn commits(&self) -> super::Commits {
+        self.feed.subscribe()
     }
 
     /// The recorder of one application whose log has `partitions`
@@ -45,6 +52,7 @@ impl MemoryStore {
             app: app.clone(),
             tables,
             partitions: stored,
+            feed: self.feed.clone(),
         })
     }
 
@@ -94,6 +102,7 @@ pub struct MemoryRecorder {
     app: AppName,
     tables: Arc<Mutex<Tables>>,
     partitions: u32,
+    feed: CommitFeed,
 }
 
 impl MemoryRecorder {
@@ -179,9 +188,15 @@ impl Recorder for MemoryRecorder {
     async fn insert(&self, partition: u32, events: &[StoredEvent], tracking: Option<&Tracking>) -> Result<Vec<u64>> {
         check_partition(&self.app, self.partitions, partition)?;
         check_write(&self.app, events, tracking)?;
-        let mut tables = self.tables();
-        self.check(&tables, events, tracking)?;
-        Ok(self.apply(&mut tables, partition, events, tracking))
+        let ids = {
+            let mut tables = self.tables();
+            self.check(&tables, events, tracking)?;
+            self.apply(&mut tables, partition, events, tracking)
+        };
+        if let Some(&head) = ids.last() {
+            self.feed.committed(&self.app, partition, head);
+        }
+        Ok(ids)
     }
 
     async fn select_events(&self, originator_id: Uuid, versions: Versions) -> Result<Vec<StoredEvent>> {
@@ -241,7 +256,12 @@ impl Recorder for MemoryRecorder {
         }
         self.check(&tables, events, None)?;
         tables.dead_letters.remove(&key);
-        Ok(self.apply(&mut tables, letter.partition, events, None))
+        let ids = self.apply(&mut tables, letter.partition, events, None);
+        drop(tables);
+        if let Some(&head) = ids.last() {
+            self.feed.committed(&self.app, letter.partition, head);
+        }
+        Ok(ids)
     }
 
     async fn record_failed_retry(&self, letter: &DeadLetter) -> Result<u32> {

@@ -22,6 +22,7 @@
 //!   it; a retry's events and the dead letter's removal are one transaction
 //!   too, and the removal happens once ([`Recorder::resolve_dead_letter`]).
 
+mod commits;
 mod dead_letter;
 pub mod memory;
 #[cfg(feature = "postgres")]
@@ -39,6 +40,8 @@ use uuid::Uuid;
 
 use crate::{AppName, Notification, Result, StoredEvent};
 
+pub(crate) use commits::CommitFeed;
+pub use commits::{Commits, Committed, Prompt};
 pub use dead_letter::DeadLetter;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) use dead_letter::DeadLetterWrite;
@@ -265,6 +268,19 @@ impl Store {
             Store::Sqlite(store) => AnyRecorder::Sqlite(store.recorder_with(app, partitions).await?),
             #[cfg(feature = "postgres")]
             Store::Postgres(store) => AnyRecorder::Postgres(store.recorder_with(app, partitions).await?),
+        })
+    }
+
+    /// A subscription to the commits of events to this store's logs: by
+    /// this process, and on PostgreSQL by every process that writes to the
+    /// database (`LISTEN`/`NOTIFY`).
+    pub async fn commits(&self) -> Result<Commits> {
+        Ok(match self {
+            Store::Memory(store) => store.commits(),
+            #[cfg(feature = "sqlite")]
+            Store::Sqlite(store) => store.commits(),
+            #[cfg(feature = "postgres")]
+            Store::Postgres(store) => store.commits().await?,
         })
     }
 

@@ -108,7 +108,7 @@ fn reason(error: &sqlx::Error) -> String {
 }
 
 /// The server's address as `host:port` (the socket file for a Unix socket).
-fn server(options: &PgConnectOptions) -> String {
+pub(super) fn server(options: &PgConnectOptions) -> String {
     let port = options.get_port();
     match options.get_socket() {
         Some(dir) => format!("{}/.s.PGSQL.{port}", dir.display()),

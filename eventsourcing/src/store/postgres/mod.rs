@@ -9,6 +9,7 @@
 //! one round trip whatever the batch size.
 
 mod connect;
+mod notify;
 
 use sqlx::SqlStr;
 use sqlx::postgres::PgArguments;
@@ -28,6 +29,11 @@ const MAX_CONNECTIONS: u32 = 16;
 #[derive(Clone, Debug)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// Names this store in its announcements of commits.
+    origin: uuid::Uuid,
+    feed: crate::store::CommitFeed,
+    /// Listens for other stores' commits, once someone subscribes.
+    listener: std::sync::Arc<tokio::sync::OnceCell<notify::Listener>>,
 }
 
 impl PostgresStore {
@@ -38,7 +44,20 @@ impl PostgresStore {
     pub async fn open(url: &str) -> Result<Self> {
         let pool = connect::connect(url, MAX_CONNECTIONS, 4).await?;
         tracing::info!(url = %super::url::redact(url), "opened PostgreSQL store");
-        Ok(Self { pool })
+        let origin = uuid::Uuid::new_v4();
+        let feed = crate::store::CommitFeed::announcing(notify::start_announcer(pool.clone(), origin));
+        Ok(Self {
+            pool,
+            origin,
+            feed,
+            listener: Default::default(),
+        })
+    }
+
+    /// A subscription to the commits of events to this database's logs, by
+    /// this process and (through `LISTEN`) by every other.
+    pub async fn commits(&self) -> Result<crate::store::Commits> {
+        notify::subscribe(&self.pool, self.origin, &self.feed, &self.listener).await
     }
 
     /// Opens the recorder of one application, creating its tables or
@@ -66,7 +85,13 @@ impl PostgresStore {
         tx.commit()
             .await
             .map_err(db_error(app, "committing a schema migration"))?;
-        Ok(PostgresRecorder(SqlRecorder::new(app, partitions, self.pool.clone())))
+        let feed = self.feed.clone();
+        Ok(PostgresRecorder(SqlRecorder::new(
+            app,
+            partitions,
+            self.pool.clone(),
+            feed,
+        )))
     }
 }
 

@@ -51,6 +51,8 @@ pub(crate) struct SqlRecorder<D: Dialect> {
     pub(crate) partitions: u32,
     pub(crate) handle: D::Handle,
     pub(crate) sql: Arc<Statements<D>>,
+    /// Where commits are told.
+    pub(crate) feed: crate::store::CommitFeed,
 }
 
 impl<D: Dialect> Clone for SqlRecorder<D> {
@@ -60,6 +62,7 @@ impl<D: Dialect> Clone for SqlRecorder<D> {
             partitions: self.partitions,
             handle: self.handle.clone(),
             sql: self.sql.clone(),
+            feed: self.feed.clone(),
         }
     }
 }
@@ -89,12 +92,13 @@ pub(crate) enum Abort {
 impl<D: Dialect> SqlRecorder<D> {
     /// The recorder of `app`'s tables, which [`migrations`] brought up to
     /// date, and found with `partitions`.
-    pub(crate) fn new(app: &AppName, partitions: u32, handle: D::Handle) -> Self {
+    pub(crate) fn new(app: &AppName, partitions: u32, handle: D::Handle, feed: crate::store::CommitFeed) -> Self {
         Self {
             app: app.clone(),
             partitions,
             handle,
             sql: Arc::new(Statements::new(app.table_prefix())),
+            feed,
         }
     }
 
@@ -452,13 +456,18 @@ macro_rules! recorder_over_sql {
                 tracking: Option<$crate::Tracking>,
                 dead_letter: Option<$crate::store::DeadLetterWrite>,
             ) -> $crate::Result<Vec<u64>> {
+                let has_events = !events.is_empty();
                 let write = $crate::store::sql::Write {
                     partition,
                     events,
                     tracking,
                     dead_letter,
                 };
-                <$dialect as $crate::store::sql::Dialect>::write(&self.0, write).await
+                let ids = <$dialect as $crate::store::sql::Dialect>::write(&self.0, write).await?;
+                if has_events && let Some(&head) = ids.last() {
+                    self.0.feed.committed(&self.0.app, partition, head);
+                }
+                Ok(ids)
             }
         }
     };

@@ -53,6 +53,9 @@ pub(crate) struct Shared {
     readers: SqlitePool,
     /// Writes waiting for the writer; see "group commit" above.
     queue: std::sync::Mutex<Vec<QueuedWrite>>,
+    /// Where commits are told (in this process only: other processes on
+    /// the file poll).
+    feed: crate::store::CommitFeed,
 }
 
 #[derive(Debug)]
@@ -129,6 +132,7 @@ impl SqliteStore {
                 })),
                 readers,
                 queue: std::sync::Mutex::new(Vec::new()),
+                feed: crate::store::CommitFeed::default(),
             }),
         })
     }
@@ -160,7 +164,22 @@ impl SqliteStore {
         };
         let partitions = migrated?;
         finished.map_err(db_error(app, "committing a schema migration"))?;
-        Ok(SqliteRecorder(SqlRecorder::new(app, partitions, self.shared.clone())))
+        let feed = self.shared.feed.clone();
+        Ok(SqliteRecorder(SqlRecorder::new(
+            app,
+            partitions,
+            self.shared.clone(),
+            feed,
+        )))
+    }
+}
+
+impl SqliteStore {
+    /// A subscription to the commits of this store's recorders, in this
+    /// process (other processes on the file are not heard: their followers
+    /// poll).
+    pub fn commits(&self) -> crate::store::Commits {
+        self.shared.feed.subscribe()
     }
 }
 
