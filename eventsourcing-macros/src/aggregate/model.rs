@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use proc_macro2::TokenStream;
 use quote::format_ident;
-use syn::{FnArg, Ident, ImplItem, ImplItemFn, ItemImpl, LitStr, Pat, ReturnType, Type};
+use syn::{FnArg, Ident, ImplItem, ImplItemFn, ItemImpl, LitStr, Pat, ReceiverKind, ReturnType, Safety, Type};
 
 use super::attr::{AggregateArgs, EventArgs};
 use crate::errors::Errors;
@@ -61,7 +61,7 @@ impl AggregateImpl {
     /// inherent impl of a named type, where no expansion makes sense.
     pub fn parse(args: TokenStream, mut item: ItemImpl, errors: &mut Errors) -> Option<Self> {
         let args = AggregateArgs::parse(args, errors);
-        if let Some((_, path, _)) = &item.trait_ {
+        if let Some((path, _)) = &item.trait_ {
             errors.push(
                 path,
                 "`#[aggregate]` goes on the aggregate's own `impl` block, not a trait impl",
@@ -155,7 +155,7 @@ impl Event {
         if let Some(constness) = &sig.constness {
             errors.push(constness, "an event method cannot be `const`");
         }
-        if let Some(unsafety) = &sig.unsafety {
+        if let Safety::Unsafe(unsafety) = &sig.safety {
             errors.push(unsafety, "an event method cannot be `unsafe`");
         }
         if let Some(abi) = &sig.abi {
@@ -187,13 +187,11 @@ impl Event {
                 Some(Creation { id_arg: None })
             }
             Some(receiver) => {
-                let by_mut_ref =
-                    receiver.reference.is_some() && receiver.mutability.is_some() && receiver.colon_token.is_none();
+                let by_mut_ref = matches!(receiver.kind, ReceiverKind::Reference(_, _, Some(_)));
                 if !by_mut_ref {
-                    let what = if receiver.reference.is_some() {
-                        "`&self`"
-                    } else {
-                        "`self`"
+                    let what = match receiver.kind {
+                        ReceiverKind::Reference(..) => "`&self`",
+                        _ => "`self`",
                     };
                     errors.push(
                         receiver,

@@ -29,7 +29,7 @@ impl Policy {
     /// Parses and checks; `None` if nothing can be generated.
     pub fn parse(args: TokenStream, item: ItemImpl, errors: &mut Errors) -> Option<Self> {
         let (name, aggregates) = parse_args(args, &item, errors);
-        if let Some((_, path, _)) = &item.trait_ {
+        if let Some((path, _)) = &item.trait_ {
             errors.push(
                 path,
                 "`#[policy]` goes on an inherent `impl` block of the application type, not a trait impl",
@@ -191,7 +191,7 @@ fn parse_handler(method: &ImplItemFn, self_key: &str, errors: &mut Errors) -> Op
         );
     }
     match sig.receiver() {
-        Some(receiver) if receiver.reference.is_some() && receiver.mutability.is_none() => {}
+        Some(receiver) if matches!(receiver.kind, syn::ReceiverKind::Reference(_, _, None)) => {}
         Some(receiver) => errors.push(
             receiver,
             format!("the handler `{ident}` takes `&self`: the runner shares one policy value, and state belongs in aggregates"),
