@@ -12,6 +12,9 @@
 //! PostgreSQL is measured when `EVENTSOURCING_TEST_POSTGRES_URL` (or
 //! `--postgres URL`) names a database; tables are made per run.
 
+#[path = "src/plain_sqlite.rs"]
+mod plain_sqlite;
+
 use std::time::{Duration, Instant};
 
 use eventsourcing::{AnyRecorder, AppName, Recorder, Store, StoredEvent, Timestamp};
@@ -32,7 +35,7 @@ fn events(count: usize) -> Vec<StoredEvent> {
             originator_id: id,
             originator_version: version,
             timestamp: Timestamp::now(),
-            topic: "Order.Created".to_owned(),
+            topic: "Order.Created".into(),
             state_version: 1,
             state: br#"{"customer":"c-1042","lines":[{"sku":"A-7","qty":2}]}"#.to_vec(),
         })
@@ -48,7 +51,7 @@ async fn append(recorder: &AnyRecorder, txns: usize, per_txn: usize, writers: us
             let recorder = recorder.clone();
             tokio::spawn(async move {
                 for _ in 0..txns / writers {
-                    recorder.insert(&events(per_txn), None).await.expect("append");
+                    recorder.insert(events(per_txn), None).await.expect("append");
                 }
             })
         })
@@ -117,7 +120,7 @@ async fn main() {
     }
 
     const BASELINE_ROWS: usize = 50_000;
-    let plain = eventsourcing_examples::plain_sqlite::insert_rows_per_second(&dir.join("plain.db"), BASELINE_ROWS)
+    let plain = plain_sqlite::insert_rows_per_second(&dir.join("plain.db"), BASELINE_ROWS)
         .await
         .expect("plain SQLite insert");
     println!("\nPlain SQLite baseline: {BASELINE_ROWS} event rows inserted in one transaction at {plain:.0} rows/s");

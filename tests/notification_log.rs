@@ -11,11 +11,11 @@ async fn record(recorder: &impl Recorder, id: Uuid, versions: std::ops::RangeInc
             originator_id: id,
             originator_version: version,
             timestamp: Timestamp::now(),
-            topic: "Item.Added".to_owned(),
+            topic: "Item.Added".into(),
             state_version: 1,
             state: format!("{version}").into_bytes(),
         };
-        recorder.insert(&[event], None).await.unwrap();
+        recorder.insert(vec![event], None).await.unwrap();
     }
 }
 

@@ -127,10 +127,12 @@ impl<R: Recorder> Application<R> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let ids = self.recorder.insert(&events, None).await?;
+        // The recorder takes the events; the process gets its own copy.
+        let for_process = self.warm.as_ref().map(|warm| (warm, events.clone()));
+        let ids = self.recorder.insert(events, None).await?;
         aggregates.clear_pending();
-        if let Some(warm) = &self.warm {
-            warm.put_new(&events);
+        if let Some((warm, events)) = for_process {
+            warm.put_new(events);
         }
         self.prompt_followers();
         Ok(ids)

@@ -26,6 +26,10 @@
 //! processing resumes where it stopped.
 
 mod domain;
+// Shared with store_bench; a path, because the crash test builds this
+// program in another crate.
+#[path = "../src/plain_sqlite.rs"]
+mod plain_sqlite;
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -141,9 +145,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("events: {events} written at {events_per_second:.0} events/s (all applications)");
         if let Some(path) = options.url.strip_prefix("sqlite://") {
             let baseline = format!("{path}.baseline");
-            let rows_per_second =
-                eventsourcing_examples::plain_sqlite::insert_rows_per_second(baseline.as_ref(), events as usize)
-                    .await?;
+            let rows_per_second = plain_sqlite::insert_rows_per_second(baseline.as_ref(), events as usize).await?;
             println!(
                 "plain SQLite: {events} rows like these inserted in one transaction at {rows_per_second:.0} rows/s; \
                  the orders flow wrote at {:.0}% of that rate",
@@ -157,7 +159,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// Events recorded so far in all three applications' logs.
 async fn events_recorded(runner: &Runner) -> Result<u64, Error> {
     let mut total = 0;
-    for app in [runner.app::<Orders>()?, runner.app::<Reservations>()?, runner.app::<Payments>()?] {
+    for app in [
+        runner.app::<Orders>()?,
+        runner.app::<Reservations>()?,
+        runner.app::<Payments>()?,
+    ] {
         total += app.recorder().max_notification_id(0).await?;
     }
     Ok(total)

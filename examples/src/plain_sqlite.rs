@@ -65,7 +65,8 @@ pub async fn insert_rows_per_second(path: &Path, rows: usize) -> Result<f64, sql
 
     let states: Vec<Vec<u8>> = ORDER_EVENTS.iter().map(|(_, len)| vec![b'x'; *len]).collect();
     let per_statement = ROWS_PER_STATEMENT;
-    let columns = "partition_id, notification_id, originator_id, originator_version, recorded_at, topic, state_version, state";
+    let columns =
+        "partition_id, notification_id, originator_id, originator_version, recorded_at, topic, state_version, state";
     let statement = |rows: usize| {
         let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; rows].join(", ");
         sqlx::AssertSqlSafe(format!("INSERT INTO events ({columns}) VALUES {values}"))
@@ -95,7 +96,7 @@ pub async fn insert_rows_per_second(path: &Path, rows: usize) -> Result<f64, sql
             query = query
                 .bind(0_i64)
                 .bind(n as i64 + 1)
-                .bind(id)
+                .bind(id.as_bytes().to_vec())
                 .bind(version)
                 .bind(micros)
                 .bind(ORDER_EVENTS[kind].0)

@@ -276,7 +276,7 @@ impl Worker {
             previous: upstream.recorded,
             position,
         };
-        self.app.recorder().insert(&[], Some(&tracking)).await?;
+        self.app.recorder().insert(Vec::new(), Some(&tracking)).await?;
         self.upstreams[u].recorded = position;
         Ok(())
     }
@@ -394,18 +394,19 @@ impl Worker {
             previous,
             position: last,
         };
-        match self.app.recorder().insert(&events, Some(&tracking)).await {
+        let produced = events.len();
+        match self.app.recorder().insert(events, Some(&tracking)).await {
             Ok(_) => {
                 self.cache = repo.committed();
                 tracing::debug!(
                     app = self.name,
                     upstream = upstream.name,
                     notifications = batch.len(),
-                    events = events.len(),
+                    events = produced,
                     position = last,
                     "processed"
                 );
-                if !events.is_empty() {
+                if produced > 0 {
                     self.app.prompt_followers();
                 }
                 Ok(true)
@@ -515,7 +516,7 @@ impl Worker {
             upstream: upstream.app.clone(),
             partition: notification.partition,
             notification_id: notification.id,
-            topic: notification.event.topic.clone(),
+            topic: notification.event.topic.to_string(),
             // The cause; the dead letter says which notification it was.
             error: match error {
                 Error::Processing { source, .. } => error_chain(source.as_ref()),
@@ -596,7 +597,7 @@ fn processing_error(app: &str, upstream: &str, notification: &Notification, sour
         upstream: upstream.to_owned(),
         partition: notification.partition,
         notification_id: notification.id,
-        topic: notification.event.topic.clone(),
+        topic: notification.event.topic.to_string(),
         source,
     }
 }

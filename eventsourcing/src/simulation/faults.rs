@@ -205,11 +205,11 @@ impl Recorder for FaultyRecorder {
         self.inner.app()
     }
 
-    fn insert(&self, events: &[StoredEvent], tracking: Option<&Tracking>) -> Boxed<'_, Vec<u64>> {
+    fn insert(&self, events: Vec<StoredEvent>, tracking: Option<&Tracking>) -> Boxed<'_, Vec<u64>> {
         // Owned, so that the boxed future borrows only the recorder.
-        let (events, tracking) = (events.to_vec(), tracking.cloned());
+        let tracking = tracking.cloned();
         Box::pin(async move {
-            let (events, tracking) = (events.as_slice(), tracking.as_ref());
+            let tracking = tracking.as_ref();
             let Some(t) = tracking else {
                 return self.inner.insert(events, None).await;
             };
@@ -279,9 +279,9 @@ impl Recorder for FaultyRecorder {
         Box::pin(self.inner.dead_letters())
     }
 
-    fn resolve_dead_letter(&self, letter: &DeadLetter, events: &[StoredEvent]) -> Boxed<'_, Vec<u64>> {
-        let (letter, events) = (letter.clone(), events.to_vec());
-        Box::pin(async move { self.inner.resolve_dead_letter(&letter, &events).await })
+    fn resolve_dead_letter(&self, letter: &DeadLetter, events: Vec<StoredEvent>) -> Boxed<'_, Vec<u64>> {
+        let letter = letter.clone();
+        Box::pin(async move { self.inner.resolve_dead_letter(&letter, events).await })
     }
 
     fn record_failed_retry(&self, letter: &DeadLetter) -> Boxed<'_, u32> {

@@ -99,21 +99,16 @@ impl MemoryRecorder {
     }
 
     /// Writes what [`check`](Self::check) passed.
-    fn apply(&self, tables: &mut Tables, events: &[StoredEvent], tracking: Option<&Tracking>) -> Vec<u64> {
+    fn apply(&self, tables: &mut Tables, events: Vec<StoredEvent>, tracking: Option<&Tracking>) -> Vec<u64> {
         let partition = super::DEFAULT_PARTITION;
         let mut ids = Vec::with_capacity(events.len());
         for event in events {
             let log = tables.logs.entry(partition).or_default();
             let index = log.len();
             let id = index as u64 + 1;
-            log.push(Notification {
-                id,
-                partition,
-                event: event.clone(),
-            });
-            tables
-                .events
-                .insert((event.originator_id, event.originator_version), (partition, index));
+            let key = (event.originator_id, event.originator_version);
+            log.push(Notification { id, partition, event });
+            tables.events.insert(key, (partition, index));
             ids.push(id);
         }
         if let Some(t) = tracking {
@@ -130,10 +125,10 @@ impl Recorder for MemoryRecorder {
         &self.app
     }
 
-    async fn insert(&self, events: &[StoredEvent], tracking: Option<&Tracking>) -> Result<Vec<u64>> {
-        check_write(&self.app, events, tracking)?;
+    async fn insert(&self, events: Vec<StoredEvent>, tracking: Option<&Tracking>) -> Result<Vec<u64>> {
+        check_write(&self.app, &events, tracking)?;
         let mut tables = self.tables();
-        self.check(&tables, events, tracking)?;
+        self.check(&tables, &events, tracking)?;
         Ok(self.apply(&mut tables, events, tracking))
     }
 
@@ -175,7 +170,7 @@ impl Recorder for MemoryRecorder {
         check_write(&self.app, &[], Some(tracking))?;
         let mut tables = self.tables();
         self.check(&tables, &[], Some(tracking))?;
-        self.apply(&mut tables, &[], Some(tracking));
+        self.apply(&mut tables, Vec::new(), Some(tracking));
         tables.dead_letters.insert(dead_letter_key(letter), letter.clone());
         Ok(())
     }
@@ -184,14 +179,14 @@ impl Recorder for MemoryRecorder {
         Ok(self.tables().dead_letters.values().cloned().collect())
     }
 
-    async fn resolve_dead_letter(&self, letter: &DeadLetter, events: &[StoredEvent]) -> Result<Vec<u64>> {
-        check_write(&self.app, events, None)?;
+    async fn resolve_dead_letter(&self, letter: &DeadLetter, events: Vec<StoredEvent>) -> Result<Vec<u64>> {
+        check_write(&self.app, &events, None)?;
         let mut tables = self.tables();
         let key = dead_letter_key(letter);
         if !tables.dead_letters.contains_key(&key) {
             return Err(letter.not_found());
         }
-        self.check(&tables, events, None)?;
+        self.check(&tables, &events, None)?;
         tables.dead_letters.remove(&key);
         Ok(self.apply(&mut tables, events, None))
     }

@@ -110,7 +110,8 @@ pub trait Recorder: Clone + Send + Sync + 'static {
 
     /// Records `events` and, if given, moves the tracking position, in one
     /// transaction. Returns the notification id given to each event, in
-    /// order.
+    /// order. The events are handed over, so that a backend that keeps them
+    /// or queues them for a writer needs no copy.
     ///
     /// Fails with [`Error::Concurrency`](crate::Error::Concurrency) if an
     /// (originator id, version) exists, and with
@@ -119,7 +120,7 @@ pub trait Recorder: Clone + Send + Sync + 'static {
     /// is written.
     fn insert(
         &self,
-        events: &[StoredEvent],
+        events: Vec<StoredEvent>,
         tracking: Option<&Tracking>,
     ) -> impl Future<Output = Result<Vec<u64>>> + Send;
 
@@ -168,7 +169,7 @@ pub trait Recorder: Clone + Send + Sync + 'static {
     fn resolve_dead_letter(
         &self,
         letter: &DeadLetter,
-        events: &[StoredEvent],
+        events: Vec<StoredEvent>,
     ) -> impl Future<Output = Result<Vec<u64>>> + Send;
 
     /// Records a failed retry of `letter`: its `error` and `last_failed_at`,
@@ -280,7 +281,7 @@ impl Recorder for AnyRecorder {
         dispatch!(self, r => r.app())
     }
 
-    async fn insert(&self, events: &[StoredEvent], tracking: Option<&Tracking>) -> Result<Vec<u64>> {
+    async fn insert(&self, events: Vec<StoredEvent>, tracking: Option<&Tracking>) -> Result<Vec<u64>> {
         dispatch!(self, r => r.insert(events, tracking).await)
     }
 
@@ -308,7 +309,7 @@ impl Recorder for AnyRecorder {
         dispatch!(self, r => r.dead_letters().await)
     }
 
-    async fn resolve_dead_letter(&self, letter: &DeadLetter, events: &[StoredEvent]) -> Result<Vec<u64>> {
+    async fn resolve_dead_letter(&self, letter: &DeadLetter, events: Vec<StoredEvent>) -> Result<Vec<u64>> {
         dispatch!(self, r => r.resolve_dead_letter(letter, events).await)
     }
 

@@ -25,6 +25,7 @@ use self::dead_letters::DeadLetterSql;
 use super::{
     Abort, DeadLetter, Recorder, Tracking, Versions, check_write, db_error, duplicate_in_batch, to_i64, to_u64,
 };
+use crate::topics::Topic;
 use crate::{AppName, Error, Notification, Result, StoredEvent, Timestamp};
 
 /// Connections in the pool.
@@ -382,7 +383,7 @@ fn stored_event(row: &PgRow) -> sqlx::Result<StoredEvent> {
         originator_id: row.try_get("originator_id")?,
         originator_version: to_u64(row.try_get("originator_version")?),
         timestamp: Timestamp::from_micros(row.try_get("recorded_at")?),
-        topic: row.try_get("topic")?,
+        topic: Topic::new(row.try_get("topic")?),
         state_version: u32::try_from(row.try_get::<i32, _>("state_version")?).unwrap_or_default(),
         state: row.try_get("state")?,
     })
@@ -393,7 +394,8 @@ impl Recorder for PostgresRecorder {
         &self.app
     }
 
-    async fn insert(&self, events: &[StoredEvent], tracking: Option<&Tracking>) -> Result<Vec<u64>> {
+    async fn insert(&self, events: Vec<StoredEvent>, tracking: Option<&Tracking>) -> Result<Vec<u64>> {
+        let events = events.as_slice();
         check_write(&self.app, events, tracking)?;
         match self.write(events, tracking).await {
             Ok(ids) => {
@@ -469,7 +471,8 @@ impl Recorder for PostgresRecorder {
         self.select_dead_letters().await
     }
 
-    async fn resolve_dead_letter(&self, letter: &DeadLetter, events: &[StoredEvent]) -> Result<Vec<u64>> {
+    async fn resolve_dead_letter(&self, letter: &DeadLetter, events: Vec<StoredEvent>) -> Result<Vec<u64>> {
+        let events = events.as_slice();
         check_write(&self.app, events, None)?;
         match self.write_resolve(letter, events).await {
             Ok(ids) => Ok(ids),

@@ -49,7 +49,7 @@ pub(super) async fn write_group(writer: &mut Writer, mut group: Vec<QueuedWrite>
     }
     let alone = group.len() == 1;
     let mut answers = Vec::with_capacity(group.len());
-    for write in &group {
+    for write in &mut group {
         let recorder = &write.recorder;
         if !alone && let Err(source) = sqlx::query("SAVEPOINT write").execute(&mut writer.conn).await {
             let _ = writer.reset().await;
@@ -58,7 +58,7 @@ pub(super) async fn write_group(writer: &mut Writer, mut group: Vec<QueuedWrite>
         let answer = match recorder
             .write(
                 &mut writer.conn,
-                &write.events,
+                &mut write.events,
                 write.tracking.as_ref(),
                 write.dead_letter.as_ref(),
             )

@@ -34,6 +34,7 @@ use super::{
     Abort, DeadLetter, DeadLetterWrite, Recorder, Tracking, Versions, check_write, db_error, duplicate_in_batch,
     to_i64, to_u64,
 };
+use crate::topics::Topic;
 use crate::{AppName, Error, Notification, Result, StoredEvent, Timestamp};
 
 /// How long a write waits for another process's write to finish.
@@ -327,7 +328,7 @@ impl SqliteRecorder {
     async fn write(
         &self,
         conn: &mut SqliteConnection,
-        events: &[StoredEvent],
+        events: &mut [StoredEvent],
         tracking: Option<&Tracking>,
         dead_letter: Option<&DeadLetterWrite>,
     ) -> Result<Vec<u64>, Abort> {
@@ -382,8 +383,11 @@ impl SqliteRecorder {
         let first = to_u64(head) + 1 - events.len() as u64;
         let ids: Vec<u64> = (first..first + events.len() as u64).collect();
 
-        let mut rows = events.iter().zip(&ids);
+        // The states move into the statement's arguments (the driver would
+        // copy a borrowed one); what stays behind identifies each event,
+        // which is all that explaining a conflict needs.
         let mut remaining = events.len();
+        let mut rows = events.iter_mut().zip(&ids);
         while remaining > 0 {
             let k = (usize::BITS - 1 - remaining.min(MAX_CHUNK).leading_zeros()) as usize;
             let mut query = sqlx::query(self.sql.insert_events[k].clone());
@@ -394,9 +398,9 @@ impl SqliteRecorder {
                     .bind(event.originator_id)
                     .bind(to_i64(event.originator_version))
                     .bind(event.timestamp.as_micros())
-                    .bind(event.topic.as_str())
+                    .bind(event.topic.as_shared().clone())
                     .bind(event.state_version)
-                    .bind(event.state.as_slice());
+                    .bind(std::mem::take(&mut event.state));
             }
             match query.execute(&mut *conn).await {
                 Ok(_) => {}
@@ -482,14 +486,14 @@ impl SqliteRecorder {
     /// Queues a write for the writer and waits for its answer.
     async fn enqueue(
         &self,
-        events: &[StoredEvent],
+        events: Vec<StoredEvent>,
         tracking: Option<&Tracking>,
         dead_letter: Option<DeadLetterWrite>,
     ) -> Result<Vec<u64>> {
         let (answer, answered) = oneshot::channel();
         self.shared.lock_queue().push(QueuedWrite {
             recorder: self.clone(),
-            events: events.to_vec(),
+            events,
             tracking: tracking.cloned(),
             dead_letter,
             answer,
@@ -525,7 +529,7 @@ fn stored_event(row: &sqlx::sqlite::SqliteRow) -> sqlx::Result<StoredEvent> {
         originator_id: row.try_get("originator_id")?,
         originator_version: to_u64(row.try_get("originator_version")?),
         timestamp: Timestamp::from_micros(row.try_get("recorded_at")?),
-        topic: row.try_get("topic")?,
+        topic: Topic::new(row.try_get("topic")?),
         state_version: row.try_get("state_version")?,
         state: row.try_get("state")?,
     })
@@ -536,8 +540,8 @@ impl Recorder for SqliteRecorder {
         &self.app
     }
 
-    async fn insert(&self, events: &[StoredEvent], tracking: Option<&Tracking>) -> Result<Vec<u64>> {
-        check_write(&self.app, events, tracking)?;
+    async fn insert(&self, events: Vec<StoredEvent>, tracking: Option<&Tracking>) -> Result<Vec<u64>> {
+        check_write(&self.app, &events, tracking)?;
         self.enqueue(events, tracking, None).await
     }
 
@@ -596,7 +600,7 @@ impl Recorder for SqliteRecorder {
 
     async fn park(&self, letter: &DeadLetter, tracking: &Tracking) -> Result<()> {
         check_write(&self.app, &[], Some(tracking))?;
-        self.enqueue(&[], Some(tracking), Some(DeadLetterWrite::Park(letter.clone())))
+        self.enqueue(Vec::new(), Some(tracking), Some(DeadLetterWrite::Park(letter.clone())))
             .await
             .map(drop)
     }
@@ -605,15 +609,15 @@ impl Recorder for SqliteRecorder {
         self.select_dead_letters().await
     }
 
-    async fn resolve_dead_letter(&self, letter: &DeadLetter, events: &[StoredEvent]) -> Result<Vec<u64>> {
-        check_write(&self.app, events, None)?;
+    async fn resolve_dead_letter(&self, letter: &DeadLetter, events: Vec<StoredEvent>) -> Result<Vec<u64>> {
+        check_write(&self.app, &events, None)?;
         self.enqueue(events, None, Some(DeadLetterWrite::Resolve(letter.clone())))
             .await
     }
 
     async fn record_failed_retry(&self, letter: &DeadLetter) -> Result<u32> {
         let answer = self
-            .enqueue(&[], None, Some(DeadLetterWrite::Failed(letter.clone())))
+            .enqueue(Vec::new(), None, Some(DeadLetterWrite::Failed(letter.clone())))
             .await?;
         Ok(answer
             .first()
