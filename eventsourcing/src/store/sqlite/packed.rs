@@ -101,6 +101,48 @@ mod tests {
         assert!(notifications("[]", 0).unwrap().is_empty());
     }
 
+    /// Through a real SQLite file: what is written comes back out, an
+    /// empty state and a topic JSON must escape included.
+    #[test]
+    fn round_trips_through_sqlite() {
+        use crate::{AppName, Recorder, Store, Versions};
+        let dir = std::env::temp_dir().join(format!("eventsourcing-packed-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}", dir.join("packed.db").display());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let store = Store::open(&url).await.unwrap();
+            let recorder = store.recorder(&AppName::new("packed").unwrap()).await.unwrap();
+            let id = Uuid::now_v7();
+            let written: Vec<_> = [("A \"quoted\\ topic\"\n", vec![]), ("B", vec![0, 255, b'"'])]
+                .into_iter()
+                .zip(1..)
+                .map(|((topic, state), version)| StoredEvent {
+                    originator_id: id,
+                    originator_version: version,
+                    timestamp: Timestamp::from_micros(-5),
+                    topic: Topic::new(topic),
+                    state_version: 7,
+                    state,
+                })
+                .collect();
+            assert_eq!(recorder.insert(written.clone(), None).await.unwrap(), [1, 2]);
+            assert_eq!(recorder.select_events(id, Versions::ALL).await.unwrap(), written);
+            let read: Vec<_> = recorder
+                .select_notifications(0, 1, 10)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|n| (n.id, n.event))
+                .collect();
+            assert_eq!(read, [(1, written[0].clone()), (2, written[1].clone())]);
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn refuses_what_sqlite_would_not_have_packed() {
         assert!(notifications(r#"[[1,"00",1,0,"T",1,""]]"#, 0).is_err());
