@@ -1,6 +1,8 @@
 //! Measures the recorder on each backend: events appended per second at 1
 //! and 10 events per transaction (one writer, and eight at once), and
-//! notifications read per second.
+//! notifications read per second. Then the baseline for SQLite: a plain
+//! program inserting 50,000 rows of the same shape into a fresh file in
+//! one transaction (`examples/src/plain_sqlite.rs`).
 //!
 //! ```text
 //! cargo run --release --example store_bench                 # memory and SQLite
@@ -9,6 +11,9 @@
 //!
 //! PostgreSQL is measured when `EVENTSOURCING_TEST_POSTGRES_URL` (or
 //! `--postgres URL`) names a database; tables are made per run.
+
+#[path = "src/plain_sqlite.rs"]
+mod plain_sqlite;
 
 use std::time::{Duration, Instant};
 
@@ -30,7 +35,7 @@ fn events(count: usize) -> Vec<StoredEvent> {
             originator_id: id,
             originator_version: version,
             timestamp: Timestamp::now(),
-            topic: "Order.Created".to_owned(),
+            topic: "Order.Created".into(),
             state_version: 1,
             state: br#"{"customer":"c-1042","lines":[{"sku":"A-7","qty":2}]}"#.to_vec(),
         })
@@ -46,7 +51,7 @@ async fn append(recorder: &AnyRecorder, txns: usize, per_txn: usize, writers: us
             let recorder = recorder.clone();
             tokio::spawn(async move {
                 for _ in 0..txns / writers {
-                    recorder.insert(0, &events(per_txn), None).await.expect("append");
+                    recorder.insert(0, events(per_txn), None).await.expect("append");
                 }
             })
         })
@@ -108,11 +113,17 @@ async fn main() {
     let dir = std::env::temp_dir().join(format!("eventsourcing-bench-{}", Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     bench(&format!("sqlite://{}", dir.join("bench.db").display()), "sqlite").await;
-    let _ = std::fs::remove_dir_all(&dir);
 
     match postgres {
         Some(url) => bench(&url, "postgres").await,
         None => println!("| postgres   | (skipped: set EVENTSOURCING_TEST_POSTGRES_URL or pass --postgres URL)      |"),
     }
+
+    const BASELINE_ROWS: usize = 50_000;
+    let plain = plain_sqlite::insert_rows_per_second(&dir.join("plain.db"), BASELINE_ROWS)
+        .await
+        .expect("plain SQLite insert");
+    println!("\nPlain SQLite baseline: {BASELINE_ROWS} event rows inserted in one transaction at {plain:.0} rows/s");
+    let _ = std::fs::remove_dir_all(&dir);
     tokio::time::sleep(Duration::from_millis(10)).await;
 }

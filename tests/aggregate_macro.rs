@@ -2,7 +2,8 @@
 //! the application that loads and saves aggregates, on every backend.
 
 use eventsourcing::prelude::*;
-use eventsourcing::{DomainEvent, Error};
+use eventsourcing::topics::Topic;
+use eventsourcing::{DomainEvent, Error, Recorder, Versions};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -320,4 +321,40 @@ async fn round_trips_through_the_store(store: &Store) {
     );
 }
 
-eventsourcing_tests::on_every_backend!(round_trips_through_the_store);
+/// Recording and reading events does not copy their topics: a topic an
+/// `#[event]` registered is one shared string, whichever backend it went
+/// through; other topics read as themselves.
+async fn hands_registered_topics_around_without_copies(store: &Store) {
+    let app = Application::open(store, &eventsourcing_tests::unique_app("topics").to_string())
+        .await
+        .unwrap();
+    let mut order = full_order();
+    app.save(&mut order).await.unwrap();
+    let shared = |topic: &str| Topic::new(topic).as_str().as_ptr();
+    let notifications = app.log().reader().read_to_end().await.unwrap();
+    assert_eq!(notifications.len(), 6);
+    for notification in &notifications {
+        let topic = &notification.event.topic;
+        assert_eq!(
+            topic.as_str().as_ptr(),
+            shared(topic),
+            "`{topic}` read back from the log"
+        );
+    }
+    for event in app.recorder().select_events(order.id(), Versions::ALL).await.unwrap() {
+        let topic = &event.topic;
+        assert_eq!(
+            topic.as_str().as_ptr(),
+            shared(topic),
+            "`{topic}` read back as an aggregate's event"
+        );
+    }
+    let unregistered = Topic::new("Nobody.Registered");
+    assert_eq!(unregistered, "Nobody.Registered");
+    assert_ne!(unregistered.as_str().as_ptr(), shared("Nobody.Registered"));
+}
+
+eventsourcing_tests::on_every_backend!(
+    round_trips_through_the_store,
+    hands_registered_topics_around_without_copies
+);

@@ -16,7 +16,7 @@ fn events(count: u64) -> Vec<StoredEvent> {
             originator_id: id,
             originator_version: version,
             timestamp: Timestamp::now(),
-            topic: "Feed.Tested".to_owned(),
+            topic: "Feed.Tested".into(),
             state_version: 1,
             state: b"{}".to_vec(),
         })
@@ -40,12 +40,12 @@ async fn tells_subscribers_of_each_commit_of_events(store: &Store) {
     let mut commits = store.commits().await.unwrap();
     let app = unique_app("feed");
     let recorder = store.partitioned_recorder(&app, 2).await.unwrap();
-    recorder.insert(0, &events(3), None).await.unwrap();
+    recorder.insert(0, events(3), None).await.unwrap();
     assert_eq!(
         next(&mut commits, Duration::from_secs(5)).await,
         Some(committed(&app, 0, 3))
     );
-    recorder.insert(1, &events(1), None).await.unwrap();
+    recorder.insert(1, events(1), None).await.unwrap();
     assert_eq!(
         next(&mut commits, Duration::from_secs(5)).await,
         Some(committed(&app, 1, 1))
@@ -58,11 +58,11 @@ async fn tells_subscribers_of_each_commit_of_events(store: &Store) {
         previous: 0,
         position: 1,
     };
-    recorder.insert(0, &[], Some(&tracking)).await.unwrap();
-    recorder.insert(0, &[], Some(&tracking)).await.unwrap_err();
+    recorder.insert(0, vec![], Some(&tracking)).await.unwrap();
+    recorder.insert(0, vec![], Some(&tracking)).await.unwrap_err();
     assert_eq!(next(&mut commits, Duration::from_millis(300)).await, None);
 
-    recorder.insert(0, &events(2), None).await.unwrap();
+    recorder.insert(0, events(2), None).await.unwrap();
     assert_eq!(
         next(&mut commits, Duration::from_secs(5)).await,
         Some(committed(&app, 0, 5))
@@ -82,14 +82,14 @@ async fn postgres_stores_hear_each_others_commits() {
     let written_there = there.recorder(&app).await.unwrap();
     let written_here = here.recorder(&app).await.unwrap();
 
-    written_there.insert(0, &events(2), None).await.unwrap();
+    written_there.insert(0, events(2), None).await.unwrap();
     assert_eq!(
         next(&mut heard_here, Duration::from_secs(5)).await,
         Some(committed(&app, 0, 2)),
         "a commit by another store is heard"
     );
 
-    written_here.insert(0, &events(1), None).await.unwrap();
+    written_here.insert(0, events(1), None).await.unwrap();
     assert_eq!(
         next(&mut heard_here, Duration::from_secs(5)).await,
         Some(committed(&app, 0, 3))
@@ -109,7 +109,7 @@ async fn postgres_announcements_end_at_the_newest_head() {
     let app = AppName::new("payments").unwrap();
     let recorder = there.recorder(&app).await.unwrap();
     for _ in 0..50 {
-        recorder.insert(0, &events(1), None).await.unwrap();
+        recorder.insert(0, events(1), None).await.unwrap();
     }
     let mut newest = 0;
     while newest < 50 {

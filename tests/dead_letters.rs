@@ -400,12 +400,12 @@ async fn an_event_that_does_not_decode_is_parked_then_discarded(store: &Store) {
         originator_id: Uuid::new_v4(),
         originator_version: 1,
         timestamp: Timestamp::now(),
-        topic: "Job.Submitted".to_owned(),
+        topic: "Job.Submitted".into(),
         state_version: 1,
         state: b"{\"behaviour\": 7}".to_vec(),
     };
     let app = Application::open(store, "Jobs").await.unwrap();
-    app.recorder().insert(0, &[bad], None).await.unwrap();
+    app.recorder().insert(0, vec![bad], None).await.unwrap();
     let more = submit(store, &["ok"]).await;
 
     let runner = start(store, RunnerKind::SingleThreaded, parking()).await.unwrap();
@@ -478,7 +478,7 @@ async fn parking_and_its_tracking_move_are_atomic(store: &Store) {
         previous,
         position,
     };
-    recorder.insert(0, &[], Some(&tracking(0, 3))).await.unwrap();
+    recorder.insert(0, vec![], Some(&tracking(0, 3))).await.unwrap();
     let now = Timestamp::now();
     let letter = |notification_id| DeadLetter {
         app: app.clone(),
@@ -517,13 +517,13 @@ async fn parking_and_its_tracking_move_are_atomic(store: &Store) {
         originator_id: Uuid::nil(),
         originator_version: version,
         timestamp: now,
-        topic: "Done.Recorded".to_owned(),
+        topic: "Done.Recorded".into(),
         state_version: 1,
         state: b"{}".to_vec(),
     };
-    recorder.insert(0, &[event(1)], None).await.unwrap();
+    recorder.insert(0, vec![event(1)], None).await.unwrap();
     let error = recorder
-        .resolve_dead_letter(&letter(4), &[event(2), event(1)])
+        .resolve_dead_letter(&letter(4), vec![event(2), event(1)])
         .await
         .unwrap_err();
     assert!(matches!(error, Error::Concurrency { version: 1, .. }), "{error}");
@@ -531,7 +531,10 @@ async fn parking_and_its_tracking_move_are_atomic(store: &Store) {
     assert_eq!(recorder.max_notification_id(0).await.unwrap(), 1);
 
     // Resolving one that is not parked writes no events.
-    let error = recorder.resolve_dead_letter(&letter(9), &[event(2)]).await.unwrap_err();
+    let error = recorder
+        .resolve_dead_letter(&letter(9), vec![event(2)])
+        .await
+        .unwrap_err();
     assert!(
         matches!(error, Error::DeadLetterNotFound { notification_id: 9, .. }),
         "{error}"
@@ -554,7 +557,7 @@ async fn parking_and_its_tracking_move_are_atomic(store: &Store) {
     );
 
     assert_eq!(
-        recorder.resolve_dead_letter(&letter(4), &[event(2)]).await.unwrap(),
+        recorder.resolve_dead_letter(&letter(4), vec![event(2)]).await.unwrap(),
         [2]
     );
     assert!(recorder.dead_letters().await.unwrap().is_empty());

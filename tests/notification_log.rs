@@ -11,11 +11,11 @@ async fn record(recorder: &impl Recorder, id: Uuid, versions: std::ops::RangeInc
             originator_id: id,
             originator_version: version,
             timestamp: Timestamp::now(),
-            topic: "Item.Added".to_owned(),
+            topic: "Item.Added".into(),
             state_version: 1,
             state: format!("{version}").into_bytes(),
         };
-        recorder.insert(0, &[event], None).await.unwrap();
+        recorder.insert(0, vec![event], None).await.unwrap();
     }
 }
 

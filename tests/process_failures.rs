@@ -204,12 +204,12 @@ async fn an_event_that_does_not_decode_stops_processing(store: &Store, kind: Run
         originator_id: Uuid::new_v4(),
         originator_version: 1,
         timestamp: Timestamp::now(),
-        topic: "Job.Submitted".to_owned(),
+        topic: "Job.Submitted".into(),
         state_version: 1,
         state: b"{\"behaviour\": 7}".to_vec(),
     };
     let app = Application::open(store, "Jobs").await.unwrap();
-    app.recorder().insert(0, &[bad], None).await.unwrap();
+    app.recorder().insert(0, vec![bad], None).await.unwrap();
 
     let error = run(store, kind, options()).await.unwrap_err();
     assert_processing_error(error, 2, "cannot decode event `Job.Submitted`");

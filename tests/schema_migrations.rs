@@ -134,7 +134,7 @@ async fn check_upgraded(url: &str, before: &[(AppName, Vec<RawEvent>)]) {
         previous: 12,
         position: 13,
     };
-    assert_eq!(orders.insert(0, &[event], Some(&tracking)).await.unwrap(), vec![37]);
+    assert_eq!(orders.insert(0, vec![event], Some(&tracking)).await.unwrap(), vec![37]);
 }
 
 #[tokio::test]

@@ -9,7 +9,7 @@ fn event(id: Uuid, version: u64, topic: &str, state: &[u8]) -> StoredEvent {
         originator_id: id,
         originator_version: version,
         timestamp: Timestamp::now(),
-        topic: topic.to_owned(),
+        topic: topic.into(),
         state_version: 1,
         state: state.to_vec(),
     }
@@ -30,12 +30,12 @@ async fn stores_and_reads_an_aggregates_events(store: &Store) {
     let written: Vec<_> = (1..=5)
         .map(|v| event(a, v, "Dog.TrickAdded", format!("{{\"v\":{v}}}").as_bytes()))
         .collect();
-    recorder.insert(0, &written[..2], None).await.unwrap();
+    recorder.insert(0, written[..2].to_vec(), None).await.unwrap();
     recorder
-        .insert(0, &[event(b, 1, "Dog.Registered", b"{}")], None)
+        .insert(0, vec![event(b, 1, "Dog.Registered", b"{}")], None)
         .await
         .unwrap();
-    recorder.insert(0, &written[2..], None).await.unwrap();
+    recorder.insert(0, written[2..].to_vec(), None).await.unwrap();
 
     assert_eq!(recorder.select_events(a, Versions::ALL).await.unwrap(), written);
     assert_eq!(
@@ -60,7 +60,7 @@ async fn keeps_topic_state_and_timestamp_exactly(store: &Store) {
     let id = Uuid::new_v4();
     let mut written = event(id, 1, "Dög.Ünïcode 🐕", &[0, 159, 146, 150, 255]);
     written.timestamp = Timestamp::from_micros(1_795_421_702_123_456);
-    recorder.insert(0, std::slice::from_ref(&written), None).await.unwrap();
+    recorder.insert(0, vec![written.clone()], None).await.unwrap();
     assert_eq!(
         recorder.select_events(id, Versions::ALL).await.unwrap(),
         [written.clone()]
@@ -78,14 +78,14 @@ async fn numbers_notifications_contiguously(store: &Store) {
 
     let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
     let ids = recorder
-        .insert(0, &[event(a, 1, "A", b"1"), event(b, 1, "B", b"1")], None)
+        .insert(0, vec![event(a, 1, "A", b"1"), event(b, 1, "B", b"1")], None)
         .await
         .unwrap();
     assert_eq!(ids, [1, 2]);
-    let ids = recorder.insert(0, &[event(a, 2, "A", b"2")], None).await.unwrap();
+    let ids = recorder.insert(0, vec![event(a, 2, "A", b"2")], None).await.unwrap();
     assert_eq!(ids, [3]);
     let many: Vec<_> = (2..=301).map(|v| event(b, v, "B", b"x")).collect();
-    let ids = recorder.insert(0, &many, None).await.unwrap();
+    let ids = recorder.insert(0, many, None).await.unwrap();
     assert_eq!(ids, (4..=303).collect::<Vec<u64>>());
     assert_eq!(recorder.max_notification_id(0).await.unwrap(), 303);
 
@@ -111,10 +111,10 @@ async fn rejects_an_existing_version_and_writes_nothing(store: &Store) {
     let app = unique_app("occ");
     let recorder = store.recorder(&app).await.unwrap();
     let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
-    recorder.insert(0, &[event(a, 1, "A", b"1")], None).await.unwrap();
+    recorder.insert(0, vec![event(a, 1, "A", b"1")], None).await.unwrap();
 
     let err = recorder
-        .insert(0, &[event(b, 1, "B", b"1"), event(a, 1, "A", b"again")], None)
+        .insert(0, vec![event(b, 1, "B", b"1"), event(a, 1, "A", b"again")], None)
         .await
         .unwrap_err();
     match &err {
@@ -141,7 +141,7 @@ async fn rejects_an_existing_version_and_writes_nothing(store: &Store) {
     assert_eq!(recorder.select_events(a, Versions::ALL).await.unwrap()[0].state, b"1");
     assert_eq!(recorder.max_notification_id(0).await.unwrap(), 1);
     assert_eq!(
-        recorder.insert(0, &[event(b, 1, "B", b"1")], None).await.unwrap(),
+        recorder.insert(0, vec![event(b, 1, "B", b"1")], None).await.unwrap(),
         [2],
         "no id was used up"
     );
@@ -151,7 +151,7 @@ async fn rejects_one_version_twice_in_a_write(store: &Store) {
     let recorder = store.recorder(&unique_app("twice")).await.unwrap();
     let a = Uuid::new_v4();
     let err = recorder
-        .insert(0, &[event(a, 1, "A", b"1"), event(a, 1, "A", b"2")], None)
+        .insert(0, vec![event(a, 1, "A", b"1"), event(a, 1, "A", b"2")], None)
         .await
         .unwrap_err();
     assert!(
@@ -164,7 +164,7 @@ async fn rejects_one_version_twice_in_a_write(store: &Store) {
 async fn rejects_version_zero(store: &Store) {
     let recorder = store.recorder(&unique_app("zero")).await.unwrap();
     let err = recorder
-        .insert(0, &[event(Uuid::new_v4(), 0, "A", b"1")], None)
+        .insert(0, vec![event(Uuid::new_v4(), 0, "A", b"1")], None)
         .await
         .unwrap_err();
     assert!(matches!(err, Error::InvalidWrite { .. }), "{err:?}");
@@ -177,7 +177,7 @@ async fn rejects_state_versions_out_of_range(store: &Store) {
     for state_version in [0, max + 1, u32::MAX] {
         let mut bad = event(Uuid::new_v4(), 1, "A", b"1");
         bad.state_version = state_version;
-        let err = recorder.insert(0, &[bad], None).await.unwrap_err();
+        let err = recorder.insert(0, vec![bad], None).await.unwrap_err();
         assert!(
             matches!(&err, Error::InvalidWrite { reason, .. } if reason.contains("state versions run from 1")),
             "{state_version}: {err:?}"
@@ -185,7 +185,7 @@ async fn rejects_state_versions_out_of_range(store: &Store) {
     }
     let mut highest = event(Uuid::new_v4(), 1, "A", b"1");
     highest.state_version = max;
-    recorder.insert(0, std::slice::from_ref(&highest), None).await.unwrap();
+    recorder.insert(0, vec![highest.clone()], None).await.unwrap();
     let stored = recorder
         .select_events(highest.originator_id, Versions::ALL)
         .await
@@ -202,7 +202,7 @@ async fn moves_tracking_forward_once_per_notification(store: &Store) {
 
     let a = Uuid::new_v4();
     recorder
-        .insert(0, &[event(a, 1, "A", b"1")], Some(&tracking(&upstream, 0, 3)))
+        .insert(0, vec![event(a, 1, "A", b"1")], Some(&tracking(&upstream, 0, 3)))
         .await
         .unwrap();
     assert_eq!(recorder.tracking_position(&upstream, 0).await.unwrap(), 3);
@@ -215,7 +215,7 @@ async fn moves_tracking_forward_once_per_notification(store: &Store) {
     // A second attempt at the same notifications fails and leaves no trace.
     let b = Uuid::new_v4();
     let err = recorder
-        .insert(0, &[event(b, 1, "B", b"1")], Some(&tracking(&upstream, 0, 3)))
+        .insert(0, vec![event(b, 1, "B", b"1")], Some(&tracking(&upstream, 0, 3)))
         .await
         .unwrap_err();
     match &err {
@@ -231,7 +231,7 @@ async fn moves_tracking_forward_once_per_notification(store: &Store) {
         other => panic!("expected a tracking conflict, got {other:?}"),
     }
     let err = recorder
-        .insert(0, &[event(b, 1, "B", b"1")], Some(&tracking(&upstream, 2, 3)))
+        .insert(0, vec![event(b, 1, "B", b"1")], Some(&tracking(&upstream, 2, 3)))
         .await
         .unwrap_err();
     assert!(
@@ -249,9 +249,12 @@ async fn moves_tracking_forward_once_per_notification(store: &Store) {
     assert_eq!(recorder.max_notification_id(0).await.unwrap(), 1);
 
     // Moving on from where it is works, with or without events.
-    recorder.insert(0, &[], Some(&tracking(&upstream, 3, 4))).await.unwrap();
     recorder
-        .insert(0, &[event(b, 1, "B", b"1")], Some(&tracking(&upstream, 4, 9)))
+        .insert(0, vec![], Some(&tracking(&upstream, 3, 4)))
+        .await
+        .unwrap();
+    recorder
+        .insert(0, vec![event(b, 1, "B", b"1")], Some(&tracking(&upstream, 4, 9)))
         .await
         .unwrap();
     assert_eq!(recorder.tracking_position(&upstream, 0).await.unwrap(), 9);
@@ -259,19 +262,19 @@ async fn moves_tracking_forward_once_per_notification(store: &Store) {
 
     // A tracking position never moves backwards or stays put.
     let err = recorder
-        .insert(0, &[], Some(&tracking(&upstream, 9, 9)))
+        .insert(0, vec![], Some(&tracking(&upstream, 9, 9)))
         .await
         .unwrap_err();
     assert!(matches!(err, Error::InvalidWrite { .. }), "{err:?}");
     let err = recorder
-        .insert(0, &[], Some(&tracking(&upstream, 9, 4)))
+        .insert(0, vec![], Some(&tracking(&upstream, 9, 4)))
         .await
         .unwrap_err();
     assert!(matches!(err, Error::InvalidWrite { .. }), "{err:?}");
 
     // A version conflict rolls back the tracking position too.
     let err = recorder
-        .insert(0, &[event(a, 1, "A", b"x")], Some(&tracking(&upstream, 9, 10)))
+        .insert(0, vec![event(a, 1, "A", b"x")], Some(&tracking(&upstream, 9, 10)))
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Concurrency { .. }), "{err:?}");
@@ -289,16 +292,16 @@ async fn lets_one_of_two_concurrent_writers_win(store: &Store) {
             tracking(&upstream, round, round + 1),
         );
         let (e1, e2) = (
-            [event(id, 1, "A", b"first")],
-            [event(Uuid::new_v4(), 1, "A", b"second")],
+            vec![event(id, 1, "A", b"first")],
+            vec![event(Uuid::new_v4(), 1, "A", b"second")],
         );
-        let (r1, r2) = tokio::join!(first.insert(0, &e1, Some(&t1)), second.insert(0, &e2, Some(&t2)));
+        let (r1, r2) = tokio::join!(first.insert(0, e1, Some(&t1)), second.insert(0, e2, Some(&t2)));
         assert!(r1.is_ok() != r2.is_ok(), "exactly one write wins: {r1:?} {r2:?}");
         let loser = r1.err().or(r2.err()).unwrap();
         assert!(matches!(loser, Error::TrackingConflict { .. }), "{loser:?}");
 
-        let (e1, e2) = ([event(id, 2, "A", b"first")], [event(id, 2, "A", b"second")]);
-        let (r1, r2) = tokio::join!(first.insert(0, &e1, None), second.insert(0, &e2, None));
+        let (e1, e2) = (vec![event(id, 2, "A", b"first")], vec![event(id, 2, "A", b"second")]);
+        let (r1, r2) = tokio::join!(first.insert(0, e1, None), second.insert(0, e2, None));
         assert!(r1.is_ok() != r2.is_ok(), "exactly one write wins: {r1:?} {r2:?}");
         let loser = r1.err().or(r2.err()).unwrap();
         assert!(matches!(loser, Error::Concurrency { version: 2, .. }), "{loser:?}");
@@ -318,10 +321,10 @@ async fn keeps_applications_apart_and_creates_tables_once(store: &Store) {
     let first = store.recorder(&one).await.unwrap();
     let other = store.recorder(&two).await.unwrap();
     let id = Uuid::new_v4();
-    first.insert(0, &[event(id, 1, "A", b"1")], None).await.unwrap();
+    first.insert(0, vec![event(id, 1, "A", b"1")], None).await.unwrap();
     assert_eq!(other.max_notification_id(0).await.unwrap(), 0);
     assert_eq!(other.select_events(id, Versions::ALL).await.unwrap(), []);
-    other.insert(0, &[event(id, 1, "A", b"1")], None).await.unwrap();
+    other.insert(0, vec![event(id, 1, "A", b"1")], None).await.unwrap();
 
     let again = store.recorder(&one).await.unwrap();
     assert_eq!(
@@ -329,7 +332,7 @@ async fn keeps_applications_apart_and_creates_tables_once(store: &Store) {
         1,
         "reopening keeps the data"
     );
-    assert_eq!(again.insert(0, &[event(id, 2, "A", b"2")], None).await.unwrap(), [2]);
+    assert_eq!(again.insert(0, vec![event(id, 2, "A", b"2")], None).await.unwrap(), [2]);
     assert_eq!(first.max_notification_id(0).await.unwrap(), 2);
 }
 
@@ -339,7 +342,7 @@ async fn round_trips_a_hand_written_aggregate(store: &Store) {
     dog.add_trick("roll over");
     dog.add_trick("play dead");
     assert_eq!(dog.pending_events().len(), 3);
-    let ids = recorder.insert(0, &dog.encode_pending().unwrap(), None).await.unwrap();
+    let ids = recorder.insert(0, dog.encode_pending().unwrap(), None).await.unwrap();
     dog.clear_pending();
     assert_eq!(ids, [1, 2, 3]);
     assert!(dog.pending_events().is_empty());
@@ -380,11 +383,11 @@ async fn fails_conflicting_writes_alone_among_concurrent_ones(store: &Store) {
     ];
     let taken = Uuid::new_v4();
     recorders[0]
-        .insert(0, &[event(taken, 1, "A", b"0")], None)
+        .insert(0, vec![event(taken, 1, "A", b"0")], None)
         .await
         .unwrap();
     recorders[1]
-        .insert(0, &[], Some(&tracking(&upstream, 0, 5)))
+        .insert(0, vec![], Some(&tracking(&upstream, 0, 5)))
         .await
         .unwrap();
 
@@ -410,7 +413,8 @@ async fn fails_conflicting_writes_alone_among_concurrent_ones(store: &Store) {
                     4 if round == 0 => (vec![event(fresh, 1, "A", b"1")], Some(tracking(&upstream, 0, 9))),
                     _ => ((1..=i % 3 + 1).map(|v| event(fresh, v, "A", b"1")).collect(), None),
                 };
-                (recorder.insert(0, &events, tracking.as_ref()).await, events.len())
+                let len = events.len();
+                (recorder.insert(0, events, tracking.as_ref()).await, len)
             }));
         }
         for (i, write) in writes.into_iter().enumerate() {
@@ -446,14 +450,14 @@ async fn survives_writes_abandoned_half_way(store: &Store) {
     let recorder = store.recorder(&unique_app("abandon")).await.unwrap();
     for i in 0..400u64 {
         let micros = (i * 37) % 3000;
-        let events = [event(Uuid::new_v4(), 1, "A", b"1"), event(Uuid::new_v4(), 1, "A", b"2")];
+        let events = vec![event(Uuid::new_v4(), 1, "A", b"1"), event(Uuid::new_v4(), 1, "A", b"2")];
         let _ = tokio::time::timeout(
             std::time::Duration::from_micros(micros),
-            recorder.insert(0, &events, None),
+            recorder.insert(0, events, None),
         )
         .await;
         recorder
-            .insert(0, &[event(Uuid::new_v4(), 1, "A", b"3")], None)
+            .insert(0, vec![event(Uuid::new_v4(), 1, "A", b"3")], None)
             .await
             .unwrap_or_else(|e| panic!("a write after an abandoned one (timeout {micros} µs) failed: {e}"));
     }
@@ -475,23 +479,23 @@ async fn numbers_each_partition_on_its_own(store: &Store) {
     assert_eq!(recorder.partitions(), 3);
     let (a, b, c) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
     assert_eq!(
-        recorder.insert(0, &[event(a, 1, "A", b"1")], None).await.unwrap(),
+        recorder.insert(0, vec![event(a, 1, "A", b"1")], None).await.unwrap(),
         vec![1]
     );
     assert_eq!(
         recorder
-            .insert(2, &[event(b, 1, "B", b"1"), event(c, 1, "C", b"1")], None)
+            .insert(2, vec![event(b, 1, "B", b"1"), event(c, 1, "C", b"1")], None)
             .await
             .unwrap(),
         vec![1, 2]
     );
     // Aggregates are shared: `a` goes on in another partition.
     assert_eq!(
-        recorder.insert(2, &[event(a, 2, "A", b"2")], None).await.unwrap(),
+        recorder.insert(2, vec![event(a, 2, "A", b"2")], None).await.unwrap(),
         vec![3]
     );
     assert_eq!(
-        recorder.insert(0, &[event(c, 2, "C", b"2")], None).await.unwrap(),
+        recorder.insert(0, vec![event(c, 2, "C", b"2")], None).await.unwrap(),
         vec![2]
     );
     let history = recorder.select_events(a, Versions::ALL).await.unwrap();
@@ -501,7 +505,7 @@ async fn numbers_each_partition_on_its_own(store: &Store) {
     );
     // A version taken in one partition is taken in all.
     let error = recorder
-        .insert(1, &[event(a, 2, "A", b"again")], None)
+        .insert(1, vec![event(a, 2, "A", b"again")], None)
         .await
         .unwrap_err();
     assert!(matches!(error, Error::Concurrency { version: 2, .. }), "{error}");
@@ -536,13 +540,16 @@ async fn numbers_each_partition_on_its_own(store: &Store) {
         previous,
         position,
     };
-    recorder.insert(1, &[], Some(&in_partition(1, 0, 5))).await.unwrap();
-    recorder.insert(0, &[], Some(&in_partition(0, 0, 2))).await.unwrap();
+    recorder.insert(1, vec![], Some(&in_partition(1, 0, 5))).await.unwrap();
+    recorder.insert(0, vec![], Some(&in_partition(0, 0, 2))).await.unwrap();
     assert_eq!(recorder.tracking_position(&upstream, 1).await.unwrap(), 5);
     assert_eq!(recorder.tracking_position(&upstream, 0).await.unwrap(), 2);
 
     // A partition the log does not have is refused, and nothing is written.
-    let error = recorder.insert(3, &[event(b, 2, "B", b"2")], None).await.unwrap_err();
+    let error = recorder
+        .insert(3, vec![event(b, 2, "B", b"2")], None)
+        .await
+        .unwrap_err();
     let message = error.to_string();
     assert!(matches!(error, Error::InvalidWrite { .. }), "{message}");
     assert!(

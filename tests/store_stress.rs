@@ -86,12 +86,12 @@ async fn stress(store: Store, partitions: u32) {
                             originator_id: id,
                             originator_version: version,
                             timestamp: Timestamp::now(),
-                            topic: "Stress.Written".to_owned(),
+                            topic: "Stress.Written".into(),
                             state_version: 1,
                             state: format!("{{\"writer\":{writer}}}").into_bytes(),
                         })
                         .collect();
-                    let ids = recorder.insert(partition, &events, None).await.unwrap();
+                    let ids = recorder.insert(partition, events, None).await.unwrap();
                     assert!(
                         ids.windows(2).all(|w| w[1] == w[0] + 1),
                         "one write's ids are contiguous: {ids:?}"

@@ -55,11 +55,11 @@ async fn write_unknown_then_known(runner: &Runner) {
         originator_id: Uuid::now_v7(),
         originator_version: 1,
         timestamp: Timestamp::now(),
-        topic: "Ticket.Escalated".to_owned(),
+        topic: "Ticket.Escalated".into(),
         state_version: 1,
         state: b"{}".to_vec(),
     };
-    tickets.recorder().insert(0, &[unknown], None).await.unwrap();
+    tickets.recorder().insert(0, vec![unknown], None).await.unwrap();
     tickets.save(&mut Ticket::open()).await.unwrap();
 }
 

@@ -74,7 +74,7 @@ fn written_by_older_code(
         originator_id: id,
         originator_version: aggregate_version,
         timestamp: Timestamp::now(),
-        topic: topic.to_owned(),
+        topic: topic.into(),
         state_version,
         state,
     }
@@ -127,7 +127,7 @@ async fn events_written_at_versions_1_and_2_are_read_at_version_3(store: &Store)
         .recorder()
         .insert(
             0,
-            &[
+            vec![
                 written_by_older_code(
                     older,
                     1,
@@ -209,7 +209,7 @@ async fn data_from_a_newer_version_is_refused_clearly(store: &Store) {
         4,
         br#"{"name":"x","price_cents":1,"currency":"EUR","vat":20}"#.to_vec(),
     );
-    catalogue.recorder().insert(0, &[newer], None).await.unwrap();
+    catalogue.recorder().insert(0, vec![newer], None).await.unwrap();
     let error = catalogue.load::<Product>(id).await.unwrap_err();
     assert!(
         matches!(&error, Error::Decode { topic, .. } if topic == "Product.Listed"),

@@ -127,13 +127,15 @@ impl<R: Recorder> Application<R> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
+        // The recorder takes the events; the process gets its own copy.
+        let for_process = self.warm.as_ref().map(|warm| (warm, events.clone()));
         let ids = self
             .recorder
-            .insert(crate::store::DEFAULT_PARTITION, &events, None)
+            .insert(crate::store::DEFAULT_PARTITION, events, None)
             .await?;
         aggregates.clear_pending();
-        if let Some(warm) = &self.warm {
-            warm.put_new(&events);
+        if let Some((warm, events)) = for_process {
+            warm.put_new(events);
         }
         self.prompt_followers();
         Ok(ids)

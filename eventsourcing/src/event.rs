@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::codec::CodecError;
+use crate::topics::Topic;
 use crate::{Error, Result, Timestamp};
 
 /// The events of one aggregate type, usually an enum with a variant per
@@ -94,7 +95,7 @@ impl<E: DomainEvent> Envelope<E> {
             originator_id: self.originator_id,
             originator_version: self.originator_version,
             timestamp: self.timestamp,
-            topic: self.event.topic().to_owned(),
+            topic: Topic::new(self.event.topic()),
             state_version: self.event.version(),
             state,
         })
@@ -112,7 +113,7 @@ pub struct StoredEvent {
     /// When the event was triggered.
     pub timestamp: Timestamp,
     /// The stable name of the event's type.
-    pub topic: String,
+    pub topic: Topic,
     /// The version of the event type that encoded `state` (1 for the
     /// first), so that data written by older code can be upcast.
     #[serde(default = "first_version")]
@@ -134,13 +135,13 @@ impl StoredEvent {
         let event = match E::decode(&self.topic, self.state_version, &self.state) {
             None => {
                 return Err(Error::UnknownTopic {
-                    topic: self.topic.clone(),
+                    topic: self.topic.to_string(),
                     originator_id: self.originator_id,
                     version: self.originator_version,
                 });
             }
             Some(decoded) => decoded.map_err(|source| Error::Decode {
-                topic: self.topic.clone(),
+                topic: self.topic.to_string(),
                 originator_id: self.originator_id,
                 version: self.originator_version,
                 source,

@@ -1,8 +1,12 @@
 //! The orders system, end to end: each order is created, reserved by
 //! Reservations, marked reserved by Orders, paid by Payments and marked paid
 //! by Orders: five events through three applications that follow each
-//! other. Prints orders per second for the whole flow and each order's
-//! latency from created to paid, taken from the events' timestamps.
+//! other. Prints orders per second for the whole flow, events written per
+//! second (in all three applications), and each order's latency from
+//! created to paid, taken from the events' timestamps. On SQLite it then
+//! inserts as many rows of the same shape into a fresh file beside the
+//! store with a plain program (one transaction, see
+//! `examples/src/plain_sqlite.rs`) and prints the ratio of the two rates.
 //!
 //! ```text
 //! cargo run --release --example orders
@@ -22,6 +26,10 @@
 //! processing resumes where it stopped.
 
 mod domain;
+// Shared with store_bench; a path, because the crash test builds this
+// program in another crate.
+#[path = "../src/plain_sqlite.rs"]
+mod plain_sqlite;
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -29,7 +37,7 @@ use std::time::Instant;
 use eventsourcing::prelude::*;
 use eventsourcing::{Error, Recorder, RunnerKind, Timestamp, Versions};
 
-use domain::{Order, Orders, Payment, Reservation, order_id};
+use domain::{Order, Orders, Payment, Payments, Reservation, Reservations, order_id};
 
 struct Options {
     orders: u64,
@@ -96,6 +104,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::thread::available_parallelism().map_or(1, |n| n.get()),
     );
 
+    let events_before = events_recorded(&runner).await?;
     let started = Instant::now();
     // Orders are created in order, one commit at a time, so those an
     // earlier (stopped) run created are a prefix: skip past them.
@@ -114,6 +123,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     runner.wait_until_quiet().await?;
     let elapsed = started.elapsed();
+    let events = events_recorded(&runner).await? - events_before;
     runner.shutdown().await?;
 
     let latencies = check_and_measure(&store, options.orders).await?;
@@ -130,7 +140,33 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     print_latency(latencies);
+    if events > 0 {
+        let events_per_second = events as f64 / elapsed.as_secs_f64();
+        println!("events: {events} written at {events_per_second:.0} events/s (all applications)");
+        if let Some(path) = options.url.strip_prefix("sqlite://") {
+            let baseline = format!("{path}.baseline");
+            let rows_per_second = plain_sqlite::insert_rows_per_second(baseline.as_ref(), events as usize).await?;
+            println!(
+                "plain SQLite: {events} rows like these inserted in one transaction at {rows_per_second:.0} rows/s; \
+                 the orders flow wrote at {:.0}% of that rate",
+                100.0 * events_per_second / rows_per_second
+            );
+        }
+    }
     Ok(())
+}
+
+/// Events recorded so far in all three applications' logs.
+async fn events_recorded(runner: &Runner) -> Result<u64, Error> {
+    let mut total = 0;
+    for app in [
+        runner.app::<Orders>()?,
+        runner.app::<Reservations>()?,
+        runner.app::<Payments>()?,
+    ] {
+        total += app.recorder().max_notification_id(0).await?;
+    }
+    Ok(total)
 }
 
 fn print_latency(mut latencies: Vec<i64>) {

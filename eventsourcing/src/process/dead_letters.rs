@@ -55,12 +55,13 @@ pub(crate) async fn retry(
 
     match outcome {
         Ok(()) => {
-            let ids = app.recorder().resolve_dead_letter(letter, &events).await?;
+            let for_process = app.warm().map(|warm| (warm, events.clone()));
+            let ids = app.recorder().resolve_dead_letter(letter, events).await?;
             // The process may have cached aggregates these events changed.
-            if let Some(warm) = app.warm() {
-                warm.put_new(&events);
+            if let Some((warm, events)) = for_process {
+                warm.put_new(events);
             }
-            if !events.is_empty() {
+            if !ids.is_empty() {
                 app.prompt_followers();
             }
             tracing::info!(
@@ -69,7 +70,7 @@ pub(crate) async fn retry(
                 partition = letter.partition,
                 notification_id = letter.notification_id,
                 topic = %letter.topic,
-                events = events.len(),
+                events = ids.len(),
                 "processed a parked notification"
             );
             Ok(ids)

@@ -48,7 +48,7 @@ impl<E: EventType> Notified<E> {
     pub fn decode(upstream: &'static str, notification: &Notification) -> Result<Self> {
         let stored = &notification.event;
         let event = E::__decode_state(stored.state_version, &stored.state).map_err(|source| crate::Error::Decode {
-            topic: stored.topic.clone(),
+            topic: stored.topic.to_string(),
             originator_id: stored.originator_id,
             version: stored.originator_version,
             source,

@@ -51,31 +51,31 @@ impl WarmHistories {
 
     /// Keeps the complete histories among `events`: the runs of one
     /// aggregate's events that start at version 1.
-    pub(crate) fn put_new(&self, events: &[StoredEvent]) {
+    pub(crate) fn put_new(&self, events: Vec<StoredEvent>) {
         let mut inner = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let capacity = inner.histories.capacity();
         if capacity == 0 {
             return;
         }
-        let mut rest = events;
-        while let Some(first) = rest.first() {
-            let run = rest
-                .iter()
-                .zip(1..)
-                .take_while(|(e, version)| e.originator_id == first.originator_id && e.originator_version == *version)
-                .count()
-                .max(1);
-            if first.originator_version == 1 {
-                inner.histories.put(first.originator_id, rest[..run].to_vec());
-            } else {
-                inner.histories.take(first.originator_id);
-                inner.stale.insert(first.originator_id);
+        let mut events = events.into_iter().peekable();
+        while let Some(first) = events.next() {
+            let id = first.originator_id;
+            if first.originator_version != 1 {
+                inner.histories.take(id);
+                inner.stale.insert(id);
                 if inner.stale.len() > capacity {
                     inner.stale.clear();
                     inner.all_stale = true;
                 }
+                continue;
             }
-            rest = &rest[run..];
+            let mut history = vec![first];
+            while let Some(next) =
+                events.next_if(|e| e.originator_id == id && e.originator_version == history.len() as u64 + 1)
+            {
+                history.push(next);
+            }
+            inner.histories.put(id, history);
         }
     }
 
@@ -118,7 +118,7 @@ mod tests {
             originator_id: id,
             originator_version: version,
             timestamp: Timestamp::now(),
-            topic: "T".to_owned(),
+            topic: "T".into(),
             state_version: 1,
             state: Vec::new(),
         }
@@ -128,15 +128,15 @@ mod tests {
     fn keeps_whole_histories_and_marks_later_saves_stale() {
         let warm = WarmHistories::new(10);
         let (new, old) = (Uuid::now_v7(), Uuid::now_v7());
-        warm.put_new(&[event(new, 1), event(new, 2), event(old, 4)]);
+        warm.put_new(vec![event(new, 1), event(new, 2), event(old, 4)]);
         assert_eq!(warm.take(new).map(|h| h.len()), Some(2));
         assert!(warm.take(old).is_none(), "a history from version 4 is not whole");
         assert!(warm.take_stale(old));
         assert!(!warm.take_stale(old), "asking forgets");
 
         // A later save of a new aggregate makes its kept history stale.
-        warm.put_new(&[event(new, 1)]);
-        warm.put_new(&[event(new, 2)]);
+        warm.put_new(vec![event(new, 1)]);
+        warm.put_new(vec![event(new, 2)]);
         assert!(warm.take(new).is_none());
         assert!(warm.take_stale(new));
     }
@@ -145,7 +145,7 @@ mod tests {
     fn too_many_stale_aggregates_make_everything_stale() {
         let warm = WarmHistories::new(2);
         let saves: Vec<_> = (0..3).map(|_| event(Uuid::now_v7(), 2)).collect();
-        warm.put_new(&saves);
+        warm.put_new(saves);
         assert!(warm.take_all_stale());
         assert!(!warm.take_all_stale());
     }

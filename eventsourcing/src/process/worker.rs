@@ -278,7 +278,7 @@ impl Worker {
         };
         self.app
             .recorder()
-            .insert(tracking.partition, &[], Some(&tracking))
+            .insert(tracking.partition, Vec::new(), Some(&tracking))
             .await?;
         self.upstreams[u].recorded = position;
         Ok(())
@@ -397,10 +397,11 @@ impl Worker {
             previous,
             position: last,
         };
+        let produced = events.len();
         match self
             .app
             .recorder()
-            .insert(tracking.partition, &events, Some(&tracking))
+            .insert(tracking.partition, events, Some(&tracking))
             .await
         {
             Ok(_) => {
@@ -409,11 +410,11 @@ impl Worker {
                     app = self.name,
                     upstream = upstream.name,
                     notifications = batch.len(),
-                    events = events.len(),
+                    events = produced,
                     position = last,
                     "processed"
                 );
-                if !events.is_empty() {
+                if produced > 0 {
                     self.app.prompt_followers();
                 }
                 Ok(true)
@@ -523,7 +524,7 @@ impl Worker {
             upstream: upstream.app.clone(),
             partition: notification.partition,
             notification_id: notification.id,
-            topic: notification.event.topic.clone(),
+            topic: notification.event.topic.to_string(),
             // The cause; the dead letter says which notification it was.
             error: match error {
                 Error::Processing { source, .. } => error_chain(source.as_ref()),
@@ -604,7 +605,7 @@ fn processing_error(app: &str, upstream: &str, notification: &Notification, sour
         upstream: upstream.to_owned(),
         partition: notification.partition,
         notification_id: notification.id,
-        topic: notification.event.topic.clone(),
+        topic: notification.event.topic.to_string(),
         source,
     }
 }

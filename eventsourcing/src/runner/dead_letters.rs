@@ -53,7 +53,7 @@ impl Runner {
     /// it was retried or discarded already.
     pub async fn discard_dead_letter(&self, letter: &DeadLetter) -> Result<()> {
         let (_, app) = self.app_of(letter)?;
-        app.recorder().resolve_dead_letter(letter, &[]).await?;
+        app.recorder().resolve_dead_letter(letter, Vec::new()).await?;
         tracing::info!(
             app = %letter.app,
             upstream = %letter.upstream,

@@ -46,7 +46,7 @@ pub(crate) async fn read_logs(apps: &[Application]) -> Result<(Histories, BTreeM
                 let event = notification.event;
                 aggregates.entry(event.originator_id).or_default().push((
                     event.originator_version,
-                    event.topic,
+                    event.topic.to_string(),
                     event.state_version,
                     event.state,
                 ));

@@ -209,11 +209,11 @@ impl Recorder for FaultyRecorder {
         self.inner.partitions()
     }
 
-    fn insert(&self, partition: u32, events: &[StoredEvent], tracking: Option<&Tracking>) -> Boxed<'_, Vec<u64>> {
+    fn insert(&self, partition: u32, events: Vec<StoredEvent>, tracking: Option<&Tracking>) -> Boxed<'_, Vec<u64>> {
         // Owned, so that the boxed future borrows only the recorder.
-        let (events, tracking) = (events.to_vec(), tracking.cloned());
+        let tracking = tracking.cloned();
         Box::pin(async move {
-            let (events, tracking) = (events.as_slice(), tracking.as_ref());
+            let tracking = tracking.as_ref();
             let Some(t) = tracking else {
                 return self.inner.insert(partition, events, None).await;
             };
@@ -283,9 +283,9 @@ impl Recorder for FaultyRecorder {
         Box::pin(self.inner.dead_letters())
     }
 
-    fn resolve_dead_letter(&self, letter: &DeadLetter, events: &[StoredEvent]) -> Boxed<'_, Vec<u64>> {
-        let (letter, events) = (letter.clone(), events.to_vec());
-        Box::pin(async move { self.inner.resolve_dead_letter(&letter, &events).await })
+    fn resolve_dead_letter(&self, letter: &DeadLetter, events: Vec<StoredEvent>) -> Boxed<'_, Vec<u64>> {
+        let letter = letter.clone();
+        Box::pin(async move { self.inner.resolve_dead_letter(&letter, events).await })
     }
 
     fn record_failed_retry(&self, letter: &DeadLetter) -> Boxed<'_, u32> {

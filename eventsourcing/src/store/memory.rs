@@ -149,7 +149,7 @@ impl MemoryRecorder {
         &self,
         tables: &mut Tables,
         partition: u32,
-        events: &[StoredEvent],
+        events: Vec<StoredEvent>,
         tracking: Option<&Tracking>,
     ) -> Vec<u64> {
         let mut ids = Vec::with_capacity(events.len());
@@ -157,14 +157,9 @@ impl MemoryRecorder {
             let log = tables.logs.entry(partition).or_default();
             let index = log.len();
             let id = index as u64 + 1;
-            log.push(Notification {
-                id,
-                partition,
-                event: event.clone(),
-            });
-            tables
-                .events
-                .insert((event.originator_id, event.originator_version), (partition, index));
+            let key = (event.originator_id, event.originator_version);
+            log.push(Notification { id, partition, event });
+            tables.events.insert(key, (partition, index));
             ids.push(id);
         }
         if let Some(t) = tracking {
@@ -185,12 +180,12 @@ impl Recorder for MemoryRecorder {
         self.partitions
     }
 
-    async fn insert(&self, partition: u32, events: &[StoredEvent], tracking: Option<&Tracking>) -> Result<Vec<u64>> {
+    async fn insert(&self, partition: u32, events: Vec<StoredEvent>, tracking: Option<&Tracking>) -> Result<Vec<u64>> {
         check_partition(&self.app, self.partitions, partition)?;
-        check_write(&self.app, events, tracking)?;
+        check_write(&self.app, &events, tracking)?;
         let ids = {
             let mut tables = self.tables();
-            self.check(&tables, events, tracking)?;
+            self.check(&tables, &events, tracking)?;
             self.apply(&mut tables, partition, events, tracking)
         };
         if let Some(&head) = ids.last() {
@@ -237,7 +232,7 @@ impl Recorder for MemoryRecorder {
         check_write(&self.app, &[], Some(tracking))?;
         let mut tables = self.tables();
         self.check(&tables, &[], Some(tracking))?;
-        self.apply(&mut tables, super::DEFAULT_PARTITION, &[], Some(tracking));
+        self.apply(&mut tables, super::DEFAULT_PARTITION, Vec::new(), Some(tracking));
         tables.dead_letters.insert(dead_letter_key(letter), letter.clone());
         Ok(())
     }
@@ -246,15 +241,15 @@ impl Recorder for MemoryRecorder {
         Ok(self.tables().dead_letters.values().cloned().collect())
     }
 
-    async fn resolve_dead_letter(&self, letter: &DeadLetter, events: &[StoredEvent]) -> Result<Vec<u64>> {
+    async fn resolve_dead_letter(&self, letter: &DeadLetter, events: Vec<StoredEvent>) -> Result<Vec<u64>> {
         check_partition(&self.app, self.partitions, letter.partition)?;
-        check_write(&self.app, events, None)?;
+        check_write(&self.app, &events, None)?;
         let mut tables = self.tables();
         let key = dead_letter_key(letter);
         if !tables.dead_letters.contains_key(&key) {
             return Err(letter.not_found());
         }
-        self.check(&tables, events, None)?;
+        self.check(&tables, &events, None)?;
         tables.dead_letters.remove(&key);
         let ids = self.apply(&mut tables, letter.partition, events, None);
         drop(tables);

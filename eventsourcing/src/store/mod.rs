@@ -125,7 +125,8 @@ pub trait Recorder: Clone + Send + Sync + 'static {
 
     /// Records `events` in the log's `partition` and, if given, moves the
     /// tracking position, in one transaction. Returns the notification id
-    /// given to each event, in order.
+    /// given to each event, in order. The events are handed over, so that a
+    /// backend that keeps them or queues them for a writer needs no copy.
     ///
     /// Fails with [`Error::Concurrency`](crate::Error::Concurrency) if an
     /// (originator id, version) exists, and with
@@ -136,7 +137,7 @@ pub trait Recorder: Clone + Send + Sync + 'static {
     fn insert(
         &self,
         partition: u32,
-        events: &[StoredEvent],
+        events: Vec<StoredEvent>,
         tracking: Option<&Tracking>,
     ) -> impl Future<Output = Result<Vec<u64>>> + Send;
 
@@ -186,7 +187,7 @@ pub trait Recorder: Clone + Send + Sync + 'static {
     fn resolve_dead_letter(
         &self,
         letter: &DeadLetter,
-        events: &[StoredEvent],
+        events: Vec<StoredEvent>,
     ) -> impl Future<Output = Result<Vec<u64>>> + Send;
 
     /// Records a failed retry of `letter`: its `error` and `last_failed_at`,
@@ -336,7 +337,7 @@ impl Recorder for AnyRecorder {
         dispatch!(self, r => r.partitions())
     }
 
-    async fn insert(&self, partition: u32, events: &[StoredEvent], tracking: Option<&Tracking>) -> Result<Vec<u64>> {
+    async fn insert(&self, partition: u32, events: Vec<StoredEvent>, tracking: Option<&Tracking>) -> Result<Vec<u64>> {
         dispatch!(self, r => r.insert(partition, events, tracking).await)
     }
 
@@ -364,7 +365,7 @@ impl Recorder for AnyRecorder {
         dispatch!(self, r => r.dead_letters().await)
     }
 
-    async fn resolve_dead_letter(&self, letter: &DeadLetter, events: &[StoredEvent]) -> Result<Vec<u64>> {
+    async fn resolve_dead_letter(&self, letter: &DeadLetter, events: Vec<StoredEvent>) -> Result<Vec<u64>> {
         dispatch!(self, r => r.resolve_dead_letter(letter, events).await)
     }
 

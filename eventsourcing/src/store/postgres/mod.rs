@@ -11,6 +11,8 @@
 mod connect;
 mod notify;
 
+use std::future::Future;
+
 use sqlx::SqlStr;
 use sqlx::postgres::PgArguments;
 use sqlx::postgres::{PgConnection, PgPool, PgQueryResult};
@@ -195,14 +197,24 @@ impl Dialect for Postgres {
         }
     }
 
+    /// A row per notification: rows come from the server in one stream.
+    fn select_notifications(
+        recorder: &SqlRecorder<Self>,
+        partition: u32,
+        start: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<crate::Notification>>> + Send {
+        recorder.select_notification_rows(partition, start, limit)
+    }
+
     /// The events numbered from the head, in the open transaction.
     async fn insert_events(
         recorder: &SqlRecorder<Self>,
         conn: &mut PgConnection,
-        partition: u32,
-        events: &[StoredEvent],
+        write: &Write,
     ) -> Result<Vec<u64>, Abort> {
-        let numbered = events_query(&recorder.sql.dialect.write, partition, events)
+        let events = &write.events;
+        let numbered = events_query(&recorder.sql.dialect.write, write.partition, events)
             .fetch_all(conn)
             .await
             .map_err(|error| recorder.insert_failed(error))?;

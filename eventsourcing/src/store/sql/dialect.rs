@@ -7,7 +7,7 @@ use std::fmt::Debug;
 use std::future::Future;
 
 use super::{SqlRecorder, Write};
-use crate::{Result, StoredEvent};
+use crate::Result;
 
 /// The column types of one database, by what they hold.
 #[derive(Clone, Copy, Debug)]
@@ -62,12 +62,20 @@ pub(crate) trait Dialect: Debug + Send + Sync + Sized + 'static {
     /// (or, for a failed retry of a dead letter, the attempts now recorded).
     fn write(recorder: &SqlRecorder<Self>, write: Write) -> impl Future<Output = Result<Vec<u64>>> + Send;
 
-    /// Inserts events in the open transaction on `conn`, numbering them
-    /// from the head of the log's `partition`, which it advances.
+    /// Up to `limit` notifications of `partition` from id `start` on, in id
+    /// order.
+    fn select_notifications(
+        recorder: &SqlRecorder<Self>,
+        partition: u32,
+        start: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<crate::Notification>>> + Send;
+
+    /// Inserts the write's events in the open transaction on `conn`,
+    /// numbering them from the head of its partition, which it advances.
     fn insert_events(
         recorder: &SqlRecorder<Self>,
         conn: &mut <Self::Db as sqlx::Database>::Connection,
-        partition: u32,
-        events: &[StoredEvent],
+        write: &Write,
     ) -> impl Future<Output = Result<Vec<u64>, super::Abort>> + Send;
 }

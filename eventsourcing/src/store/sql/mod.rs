@@ -31,7 +31,7 @@ macro_rules! with_sql_bounds {
             for<'q> i64: sqlx::Encode<'q, D::Db> + sqlx::Decode<'q, D::Db> + sqlx::Type<D::Db>,
             for<'q> i32: sqlx::Encode<'q, D::Db> + sqlx::Decode<'q, D::Db> + sqlx::Type<D::Db>,
             for<'q> uuid::Uuid: sqlx::Encode<'q, D::Db> + sqlx::Decode<'q, D::Db> + sqlx::Type<D::Db>,
-            for<'q> &'q str: sqlx::Encode<'q, D::Db> + sqlx::Type<D::Db>,
+            for<'q> &'q str: sqlx::Encode<'q, D::Db> + sqlx::Decode<'q, D::Db> + sqlx::Type<D::Db>,
             for<'q> String: sqlx::Encode<'q, D::Db> + sqlx::Decode<'q, D::Db> + sqlx::Type<D::Db>,
             for<'q> Vec<u8>: sqlx::Decode<'q, D::Db> + sqlx::Type<D::Db>,
             usize: sqlx::ColumnIndex<<D::Db as sqlx::Database>::Row>,
@@ -144,7 +144,7 @@ with_sql_bounds! {
         if write.events.is_empty() {
             return Ok(answer);
         }
-        D::insert_events(self, conn, write.partition, &write.events).await
+        D::insert_events(self, conn, write).await
     }
 
     /// Moves the tracking position from `t.previous` to `t.position`.
@@ -302,7 +302,8 @@ with_sql_bounds! {
         Ok(rows.into_iter().map(|row| row.0).collect())
     }
 
-    pub(crate) async fn select_notifications(&self, partition: u32, start: u64, limit: usize) -> Result<Vec<Notification>> {
+    /// Notifications read a row each (see [`Dialect::select_notifications`]).
+    pub(crate) async fn select_notification_rows(&self, partition: u32, start: u64, limit: usize) -> Result<Vec<Notification>> {
         let rows: Vec<NotificationRow> = sqlx::query_as(self.sql.select_notifications.clone())
             .bind(to_i32(partition))
             .bind(to_i64(start))
@@ -379,13 +380,12 @@ macro_rules! recorder_over_sql {
             async fn insert(
                 &self,
                 partition: u32,
-                events: &[$crate::StoredEvent],
+                events: Vec<$crate::StoredEvent>,
                 tracking: Option<&$crate::Tracking>,
             ) -> $crate::Result<Vec<u64>> {
                 $crate::store::check_partition(&self.0.app, self.0.partitions, partition)?;
-                $crate::store::check_write(&self.0.app, events, tracking)?;
-                self.write(partition, events.to_vec(), tracking.cloned(), None)
-                    .await
+                $crate::store::check_write(&self.0.app, &events, tracking)?;
+                self.write(partition, events, tracking.cloned(), None).await
             }
 
             async fn select_events(
@@ -402,7 +402,7 @@ macro_rules! recorder_over_sql {
                 start: u64,
                 limit: usize,
             ) -> $crate::Result<Vec<$crate::Notification>> {
-                self.0.select_notifications(partition, start, limit).await
+                <$dialect as $crate::store::sql::Dialect>::select_notifications(&self.0, partition, start, limit).await
             }
 
             async fn max_notification_id(&self, partition: u32) -> $crate::Result<u64> {
@@ -429,13 +429,12 @@ macro_rules! recorder_over_sql {
             async fn resolve_dead_letter(
                 &self,
                 letter: &$crate::DeadLetter,
-                events: &[$crate::StoredEvent],
+                events: Vec<$crate::StoredEvent>,
             ) -> $crate::Result<Vec<u64>> {
                 $crate::store::check_partition(&self.0.app, self.0.partitions, letter.partition)?;
-                $crate::store::check_write(&self.0.app, events, None)?;
+                $crate::store::check_write(&self.0.app, &events, None)?;
                 let resolve = $crate::store::DeadLetterWrite::Resolve(letter.clone());
-                self.write(letter.partition, events.to_vec(), None, Some(resolve))
-                    .await
+                self.write(letter.partition, events, None, Some(resolve)).await
             }
 
             async fn record_failed_retry(&self, letter: &$crate::DeadLetter) -> $crate::Result<u32> {

@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use super::to_u64;
 use crate::store::DeadLetter;
+use crate::topics::Topic;
 use crate::{AppName, Result, StoredEvent, Timestamp};
 
 /// A row of `{app}_events`, as an aggregate's history reads it.
@@ -17,7 +18,7 @@ where
     Uuid: Decode<'r, R::Database> + Type<R::Database>,
     i64: Decode<'r, R::Database> + Type<R::Database>,
     i32: Decode<'r, R::Database> + Type<R::Database>,
-    String: Decode<'r, R::Database> + Type<R::Database>,
+    &'r str: Decode<'r, R::Database> + Type<R::Database>,
     Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
 {
     fn from_row(row: &'r R) -> sqlx::Result<Self> {
@@ -25,7 +26,7 @@ where
             originator_id: row.try_get("originator_id")?,
             originator_version: to_u64(row.try_get("originator_version")?),
             timestamp: Timestamp::from_micros(row.try_get("recorded_at")?),
-            topic: row.try_get("topic")?,
+            topic: Topic::new(row.try_get("topic")?),
             state_version: u32::try_from(row.try_get::<i32, _>("state_version")?).unwrap_or_default(),
             state: row.try_get("state")?,
         }))
