@@ -106,8 +106,8 @@ async fn shutdown_mid_flow_then_resume(store: &Store, kind: RunnerKind) {
     assert_each_order_reserved_and_paid_once(store, &ids).await;
 }
 
-/// Orders saved by another writer (no prompt reaches the runner) are found
-/// by polling.
+/// Orders saved outside the runner, through another handle on the store,
+/// are processed (`tests/prompts.rs` tells prompts from polling).
 async fn writes_from_elsewhere_are_found_by_polling(store: &Store, kind: RunnerKind) {
     if kind == RunnerKind::SingleThreaded {
         return; // It processes when asked, not by itself.

@@ -2,8 +2,6 @@
 
 use std::sync::Arc;
 
-use tokio::sync::Notify;
-
 use crate::process::warm::WarmHistories;
 use uuid::Uuid;
 
@@ -31,9 +29,6 @@ use crate::{
 #[derive(Clone, Debug)]
 pub struct Application<R = AnyRecorder> {
     recorder: R,
-    /// Woken after each commit: the applications that follow this one,
-    /// when a multi-task runner runs it.
-    followers: Vec<Arc<Notify>>,
     /// Where saves leave new aggregates' histories for this application's
     /// own process, when a runner runs it.
     warm: Option<Arc<WarmHistories>>,
@@ -48,7 +43,6 @@ impl Application {
         topics::check()?;
         Ok(Self {
             recorder: store.recorder(&name).await?,
-            followers: Vec::new(),
             warm: None,
         })
     }
@@ -58,11 +52,7 @@ impl<R: Recorder> Application<R> {
     /// The application whose events `recorder` keeps.
     pub fn new(recorder: R) -> Result<Self> {
         topics::check()?;
-        Ok(Self {
-            recorder,
-            followers: Vec::new(),
-            warm: None,
-        })
+        Ok(Self { recorder, warm: None })
     }
 
     /// The application's name.
@@ -137,12 +127,7 @@ impl<R: Recorder> Application<R> {
         if let Some((warm, events)) = for_process {
             warm.put_new(events);
         }
-        self.prompt_followers();
         Ok(ids)
-    }
-
-    pub(crate) fn set_followers(&mut self, followers: Vec<Arc<Notify>>) {
-        self.followers = followers;
     }
 
     pub(crate) fn set_warm(&mut self, warm: Arc<WarmHistories>) {
@@ -151,11 +136,6 @@ impl<R: Recorder> Application<R> {
 
     pub(crate) fn warm(&self) -> Option<&Arc<WarmHistories>> {
         self.warm.as_ref()
-    }
-
-    /// Tells the applications that follow this one that it has committed.
-    pub(crate) fn prompt_followers(&self) {
-        self.followers.iter().for_each(|follower| follower.notify_one());
     }
 
     /// This application's notification log.

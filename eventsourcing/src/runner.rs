@@ -3,8 +3,10 @@
 //! The single-threaded runner processes on the caller's task, after each
 //! command, until the system is quiet: deterministic, for tests and
 //! development. The multi-task runner gives each application a tokio task,
-//! woken by in-process prompts when an application it follows commits, and
-//! by a polling interval for writes from other processes.
+//! woken when the store's commit feed says an application it follows
+//! committed (in this process; on PostgreSQL in any process), and by a
+//! polling interval as the fallback. The runner owns these prompts, not the
+//! applications.
 
 mod dead_letters;
 
@@ -149,7 +151,10 @@ enum Mode {
     MultiTask {
         tasks: Mutex<Vec<Task>>,
         stopping: Arc<AtomicBool>,
+        /// Each application's wake-up, in the system's order.
         prompts: Vec<Arc<Notify>>,
+        /// The task that wakes followers when the store hears of a commit.
+        prompter: tokio::task::AbortHandle,
     },
 }
 
@@ -204,15 +209,11 @@ impl Runner {
     /// [`poll_interval`](ProcessOptions::poll_interval). Call it within a
     /// tokio runtime with the time driver enabled.
     pub async fn multi_task(system: System, store: &Store, options: ProcessOptions) -> Result<Self> {
-        let mut apps = open_apps(&system, store, &options, |recorder| recorder).await?;
+        let apps = open_apps(&system, store, &options, |recorder| recorder).await?;
         let prompts: Vec<Arc<Notify>> = apps.iter().map(|_| Arc::new(Notify::new())).collect();
-        for app in &mut apps {
-            let followers = system
-                .followers(app.name().as_str())
-                .filter_map(|follower| index_of(&system, follower).map(|i| prompts[i].clone()))
-                .collect();
-            app.set_followers(followers);
-        }
+        // Subscribed before the workers start, so that no commit is missed.
+        let commits = store.commits().await?;
+        let prompter = tokio::spawn(prompt_followers(commits, system.clone(), prompts.clone()));
         let stopping = Arc::new(AtomicBool::new(false));
         let tasks = workers(&system, &apps, &options)
             .into_iter()
@@ -237,6 +238,7 @@ impl Runner {
                 tasks: Mutex::new(tasks),
                 stopping,
                 prompts,
+                prompter: prompter.abort_handle(),
             },
             outage_budget: options.outage_budget,
         })
@@ -370,8 +372,10 @@ impl Runner {
             tasks,
             stopping,
             prompts,
+            prompter,
         } = &self.mode
         {
+            prompter.abort();
             stopping.store(true, Ordering::SeqCst);
             prompts.iter().for_each(|prompt| prompt.notify_one());
             let mut first_error = None;
@@ -392,7 +396,14 @@ impl Runner {
 
 impl Drop for Runner {
     fn drop(&mut self) {
-        if let Mode::MultiTask { stopping, prompts, .. } = &self.mode {
+        if let Mode::MultiTask {
+            stopping,
+            prompts,
+            prompter,
+            ..
+        } = &self.mode
+        {
+            prompter.abort();
             stopping.store(true, Ordering::SeqCst);
             prompts.iter().for_each(|prompt| prompt.notify_one());
         }
@@ -450,6 +461,24 @@ pub(crate) fn worker(system: &System, apps: &[Application], options: &ProcessOpt
 
 fn index_of(system: &System, name: &str) -> Option<usize> {
     system.apps().position(|app| app == name)
+}
+
+/// Wakes the applications that follow the one whose log grew: commits in
+/// this process, and on PostgreSQL in every process. On a prompt that may
+/// have been lost, wakes them all.
+async fn prompt_followers(mut commits: crate::store::Commits, system: System, prompts: Vec<Arc<Notify>>) {
+    while let Some(prompt) = commits.next().await {
+        match prompt {
+            crate::store::Prompt::Committed(committed) => {
+                for follower in system.followers(committed.app.as_str()) {
+                    if let Some(i) = index_of(&system, follower) {
+                        prompts[i].notify_one();
+                    }
+                }
+            }
+            crate::store::Prompt::Missed => prompts.iter().for_each(|prompt| prompt.notify_one()),
+        }
+    }
 }
 
 /// One application's loop in the multi-task runner.

@@ -61,9 +61,6 @@ pub(crate) async fn retry(
             if let Some((warm, events)) = for_process {
                 warm.put_new(events);
             }
-            if !ids.is_empty() {
-                app.prompt_followers();
-            }
             tracing::info!(
                 app = %letter.app,
                 upstream = %letter.upstream,

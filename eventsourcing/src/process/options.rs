@@ -27,8 +27,9 @@ pub struct ProcessOptions {
     /// How long to wait before trying a failed notification again.
     pub retry_delay: Duration,
     /// How often a multi-task runner looks for new notifications when no
-    /// prompt arrives (prompts cover writes made in this process; polling
-    /// covers writes made by other processes).
+    /// prompt arrives (prompts cover commits made in this process, and on
+    /// PostgreSQL in every process; polling covers prompts that were lost,
+    /// and commits by other processes on a SQLite file).
     pub poll_interval: Duration,
     /// How many aggregates each application keeps in memory between
     /// transactions, instead of replaying them from the store.

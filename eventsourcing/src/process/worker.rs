@@ -414,9 +414,6 @@ impl Worker {
                     position = last,
                     "processed"
                 );
-                if produced > 0 {
-                    self.app.prompt_followers();
-                }
                 Ok(true)
             }
             Err(error) => {
