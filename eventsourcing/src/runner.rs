@@ -81,6 +81,29 @@ impl Saved {
     }
 }
 
+/// How far one application is behind one partition of a log it follows,
+/// from [`Runner::lag`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lag {
+    /// The following application.
+    pub app: &'static str,
+    /// The application it follows.
+    pub upstream: &'static str,
+    /// The partition of the upstream log.
+    pub partition: u32,
+    /// The upstream partition's highest notification id.
+    pub head: u64,
+    /// The last notification of it that `app` processed.
+    pub position: u64,
+}
+
+impl Lag {
+    /// Notifications not yet processed.
+    pub fn behind(&self) -> u64 {
+        self.head.saturating_sub(self.position)
+    }
+}
+
 /// Runs a [`System`]: opens its applications in a store and processes
 /// their policies.
 ///
@@ -338,31 +361,62 @@ impl Runner {
         }
     }
 
-    /// Every log's head, and whether every follower has reached the heads
-    /// of the logs it follows.
-    async fn progress(&self) -> Result<(Vec<u64>, bool)> {
+    /// How far each application is behind each partition of each log it
+    /// follows, read from the store now (commits by other processes
+    /// included).
+    pub async fn lag(&self) -> Result<Vec<Lag>> {
+        Ok(self.heads_and_lag().await?.1)
+    }
+
+    /// Every log partition's head, and every follower's lag.
+    async fn heads_and_lag(&self) -> Result<(Vec<Vec<u64>>, Vec<Lag>)> {
         let mut heads = Vec::with_capacity(self.apps.len());
         for app in &self.apps {
-            heads.push(
-                app.recorder()
-                    .max_notification_id(crate::store::DEFAULT_PARTITION)
-                    .await?,
-            );
+            let recorder = app.recorder();
+            let mut partitions = Vec::new();
+            for partition in 0..recorder.partitions() {
+                partitions.push(recorder.max_notification_id(partition).await?);
+            }
+            heads.push(partitions);
         }
-        let mut caught_up = true;
-        for app in &self.apps {
-            for upstream in self.system.upstreams(app.name().as_str()) {
+        let mut lag = Vec::new();
+        for (spec, app) in self.system.app_specs().iter().zip(&self.apps) {
+            for upstream in self.system.upstreams(spec.name) {
                 let Some(u) = index_of(&self.system, upstream) else {
                     continue;
                 };
-                let position = app
-                    .recorder()
-                    .tracking_position(self.apps[u].name(), crate::store::DEFAULT_PARTITION)
-                    .await?;
-                caught_up &= position >= heads[u];
+                for (partition, &head) in (0..).zip(&heads[u]) {
+                    let position = app.recorder().tracking_position(self.apps[u].name(), partition).await?;
+                    lag.push(Lag {
+                        app: spec.name,
+                        upstream,
+                        partition,
+                        head,
+                        position,
+                    });
+                }
             }
         }
-        Ok((heads, caught_up))
+        Ok((heads, lag))
+    }
+
+    /// Every log's heads, and whether every follower has reached the heads
+    /// of the logs it follows (logging how far behind they are if not).
+    async fn progress(&self) -> Result<(Vec<Vec<u64>>, bool)> {
+        let (heads, lag) = self.heads_and_lag().await?;
+        let behind: u64 = lag.iter().map(Lag::behind).sum();
+        for lag in lag.iter().filter(|lag| lag.behind() > 0) {
+            tracing::debug!(
+                app = lag.app,
+                upstream = lag.upstream,
+                partition = lag.partition,
+                head = lag.head,
+                position = lag.position,
+                behind = lag.behind(),
+                "lag"
+            );
+        }
+        Ok((heads, behind == 0))
     }
 
     /// Stops processing: each task finishes the transaction in hand. Returns
