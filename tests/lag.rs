@@ -1,5 +1,6 @@
-//! How far behind each application is: per application, upstream and
-//! partition, read through the runner.
+//! How the runner sees the logs it follows: how far behind each
+//! application is, per application, upstream and partition; and that it
+//! refuses a log written with more partitions than it processes.
 
 #[path = "../examples/orders/domain.rs"]
 #[allow(dead_code)]
@@ -55,3 +56,36 @@ async fn lag_is_what_followers_have_not_processed(store: &Store) {
 }
 
 eventsourcing_tests::on_every_fresh_backend!(lag_is_what_followers_have_not_processed);
+
+/// Runners process one partition per log for now: a log written with more
+/// partitions is refused, not followed in part.
+async fn a_runner_refuses_a_partitioned_log(store: &Store) {
+    store
+        .partitioned_recorder(&eventsourcing::AppName::new("Payments").unwrap(), 4)
+        .await
+        .unwrap();
+    for kind in [
+        eventsourcing::RunnerKind::SingleThreaded,
+        eventsourcing::RunnerKind::MultiTask,
+    ] {
+        let error = Runner::start(kind, domain::system(), store, ProcessOptions::default())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                error,
+                eventsourcing::Error::PartitionsChanged {
+                    stored: 4,
+                    asked: 1,
+                    ..
+                }
+            ),
+            "{error}"
+        );
+    }
+}
+
+mod partitioned {
+    use super::a_runner_refuses_a_partitioned_log;
+    eventsourcing_tests::on_every_fresh_backend!(a_runner_refuses_a_partitioned_log);
+}

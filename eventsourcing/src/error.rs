@@ -136,7 +136,7 @@ pub enum Error {
     /// with. Notifications are numbered per partition, and followers track
     /// each partition, so a log is not re-partitioned in place.
     #[error(
-        "the log of application `{app}` has {stored} partition(s), and {asked} were asked for; a log is not re-partitioned in place: run the system with {stored} partition(s), or copy its events into a new store with {asked} (a process application following this log can write them there)"
+        "the log of application `{app}` has {stored} partition(s), and {asked} were asked for; a log is not re-partitioned in place: open it with {stored} partition(s), or copy its events into a new store with {asked} (a process application following this log can write them there)"
     )]
     PartitionsChanged {
         /// The application.

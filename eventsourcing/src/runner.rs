@@ -485,7 +485,10 @@ pub(crate) async fn open_apps(
     crate::topics::check()?;
     let mut apps = Vec::new();
     for spec in system.app_specs() {
-        let mut app = Application::new(wrap(store.recorder(&AppName::new(spec.name)?).await?))?;
+        // Runners process one partition per log: a log written with more is
+        // refused rather than followed in part.
+        let recorder = store.partitioned_recorder(&AppName::new(spec.name)?, 1).await?;
+        let mut app = Application::new(wrap(recorder))?;
         app.set_warm(Arc::new(WarmHistories::new(options.for_app(spec.name).cache_capacity)));
         apps.push(app);
     }
