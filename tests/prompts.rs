@@ -46,19 +46,23 @@ async fn commits_in_this_process_wake_the_runner(store: &Store) {
 eventsourcing_tests::on_every_fresh_backend!(commits_in_this_process_wake_the_runner);
 
 /// Another store on the same database, as another process would have:
-/// its commits reach the runner only through `LISTEN`.
+/// its commits reach the runner only through `LISTEN`. The runner's own
+/// store is a temporary, dropped once the runner started: what the runner
+/// needs to hear commits, it keeps.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_commits_by_another_process_wake_the_runner() {
     let Some(url) = eventsourcing_tests::fresh_postgres_url().await else {
         return;
     };
-    let (here, elsewhere) = (Store::open(&url).await.unwrap(), Store::open(&url).await.unwrap());
     let options = ProcessOptions::default().poll_interval(NO_POLLING);
-    let runner = Runner::multi_task(domain::system(), &here, options).await.unwrap();
+    let runner = Runner::multi_task(domain::system(), &Store::open(&url).await.unwrap(), options)
+        .await
+        .unwrap();
+    let elsewhere = Store::open(&url).await.unwrap();
     let writer = Application::open(&elsewhere, "Orders").await.unwrap();
     let ids = orders_complete(&runner, &writer, Duration::from_secs(20)).await;
     runner.shutdown().await.unwrap();
-    assert_each_order_reserved_and_paid_once(&here, &ids).await;
+    assert_each_order_reserved_and_paid_once(&elsewhere, &ids).await;
 }
 
 /// On SQLite, nothing crosses processes but the file: another store's

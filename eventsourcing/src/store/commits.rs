@@ -43,9 +43,21 @@ pub enum Prompt {
 #[derive(Debug)]
 pub struct Commits {
     receiver: broadcast::Receiver<Prompt>,
+    /// What must live while someone listens (the PostgreSQL listener),
+    /// whether or not the store that started it still does.
+    _keep_alive: Option<std::sync::Arc<dyn std::fmt::Debug + Send + Sync>>,
 }
 
 impl Commits {
+    /// This subscription, keeping `what` alive as long as it lasts.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn keeping(self, what: std::sync::Arc<dyn std::fmt::Debug + Send + Sync>) -> Self {
+        Self {
+            _keep_alive: Some(what),
+            ..self
+        }
+    }
+
     /// The next prompt; `None` once the store is gone.
     pub async fn next(&mut self) -> Option<Prompt> {
         match self.receiver.recv().await {
@@ -107,6 +119,7 @@ impl CommitFeed {
     pub(crate) fn subscribe(&self) -> Commits {
         Commits {
             receiver: self.local.subscribe(),
+            _keep_alive: None,
         }
     }
 }

@@ -35,7 +35,7 @@ pub struct PostgresStore {
     origin: uuid::Uuid,
     feed: crate::store::CommitFeed,
     /// Listens for other stores' commits, once someone subscribes.
-    listener: std::sync::Arc<tokio::sync::OnceCell<notify::Listener>>,
+    listener: std::sync::Arc<tokio::sync::OnceCell<std::sync::Arc<notify::Listener>>>,
 }
 
 impl PostgresStore {

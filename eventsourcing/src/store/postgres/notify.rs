@@ -54,7 +54,8 @@ pub(super) fn start_announcer(pool: PgPool, origin: Uuid) -> mpsc::UnboundedSend
     sender
 }
 
-/// A listening task, stopped when the store that started it is dropped.
+/// A listening task, stopped when the store that started it and every
+/// subscription are gone.
 #[derive(Debug)]
 pub(super) struct Listener(tokio::task::JoinHandle<()>);
 
@@ -107,18 +108,24 @@ pub(super) async fn subscribe(
     pool: &PgPool,
     origin: Uuid,
     feed: &CommitFeed,
-    listener: &tokio::sync::OnceCell<Listener>,
+    listener: &tokio::sync::OnceCell<std::sync::Arc<Listener>>,
 ) -> Result<crate::store::Commits> {
+    // Subscribed before the listener starts, so that nothing it hears is
+    // missed.
     let commits = feed.subscribe();
-    listener
-        .get_or_try_init(|| start_listener(pool, origin, feed.clone()))
+    let listener = listener
+        .get_or_try_init(|| async {
+            start_listener(pool, origin, feed.clone())
+                .await
+                .map(std::sync::Arc::new)
+        })
         .await
         .map_err(|source| crate::Error::Store {
             store: super::connect::server(&pool.connect_options()),
             action: "listening for commits",
             source: source.into(),
         })?;
-    Ok(commits)
+    Ok(commits.keeping(listener.clone()))
 }
 
 #[cfg(test)]
