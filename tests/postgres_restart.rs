@@ -1,7 +1,8 @@
 //! The orders system rides out a real PostgreSQL server restarted in
 //! immediate mode mid-run, and its connections terminated again and again,
 //! and stops with a clear error when the server is away for longer than
-//! the outage budget.
+//! the outage budget; and commits are heard across processes again after a
+//! restart.
 //!
 //! These tests stop the test server, so they live in a binary of their own
 //! (cargo runs test binaries one after another) and take turns within it.
@@ -289,4 +290,58 @@ async fn connections_killed_mid_run_lose_nothing_and_repeat_nothing() {
         ids.len()
     );
     assert_each_order_reserved_and_paid_once(&store, &ids).await;
+}
+
+/// Commits by another process are heard again after the server restarts:
+/// the listener says it may have missed some, reconnects and listens again,
+/// and the announcer's connections come back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_are_heard_across_processes_again_after_a_restart() {
+    use eventsourcing::store::Prompt;
+    use eventsourcing::{AppName, Recorder, StoredEvent, Timestamp};
+
+    let Some(server) = Server::from_env() else { return };
+    let _turn = SERVER.lock().await;
+    let url = eventsourcing_tests::fresh_postgres_url().await.expect("a server");
+    let here = Store::open(&url).await.unwrap();
+    let mut heard = here.commits().await.unwrap();
+    let app = AppName::new("orders").unwrap();
+    let elsewhere = Store::open(&url).await.unwrap().recorder(&app).await.unwrap();
+
+    server.ctl(&["restart", "-m", "immediate"]).await;
+    let _start_again = StartAgain(&server);
+
+    // Write until a commit is heard: the first writes after the restart may
+    // fail, and so may their announcements.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut missed = false;
+    let mut version = 0;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "no commit heard within a minute of the restart"
+        );
+        version += 1;
+        let event = StoredEvent {
+            originator_id: Uuid::nil(),
+            originator_version: version,
+            timestamp: Timestamp::now(),
+            topic: "Order.Created".into(),
+            state_version: 1,
+            state: b"{}".to_vec(),
+        };
+        if elsewhere.insert(0, vec![event], None).await.is_err() {
+            version -= 1;
+        }
+        match tokio::time::timeout(Duration::from_millis(300), heard.next()).await {
+            Ok(Some(Prompt::Missed)) => missed = true,
+            Ok(Some(Prompt::Committed(committed))) if committed.app == app => break,
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(_) => {}
+        }
+    }
+    assert!(
+        missed,
+        "the listener said it may have missed commits while the server was away"
+    );
 }
