@@ -97,6 +97,10 @@ impl CommitFeed {
 
     /// Tells subscribers that `app`'s `partition` grew to `head`.
     pub(crate) fn committed(&self, app: &AppName, partition: u32, head: u64) {
+        // On the commit path: nothing to build when no one would hear it.
+        if self.announce.is_none() && self.local.receiver_count() == 0 {
+            return;
+        }
         let committed = Committed {
             app: app.clone(),
             partition,
