@@ -30,8 +30,8 @@ use crate::{
 pub struct Application<R = AnyRecorder> {
     recorder: R,
     /// Where saves leave new aggregates' histories for this application's
-    /// own process, when a runner runs it.
-    warm: Option<Arc<WarmHistories>>,
+    /// own process, when a runner runs it: one per partition.
+    warm: Option<Arc<[Arc<WarmHistories>]>>,
 }
 
 impl Application {
@@ -107,35 +107,55 @@ impl<R: Recorder> Application<R> {
     /// (`(&mut order, &mut payment)`), or a slice of them, in one
     /// transaction, and returns their notification ids.
     ///
+    /// The events go to the partition of the first aggregate's id
+    /// ([`partition_of`](crate::partition_of)); the ids are that
+    /// partition's. A log of one partition has only partition 0.
+    ///
     /// On success the events are no longer pending. On failure nothing is
     /// recorded and the events stay pending; a
     /// [`Error::Concurrency`] means another writer got there first: load
     /// the aggregate again and retry the command.
-    pub async fn save(&self, mut aggregates: impl Unsaved) -> Result<Vec<u64>> {
+    pub async fn save(&self, aggregates: impl Unsaved) -> Result<Vec<u64>> {
+        Ok(self.save_returning_partition(None, aggregates).await?.1)
+    }
+
+    /// Records the pending events like [`save`](Self::save), in `partition`
+    /// rather than the first aggregate's.
+    pub async fn save_in(&self, partition: u32, aggregates: impl Unsaved) -> Result<Vec<u64>> {
+        Ok(self.save_returning_partition(Some(partition), aggregates).await?.1)
+    }
+
+    /// Saves in `partition`, or the first aggregate's, and returns the
+    /// partition with the ids.
+    pub(crate) async fn save_returning_partition(
+        &self,
+        partition: Option<u32>,
+        mut aggregates: impl Unsaved,
+    ) -> Result<(u32, Vec<u64>)> {
         let mut events = Vec::new();
         aggregates.encode_pending_into(&mut events)?;
-        if events.is_empty() {
-            return Ok(Vec::new());
-        }
+        let Some(first) = events.first() else {
+            return Ok((partition.unwrap_or(crate::store::DEFAULT_PARTITION), Vec::new()));
+        };
+        let partition =
+            partition.unwrap_or_else(|| crate::store::partition_of(first.originator_id, self.recorder.partitions()));
         // The recorder takes the events; the process gets its own copy.
-        let for_process = self.warm.as_ref().map(|warm| (warm, events.clone()));
-        let ids = self
-            .recorder
-            .insert(crate::store::DEFAULT_PARTITION, events, None)
-            .await?;
+        let for_process = self.warm(partition).map(|warm| (warm, events.clone()));
+        let ids = self.recorder.insert(partition, events, None).await?;
         aggregates.clear_pending();
         if let Some((warm, events)) = for_process {
             warm.put_new(events);
         }
-        Ok(ids)
+        Ok((partition, ids))
     }
 
-    pub(crate) fn set_warm(&mut self, warm: Arc<WarmHistories>) {
+    pub(crate) fn set_warm(&mut self, warm: Arc<[Arc<WarmHistories>]>) {
         self.warm = Some(warm);
     }
 
-    pub(crate) fn warm(&self) -> Option<&Arc<WarmHistories>> {
-        self.warm.as_ref()
+    /// The warm histories of `partition`'s process, when a runner runs it.
+    pub(crate) fn warm(&self, partition: u32) -> Option<&Arc<WarmHistories>> {
+        self.warm.as_ref()?.get(partition as usize)
     }
 
     /// This application's notification log.

@@ -39,7 +39,7 @@ pub use process::{
     Records, Repo, RepoIter, UnknownTopics,
 };
 pub use runner::{Lag, Runner, RunnerKind, Saved};
-pub use store::{AnyRecorder, DeadLetter, Recorder, Store, Tracking, Versions};
+pub use store::{AnyRecorder, DeadLetter, Recorder, Store, Tracking, Versions, partition_of};
 pub use system::System;
 pub use timestamp::Timestamp;
 

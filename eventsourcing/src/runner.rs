@@ -62,7 +62,10 @@ impl std::str::FromStr for RunnerKind {
 #[derive(Debug)]
 #[must_use = "processing after the save may have failed: see `Saved::processing`"]
 pub struct Saved {
-    /// The notification ids given to the command's events, in order.
+    /// The partition the command's events went to.
+    pub partition: u32,
+    /// The notification ids given to the command's events, in order (ids
+    /// of that partition).
     pub notification_ids: Vec<u64>,
     /// How processing after the save went, with the single-threaded runner
     /// (always `Ok` with the multi-task runner, which processes in the
@@ -174,8 +177,9 @@ enum Mode {
     MultiTask {
         tasks: Mutex<Vec<Task>>,
         stopping: Arc<AtomicBool>,
-        /// Each application's wake-up, in the system's order.
-        prompts: Vec<Arc<Notify>>,
+        /// Each application-partition's wake-up, in the system's order and
+        /// then by partition ([`Prompts::index`]).
+        prompts: Prompts,
         /// The task that wakes followers when the store hears of a commit.
         prompter: tokio::task::AbortHandle,
     },
@@ -183,6 +187,7 @@ enum Mode {
 
 struct Task {
     name: &'static str,
+    partition: u32,
     handle: Option<JoinHandle<Result<()>>>,
 }
 
@@ -233,24 +238,20 @@ impl Runner {
     /// tokio runtime with the time driver enabled.
     pub async fn multi_task(system: System, store: &Store, options: ProcessOptions) -> Result<Self> {
         let apps = open_apps(&system, store, &options, |recorder| recorder).await?;
-        let prompts: Vec<Arc<Notify>> = apps.iter().map(|_| Arc::new(Notify::new())).collect();
+        let prompts = Prompts::new(&system, options.partitions);
         // Subscribed before the workers start, so that no commit is missed.
         let commits = store.commits().await?;
-        let prompter = tokio::spawn(prompt_followers(commits, system.clone(), prompts.clone()));
+        let prompter = tokio::spawn(prompt_followers(commits, prompts.clone()));
         let stopping = Arc::new(AtomicBool::new(false));
         let tasks = workers(&system, &apps, &options)
             .into_iter()
-            .zip(&prompts)
-            .map(|(worker, prompt)| {
+            .map(|worker| {
                 let poll_interval = options.for_app(worker.name()).poll_interval;
+                let prompt = prompts.of(worker.name(), worker.partition()).clone();
                 Task {
                     name: worker.name(),
-                    handle: Some(tokio::spawn(run_task(
-                        worker,
-                        prompt.clone(),
-                        stopping.clone(),
-                        poll_interval,
-                    ))),
+                    partition: worker.partition(),
+                    handle: Some(tokio::spawn(run_task(worker, prompt, stopping.clone(), poll_interval))),
                 }
             })
             .collect();
@@ -294,12 +295,23 @@ impl Runner {
     /// again (that would record the command twice), and processing resumes
     /// at the failed notification on the next call.
     pub async fn save<P: Process>(&self, aggregates: impl Unsaved) -> Result<Saved> {
-        let notification_ids = self.app::<P>()?.save(aggregates).await?;
+        self.save_to::<P>(None, aggregates).await
+    }
+
+    /// Saves like [`save`](Runner::save), into `partition` rather than the
+    /// partition of the first aggregate's id.
+    pub async fn save_in<P: Process>(&self, partition: u32, aggregates: impl Unsaved) -> Result<Saved> {
+        self.save_to::<P>(Some(partition), aggregates).await
+    }
+
+    async fn save_to<P: Process>(&self, partition: Option<u32>, aggregates: impl Unsaved) -> Result<Saved> {
+        let (partition, notification_ids) = self.app::<P>()?.save_returning_partition(partition, aggregates).await?;
         let processing = match self.mode {
             Mode::SingleThreaded { .. } => self.wait_until_quiet().await,
             Mode::MultiTask { .. } => Ok(()),
         };
         Ok(Saved {
+            partition,
             notification_ids,
             processing,
         })
@@ -431,11 +443,11 @@ impl Runner {
         {
             prompter.abort();
             stopping.store(true, Ordering::SeqCst);
-            prompts.iter().for_each(|prompt| prompt.notify_one());
+            prompts.wake_all();
             let mut first_error = None;
             for task in tasks.lock().await.iter_mut() {
                 if let Some(handle) = task.handle.take()
-                    && let Err(error) = join(task.name, handle).await
+                    && let Err(error) = join(task, handle).await
                 {
                     first_error.get_or_insert(error);
                 }
@@ -459,7 +471,7 @@ impl Drop for Runner {
         {
             prompter.abort();
             stopping.store(true, Ordering::SeqCst);
-            prompts.iter().for_each(|prompt| prompt.notify_one());
+            prompts.wake_all();
         }
     }
 }
@@ -480,28 +492,56 @@ pub(crate) async fn open_apps(
             ),
         });
     }
+    if let Some(app) = system
+        .apps()
+        .find(|app| options.for_app(app).partitions != options.partitions)
+    {
+        return Err(Error::Runner {
+            reason: format!(
+                "the process options give `{app}` its own number of partitions; partitions are set for the whole system: set `ProcessOptions::partitions` once"
+            ),
+        });
+    }
     system.check()?;
     // Before any tables are made, as `Application::open` does.
     crate::topics::check()?;
     let mut apps = Vec::new();
     for spec in system.app_specs() {
-        // Runners process one partition per log: a log written with more is
-        // refused rather than followed in part.
-        let recorder = store.partitioned_recorder(&AppName::new(spec.name)?, 1).await?;
+        // Every log of the system has the system's partitions: a log written
+        // with another number is refused rather than followed in part.
+        let recorder = store
+            .partitioned_recorder(&AppName::new(spec.name)?, options.partitions)
+            .await?;
         let mut app = Application::new(wrap(recorder))?;
-        app.set_warm(Arc::new(WarmHistories::new(options.for_app(spec.name).cache_capacity)));
+        let capacity = options.for_app(spec.name).cache_capacity;
+        app.set_warm(
+            (0..options.partitions)
+                .map(|_| Arc::new(WarmHistories::new(capacity)))
+                .collect(),
+        );
         apps.push(app);
     }
     Ok(apps)
 }
 
+/// A worker for each partition of each application.
 fn workers(system: &System, apps: &[Application], options: &ProcessOptions) -> Vec<Worker> {
-    (0..apps.len()).map(|i| worker(system, apps, options, i)).collect()
+    (0..apps.len())
+        .flat_map(|i| (0..options.partitions).map(move |partition| (i, partition)))
+        .map(|(i, partition)| worker(system, apps, options, i, partition))
+        .collect()
 }
 
-/// The worker of the `i`-th application of `system`, whose applications
-/// are `apps`, in the same order, with that application's settings.
-pub(crate) fn worker(system: &System, apps: &[Application], options: &ProcessOptions, i: usize) -> Worker {
+/// The worker of `partition` of the `i`-th application of `system`, whose
+/// applications are `apps`, in the same order, with that application's
+/// settings.
+pub(crate) fn worker(
+    system: &System,
+    apps: &[Application],
+    options: &ProcessOptions,
+    i: usize,
+    partition: u32,
+) -> Worker {
     let spec = &system.app_specs()[i];
     let upstreams = system
         .upstreams(spec.name)
@@ -509,6 +549,7 @@ pub(crate) fn worker(system: &System, apps: &[Application], options: &ProcessOpt
         .collect();
     Worker::new(
         spec.name,
+        partition,
         apps[i].clone(),
         (spec.policy)(),
         upstreams,
@@ -520,20 +561,60 @@ fn index_of(system: &System, name: &str) -> Option<usize> {
     system.apps().position(|app| app == name)
 }
 
-/// Wakes the applications that follow the one whose log grew: commits in
+/// The wake-ups of a system's application-partitions.
+#[derive(Clone)]
+pub(crate) struct Prompts {
+    system: System,
+    partitions: u32,
+    /// By application in the system's order, then by partition.
+    prompts: Arc<[Arc<Notify>]>,
+}
+
+impl Prompts {
+    pub(crate) fn new(system: &System, partitions: u32) -> Self {
+        let count = system.app_specs().len() * partitions as usize;
+        Self {
+            system: system.clone(),
+            partitions,
+            prompts: (0..count).map(|_| Arc::new(Notify::new())).collect(),
+        }
+    }
+
+    fn index(&self, app: &str, partition: u32) -> Option<usize> {
+        let i = index_of(&self.system, app)?;
+        (partition < self.partitions).then(|| i * self.partitions as usize + partition as usize)
+    }
+
+    /// The wake-up of `app`'s worker on `partition`.
+    pub(crate) fn of(&self, app: &str, partition: u32) -> &Arc<Notify> {
+        let i = self.index(app, partition).expect("a worker of this system");
+        &self.prompts[i]
+    }
+
+    /// Wakes the workers that follow `partition` of `app`'s log.
+    pub(crate) fn wake_followers(&self, app: &str, partition: u32) {
+        for follower in self.system.followers(app) {
+            if let Some(i) = self.index(follower, partition) {
+                self.prompts[i].notify_one();
+            }
+        }
+    }
+
+    pub(crate) fn wake_all(&self) {
+        self.prompts.iter().for_each(|prompt| prompt.notify_one());
+    }
+}
+
+/// Wakes the workers that follow the log partition that grew: commits in
 /// this process, and on PostgreSQL in every process. On a prompt that may
 /// have been lost, wakes them all.
-async fn prompt_followers(mut commits: crate::store::Commits, system: System, prompts: Vec<Arc<Notify>>) {
+async fn prompt_followers(mut commits: crate::store::Commits, prompts: Prompts) {
     while let Some(prompt) = commits.next().await {
         match prompt {
             crate::store::Prompt::Committed(committed) => {
-                for follower in system.followers(committed.app.as_str()) {
-                    if let Some(i) = index_of(&system, follower) {
-                        prompts[i].notify_one();
-                    }
-                }
+                prompts.wake_followers(committed.app.as_str(), committed.partition)
             }
-            crate::store::Prompt::Missed => prompts.iter().for_each(|prompt| prompt.notify_one()),
+            crate::store::Prompt::Missed => prompts.wake_all(),
         }
     }
 }
@@ -545,7 +626,7 @@ async fn run_task(
     stopping: Arc<AtomicBool>,
     poll_interval: Duration,
 ) -> Result<()> {
-    tracing::debug!(app = worker.name(), "started");
+    tracing::debug!(app = worker.name(), partition = worker.partition(), "started");
     while !stopping.load(Ordering::SeqCst) {
         if !worker.step_all().await? {
             // Woken by a commit upstream, a shutdown, or the poll timer.
@@ -553,7 +634,7 @@ async fn run_task(
         }
     }
     worker.record_positions().await?;
-    tracing::debug!(app = worker.name(), "stopped");
+    tracing::debug!(app = worker.name(), partition = worker.partition(), "stopped");
     Ok(())
 }
 
@@ -561,21 +642,26 @@ async fn run_task(
 async fn check_tasks(tasks: &mut [Task]) -> Result<()> {
     for task in tasks {
         if let Some(handle) = task.handle.take_if(|handle| handle.is_finished()) {
-            join(task.name, handle).await?;
+            join(task, handle).await?;
             return Err(Error::Runner {
-                reason: format!("application `{}` stopped processing", task.name),
+                reason: format!(
+                    "application `{}` stopped processing partition {}",
+                    task.name, task.partition
+                ),
             });
         }
     }
     Ok(())
 }
 
-async fn join(name: &str, handle: JoinHandle<Result<()>>) -> Result<()> {
+async fn join(task: &Task, handle: JoinHandle<Result<()>>) -> Result<()> {
     match handle.await {
         Ok(result) => result,
         Err(error) => Err(Error::Runner {
             reason: format!(
-                "the task of application `{name}` ended abnormally: {}",
+                "the task of application `{}` partition {} ended abnormally: {}",
+                task.name,
+                task.partition,
                 error_chain(&error)
             ),
         }),

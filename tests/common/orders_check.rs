@@ -8,25 +8,43 @@ use uuid::Uuid;
 
 use crate::domain::{PaymentEvent, ReservationEvent};
 
-/// Every notification of an application's log, checking that the ids run
-/// 1, 2, 3, … with no gap.
+/// Every notification of every partition of an application's log,
+/// partition by partition, checking that each partition's ids run 1, 2, 3,
+/// … with no gap.
 pub async fn read_log(store: &Store, app: &str) -> Vec<Notification> {
     let recorder = Application::open(store, app).await.unwrap().recorder().clone();
     let mut all: Vec<Notification> = Vec::new();
-    loop {
-        let page = recorder
-            .select_notifications(0, all.len() as u64 + 1, 1000)
-            .await
-            .unwrap();
-        if page.is_empty() {
-            break;
+    for partition in 0..recorder.partitions() {
+        let mut part: Vec<Notification> = Vec::new();
+        loop {
+            let page = recorder
+                .select_notifications(partition, part.len() as u64 + 1, 1000)
+                .await
+                .unwrap();
+            if page.is_empty() {
+                break;
+            }
+            part.extend(page);
         }
-        all.extend(page);
-    }
-    for (i, n) in all.iter().enumerate() {
-        assert_eq!(n.id, i as u64 + 1, "the log of {app} is not contiguous");
+        for (i, n) in part.iter().enumerate() {
+            assert_eq!(n.id, i as u64 + 1, "partition {partition} of {app} is not contiguous");
+            assert_eq!(n.partition, partition);
+        }
+        all.extend(part);
     }
     all
+}
+
+/// Asserts that an event about an order is in the partition where the
+/// order was created: processed downstream in the partition it came from.
+fn assert_in_the_orders_partition(app: &str, n: &Notification, order_id: Uuid, created_in: &HashMap<Uuid, u32>) {
+    assert_eq!(
+        Some(&n.partition),
+        created_in.get(&order_id),
+        "{app} notification {} ({}) about order {order_id} is in the partition the order was created in",
+        n.id,
+        n.event.topic
+    );
 }
 
 /// Asserts that each order of `orders` was created, reserved and paid
@@ -34,6 +52,19 @@ pub async fn read_log(store: &Store, app: &str) -> Vec<Notification> {
 /// else, and that each follower's tracking is at its upstream's head.
 pub async fn assert_each_order_reserved_and_paid_once(store: &Store, orders: &[Uuid]) {
     let orders_log = read_log(store, "Orders").await;
+    let partitions = Application::open(store, "Orders")
+        .await
+        .unwrap()
+        .recorder()
+        .partitions();
+    let created_in: HashMap<Uuid, u32> = orders_log
+        .iter()
+        .filter(|n| n.event.topic.as_str() == "Order.Created")
+        .map(|n| (n.event.originator_id, n.partition))
+        .collect();
+    for n in &orders_log {
+        assert_in_the_orders_partition("Orders", n, n.event.originator_id, &created_in);
+    }
     let mut topics: HashMap<(Uuid, &str), usize> = HashMap::new();
     for n in &orders_log {
         *topics
@@ -55,11 +86,13 @@ pub async fn assert_each_order_reserved_and_paid_once(store: &Store, orders: &[U
     for n in read_log(store, "Reservations").await {
         let event = n.event.decode::<ReservationEvent>().unwrap().event;
         let ReservationEvent::Created(created) = event;
+        assert_in_the_orders_partition("Reservations", &n, created.order_id, &created_in);
         *reserved.entry(created.order_id).or_default() += 1;
     }
     let mut paid: HashMap<Uuid, usize> = HashMap::new();
     for n in read_log(store, "Payments").await {
         let PaymentEvent::Created(created) = n.event.decode::<PaymentEvent>().unwrap().event;
+        assert_in_the_orders_partition("Payments", &n, created.order_id, &created_in);
         *paid.entry(created.order_id).or_default() += 1;
     }
     for id in orders {
@@ -77,8 +110,20 @@ pub async fn assert_each_order_reserved_and_paid_once(store: &Store, orders: &[U
     ] {
         let app = Application::open(store, app).await.unwrap();
         let upstream = Application::open(store, upstream).await.unwrap();
-        let head = upstream.recorder().max_notification_id(0).await.unwrap();
-        let position = app.recorder().tracking_position(upstream.name(), 0).await.unwrap();
-        assert_eq!(position, head, "{} tracked {} to its head", app.name(), upstream.name());
+        for partition in 0..partitions {
+            let head = upstream.recorder().max_notification_id(partition).await.unwrap();
+            let position = app
+                .recorder()
+                .tracking_position(upstream.name(), partition)
+                .await
+                .unwrap();
+            assert_eq!(
+                position,
+                head,
+                "{} tracked partition {partition} of {} to its head",
+                app.name(),
+                upstream.name()
+            );
+        }
     }
 }

@@ -55,7 +55,7 @@ pub(crate) async fn retry(
 
     match outcome {
         Ok(()) => {
-            let for_process = app.warm().map(|warm| (warm, events.clone()));
+            let for_process = app.warm(letter.partition).map(|warm| (warm, events.clone()));
             let ids = app.recorder().resolve_dead_letter(letter, events).await?;
             // The process may have cached aggregates these events changed.
             if let Some((warm, events)) = for_process {

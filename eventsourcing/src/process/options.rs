@@ -57,6 +57,14 @@ pub struct ProcessOptions {
     /// doubling to 2 s), logged as a warning, and not counted toward
     /// [`retries`](Self::retries).
     pub outage_budget: Duration,
+    /// How many partitions every log of the system has (1 to
+    /// [`MAX_PARTITIONS`](crate::store::MAX_PARTITIONS); 1 by default).
+    /// A command's events go to the partition of its first aggregate's id
+    /// ([`partition_of`](crate::partition_of)); a process application
+    /// processes each upstream partition on its own and writes into the
+    /// same partition. Set per system: a store whose logs were written
+    /// with another number is refused.
+    pub partitions: u32,
 }
 
 /// What a process application does with an upstream notification whose
@@ -130,6 +138,7 @@ impl Default for ProcessOptions {
             on_failure: OnFailure::Stop,
             overrides: AppOverrides::default(),
             outage_budget: Duration::from_secs(60),
+            partitions: 1,
         }
     }
 }
@@ -163,6 +172,12 @@ impl ProcessOptions {
     /// Sets [`cache_capacity`](Self::cache_capacity).
     pub fn cache_capacity(mut self, capacity: usize) -> Self {
         self.cache_capacity = capacity;
+        self
+    }
+
+    /// Sets [`partitions`](Self::partitions).
+    pub fn partitions(mut self, partitions: u32) -> Self {
+        self.partitions = partitions;
         self
     }
 

@@ -25,7 +25,6 @@ use std::task::{Context, Poll};
 use super::outage::{self, Outage};
 use super::repo::{Cache, RepoCore};
 use super::{HandlerError, Handling, OnFailure, Process, ProcessOptions, Records, Repo, UnknownTopics};
-use crate::store::DEFAULT_PARTITION;
 use crate::{
     AnyRecorder, AppName, Application, DeadLetter, Error, Notification, Recorder, Result, Timestamp, Tracking,
 };
@@ -85,9 +84,11 @@ struct Upstream {
     failing: Option<Notification>,
 }
 
-/// One process application at work.
+/// One process application at work on one partition: it reads that
+/// partition of each upstream log and writes into its own.
 pub(crate) struct Worker {
     name: &'static str,
+    partition: u32,
     app: Application,
     policy: Arc<dyn DynProcess>,
     upstreams: Vec<Upstream>,
@@ -107,6 +108,7 @@ enum BatchFailure {
 impl Worker {
     pub(crate) fn new(
         name: &'static str,
+        partition: u32,
         app: Application,
         policy: Arc<dyn DynProcess>,
         upstreams: Vec<(&'static str, &'static [Records], Application)>,
@@ -128,6 +130,7 @@ impl Worker {
             .collect();
         Self {
             name,
+            partition,
             outage: Outage::new(Some(name), app.recorder(), options.outage_budget),
             app,
             policy,
@@ -139,6 +142,11 @@ impl Worker {
 
     pub(crate) fn name(&self) -> &'static str {
         self.name
+    }
+
+    /// The partition this worker processes.
+    pub(crate) fn partition(&self) -> u32 {
+        self.partition
     }
 
     /// One batch from each upstream in turn. Returns whether anything was
@@ -176,7 +184,7 @@ impl Worker {
         let upstream = &self.upstreams[u];
         let batch = match upstream
             .recorder
-            .select_notifications(DEFAULT_PARTITION, previous + 1, self.options.batch_size)
+            .select_notifications(self.partition, previous + 1, self.options.batch_size)
             .await
         {
             Ok(batch) => batch,
@@ -188,7 +196,7 @@ impl Worker {
         if first.id != previous + 1 {
             let error = Error::LogGap {
                 app: upstream.app.to_string(),
-                partition: DEFAULT_PARTITION,
+                partition: self.partition,
                 position: previous,
                 found: first.id,
             };
@@ -272,7 +280,7 @@ impl Worker {
         };
         let tracking = Tracking {
             upstream: upstream.app.clone(),
-            partition: DEFAULT_PARTITION,
+            partition: self.partition,
             previous: upstream.recorded,
             position,
         };
@@ -312,6 +320,7 @@ impl Worker {
     fn skip_ahead(&mut self, u: usize, found: u64) {
         tracing::debug!(
             app = self.name,
+            partition = self.partition,
             upstream = self.upstreams[u].name,
             found,
             "tracking conflict; skipping ahead"
@@ -324,7 +333,7 @@ impl Worker {
     /// has the truth.
     fn forget_cached(&mut self) {
         self.cache.clear();
-        if let Some(warm) = self.app.warm() {
+        if let Some(warm) = self.app.warm(self.partition) {
             warm.clear();
         }
     }
@@ -337,7 +346,7 @@ impl Worker {
         let position = self
             .app
             .recorder()
-            .tracking_position(&upstream.app, DEFAULT_PARTITION)
+            .tracking_position(&upstream.app, self.partition)
             .await?;
         upstream.position = Some(position);
         upstream.recorded = position;
@@ -361,7 +370,7 @@ impl Worker {
             self.app.name().clone(),
             Some(self.app.recorder().clone()),
             cache,
-            self.app.warm().cloned(),
+            self.app.warm(self.partition).cloned(),
         );
         let mut events = Vec::new();
         for (index, notification) in batch.iter().enumerate() {
@@ -393,7 +402,7 @@ impl Worker {
         }
         let tracking = Tracking {
             upstream: upstream.app.clone(),
-            partition: DEFAULT_PARTITION,
+            partition: self.partition,
             previous,
             position: last,
         };
@@ -408,6 +417,7 @@ impl Worker {
                 self.cache = repo.committed();
                 tracing::debug!(
                     app = self.name,
+                    partition = self.partition,
                     upstream = upstream.name,
                     notifications = batch.len(),
                     events = produced,
@@ -494,12 +504,13 @@ impl Worker {
                 // Counting the first try, made again with nothing cached.
                 return self.park(u, notification, &error, attempt + 1).await;
             }
-            tracing::error!(app = self.name, error = %error_chain(&error), "stopping");
+            tracing::error!(app = self.name, partition = self.partition, error = %error_chain(&error), "stopping");
             self.record_positions_before_stopping().await;
             return Err(error);
         }
         tracing::warn!(
             app = self.name,
+            partition = self.partition,
             attempt,
             of = self.options.retries,
             error = %error_chain(&error),
@@ -563,7 +574,12 @@ impl Worker {
                 Ok(true)
             }
             Err(park_error) => {
-                tracing::error!(app = self.name, error = %error_chain(&park_error), "stopping: could not park");
+                tracing::error!(
+                    app = self.name,
+                    partition = self.partition,
+                    error = %error_chain(&park_error),
+                    "stopping: could not park"
+                );
                 self.record_positions_before_stopping().await;
                 Err(park_error)
             }

@@ -354,12 +354,19 @@ impl Simulation {
             world.crashed = true;
             return true;
         }
+        // A second worker for the same partition as the one stepped.
+        let partition = world.workers[w].1.partition();
         if let Some(app) = duplicate
             && let Some(i) = self.system.apps().position(|name| name == app)
-            && world.workers.iter().filter(|(a, _)| *a == i).count() < 2
+            && world
+                .workers
+                .iter()
+                .filter(|(a, worker)| *a == i && worker.partition() == partition)
+                .count()
+                < 2
         {
             report.duplicates += 1;
-            world.workers.push((i, world.worker(i)));
+            world.workers.push((i, world.worker(i, partition)));
         }
         match result {
             Ok(busy) => busy,
@@ -371,8 +378,8 @@ impl Simulation {
                         world.workers[w].1.name()
                     ),
                 );
-                let i = world.workers[w].0;
-                world.workers[w] = (i, world.worker(i));
+                let (i, partition) = (world.workers[w].0, world.workers[w].1.partition());
+                world.workers[w] = (i, world.worker(i, partition));
                 true
             }
         }
@@ -409,12 +416,15 @@ impl World {
             workers: Vec::new(),
             crashed: false,
         };
-        world.workers = (0..world.apps.len()).map(|i| (i, world.worker(i))).collect();
+        world.workers = (0..world.apps.len())
+            .flat_map(|i| (0..options.partitions).map(move |partition| (i, partition)))
+            .map(|(i, partition)| (i, world.worker(i, partition)))
+            .collect();
         Ok(world)
     }
 
-    fn worker(&self, i: usize) -> Worker {
-        crate::runner::worker(&self.system, &self.apps, &self.options, i)
+    fn worker(&self, i: usize, partition: u32) -> Worker {
+        crate::runner::worker(&self.system, &self.apps, &self.options, i, partition)
     }
 
     fn apps(&self) -> Apps {

@@ -60,6 +60,17 @@ pub const DEFAULT_PARTITION: u32 = 0;
 /// The most partitions a log may have.
 pub const MAX_PARTITIONS: u32 = 1024;
 
+/// The partition of a log of `partitions` partitions that an aggregate's
+/// id picks: where [`Application::save`](crate::Application::save) records
+/// a command's events, by its first aggregate. Stable across versions and
+/// machines (the id's number modulo `partitions`; 0 for 0 or 1 partitions).
+pub fn partition_of(id: Uuid, partitions: u32) -> u32 {
+    if partitions <= 1 {
+        return DEFAULT_PARTITION;
+    }
+    (id.as_u128() % u128::from(partitions)) as u32
+}
+
 /// The position a process reached in an upstream log, written in the same
 /// transaction as the events it produced from the notifications after
 /// `previous` up to `position`.
