@@ -57,6 +57,7 @@ async fn tells_subscribers_of_each_commit_of_events(store: &Store) {
         partition: 0,
         previous: 0,
         position: 1,
+        lease_epoch: None,
     };
     recorder.insert(0, vec![], Some(&tracking)).await.unwrap();
     recorder.insert(0, vec![], Some(&tracking)).await.unwrap_err();

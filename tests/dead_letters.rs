@@ -477,6 +477,7 @@ async fn parking_and_its_tracking_move_are_atomic(store: &Store) {
         partition: 0,
         previous,
         position,
+        lease_epoch: None,
     };
     recorder.insert(0, vec![], Some(&tracking(0, 3))).await.unwrap();
     let now = Timestamp::now();

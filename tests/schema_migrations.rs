@@ -133,6 +133,7 @@ async fn check_upgraded(url: &str, before: &[(AppName, Vec<RawEvent>)]) {
         partition: 0,
         previous: 12,
         position: 13,
+        lease_epoch: None,
     };
     assert_eq!(orders.insert(0, vec![event], Some(&tracking)).await.unwrap(), vec![37]);
 }

@@ -21,6 +21,7 @@ fn tracking(upstream: &AppName, previous: u64, position: u64) -> Tracking {
         partition: 0,
         previous,
         position,
+        lease_epoch: None,
     }
 }
 
@@ -539,6 +540,7 @@ async fn numbers_each_partition_on_its_own(store: &Store) {
         partition,
         previous,
         position,
+        lease_epoch: None,
     };
     recorder.insert(1, vec![], Some(&in_partition(1, 0, 5))).await.unwrap();
     recorder.insert(0, vec![], Some(&in_partition(0, 0, 2))).await.unwrap();

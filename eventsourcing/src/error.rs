@@ -56,6 +56,23 @@ pub enum Error {
         found: u64,
     },
 
+    /// A worker's commit for a partition whose lease another worker has
+    /// taken since (a pause, a cut connection, a slow commit): nothing was
+    /// written. The worker stops that partition and rejoins.
+    #[error(
+        "lease lost on partition {partition} of application `{app}`: this worker held it at epoch {epoch}, and another worker took it over (the partition's tracking is at epoch {found}); nothing was written, and the new owner processes these notifications. Stop this partition and rejoin"
+    )]
+    LeaseLost {
+        /// The application whose partition it was.
+        app: String,
+        /// The partition.
+        partition: u32,
+        /// The epoch the worker held.
+        epoch: u64,
+        /// The epoch found in the partition's tracking.
+        found: u64,
+    },
+
     /// A write request that breaks the recorder's rules (not a conflict).
     #[error("invalid write to application `{app}`: {reason}")]
     InvalidWrite {

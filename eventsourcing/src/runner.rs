@@ -9,9 +9,12 @@
 //! applications.
 
 mod dead_letters;
+mod workers;
+
+pub use workers::Lease;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Mutex, Notify};
@@ -30,8 +33,11 @@ use crate::{
 pub enum RunnerKind {
     /// Everything on the caller's task: [`Runner::single_threaded`].
     SingleThreaded,
-    /// A task per application: [`Runner::multi_task`].
+    /// A task per application-partition: [`Runner::multi_task`].
     MultiTask,
+    /// One of any number of workers sharing the system through leases in
+    /// PostgreSQL: [`Runner::worker`].
+    Worker,
 }
 
 /// `single-threaded` or `multi-task`, as [`FromStr`](std::str::FromStr) reads them.
@@ -40,6 +46,7 @@ impl std::fmt::Display for RunnerKind {
         f.write_str(match self {
             RunnerKind::SingleThreaded => "single-threaded",
             RunnerKind::MultiTask => "multi-task",
+            RunnerKind::Worker => "worker",
         })
     }
 }
@@ -51,8 +58,9 @@ impl std::str::FromStr for RunnerKind {
         match text {
             "single" | "single-threaded" => Ok(Self::SingleThreaded),
             "multi" | "multi-task" => Ok(Self::MultiTask),
+            "worker" => Ok(Self::Worker),
             other => Err(Error::Runner {
-                reason: format!("unknown runner `{other}`; use `single` or `multi`"),
+                reason: format!("unknown runner `{other}`; use `single`, `multi` or `worker`"),
             }),
         }
     }
@@ -182,6 +190,17 @@ enum Mode {
         prompts: Prompts,
         /// The task that wakes followers when the store hears of a commit.
         prompter: tokio::task::AbortHandle,
+        /// Notifications processed.
+        processed: Arc<AtomicU64>,
+    },
+    Worker {
+        /// The loop that keeps this worker's leases and runs their tasks.
+        coordinator: Mutex<Option<JoinHandle<Result<()>>>>,
+        stopping: Arc<AtomicBool>,
+        /// Wakes the coordinator: at shutdown.
+        wake: Arc<Notify>,
+        prompter: tokio::task::AbortHandle,
+        status: Arc<workers::WorkerStatus>,
     },
 }
 
@@ -196,6 +215,7 @@ impl std::fmt::Debug for Runner {
         let kind = match self.mode {
             Mode::SingleThreaded { .. } => RunnerKind::SingleThreaded,
             Mode::MultiTask { .. } => RunnerKind::MultiTask,
+            Mode::Worker { .. } => RunnerKind::Worker,
         };
         f.debug_struct("Runner")
             .field("kind", &kind)
@@ -210,6 +230,7 @@ impl Runner {
         match kind {
             RunnerKind::SingleThreaded => Self::single_threaded(system, store, options).await,
             RunnerKind::MultiTask => Self::multi_task(system, store, options).await,
+            RunnerKind::Worker => Self::worker(system, store, options).await,
         }
     }
 
@@ -243,8 +264,10 @@ impl Runner {
         let commits = store.commits().await?;
         let prompter = tokio::spawn(prompt_followers(commits, prompts.clone()));
         let stopping = Arc::new(AtomicBool::new(false));
+        let processed = Arc::new(AtomicU64::new(0));
         let tasks = workers(&system, &apps, &options)
             .into_iter()
+            .map(|worker| worker.counting(processed.clone()))
             .map(|worker| {
                 let poll_interval = options.for_app(worker.name()).poll_interval;
                 let prompt = prompts.of(worker.name(), worker.partition()).clone();
@@ -263,9 +286,89 @@ impl Runner {
                 stopping,
                 prompts,
                 prompter: prompter.abort_handle(),
+                processed,
             },
             outage_budget: options.outage_budget,
         })
+    }
+
+    /// One worker of a system shared by any number of workers, in any
+    /// number of OS processes on any number of machines, through one
+    /// PostgreSQL database. Call it within a tokio runtime with the time
+    /// driver enabled.
+    ///
+    /// Each application-partition is run by at most one worker at a time,
+    /// under a lease that it renews every third of
+    /// [`lease_ttl`](ProcessOptions::lease_ttl). Live workers share the
+    /// application-partitions evenly, and hand some over when a worker
+    /// joins or leaves; a worker that dies loses its leases when they
+    /// expire, and the others take its partitions. Every commit is fenced
+    /// by the lease: a worker that lost its lease (paused, cut off) cannot
+    /// commit ([`Error::LeaseLost`]); it stops that partition and goes on
+    /// with its share. [`shutdown`](Runner::shutdown) finishes the batches
+    /// in hand and releases the leases at once.
+    ///
+    /// Fails on a store other than PostgreSQL.
+    pub async fn worker(system: System, store: &Store, options: ProcessOptions) -> Result<Self> {
+        if options.lease_ttl < Duration::from_millis(30) {
+            return Err(Error::Runner {
+                reason: format!(
+                    "a lease of {:?} cannot be renewed in time; give `ProcessOptions::lease_ttl` a second or more",
+                    options.lease_ttl
+                ),
+            });
+        }
+        let board = workers::lease_board(store, &system, &options)?;
+        let apps = open_apps(&system, store, &options, |recorder| recorder).await?;
+        let prompts = Prompts::new(&system, options.partitions);
+        let commits = store.commits().await?;
+        let prompter = tokio::spawn(prompt_followers(commits, prompts.clone()));
+        let stopping = Arc::new(AtomicBool::new(false));
+        let wake = Arc::new(Notify::new());
+        let status = Arc::new(workers::WorkerStatus::default());
+        let coordinator = workers::Coordinator {
+            system: system.clone(),
+            apps: apps.clone(),
+            options: options.clone(),
+            board,
+            prompts,
+            stopping: stopping.clone(),
+            wake: wake.clone(),
+            status: status.clone(),
+        };
+        let coordinator = tokio::spawn(coordinator.run());
+        Ok(Self {
+            system,
+            apps,
+            mode: Mode::Worker {
+                coordinator: Mutex::new(Some(coordinator)),
+                stopping,
+                wake,
+                prompter: prompter.abort_handle(),
+                status,
+            },
+            outage_budget: options.outage_budget,
+        })
+    }
+
+    /// The leases this runner holds now (only a [`worker`](Runner::worker)
+    /// holds any).
+    pub fn leases(&self) -> Vec<Lease> {
+        match &self.mode {
+            Mode::Worker { status, .. } => status.leases(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// How many upstream notifications this runner's process loops have
+    /// processed since it started (not counting the single-threaded
+    /// runner's).
+    pub fn processed(&self) -> u64 {
+        match &self.mode {
+            Mode::MultiTask { processed, .. } => processed.load(Ordering::Relaxed),
+            Mode::Worker { status, .. } => status.processed.load(Ordering::Relaxed),
+            Mode::SingleThreaded { .. } => 0,
+        }
     }
 
     /// The system this runner runs.
@@ -308,7 +411,7 @@ impl Runner {
         let (partition, notification_ids) = self.app::<P>()?.save_returning_partition(partition, aggregates).await?;
         let processing = match self.mode {
             Mode::SingleThreaded { .. } => self.wait_until_quiet().await,
-            Mode::MultiTask { .. } => Ok(()),
+            Mode::MultiTask { .. } | Mode::Worker { .. } => Ok(()),
         };
         Ok(Saved {
             partition,
@@ -337,14 +440,14 @@ impl Runner {
                     }
                 }
             }
-            Mode::MultiTask { tasks, .. } => {
+            Mode::MultiTask { .. } | Mode::Worker { .. } => {
                 let mut previous = None;
                 let mut outage = self
                     .apps
                     .first()
                     .map(|app| Outage::new(None, app.recorder(), self.outage_budget));
                 loop {
-                    check_tasks(&mut tasks.lock().await).await?;
+                    self.check_running().await?;
                     let (heads, caught_up) = match (self.progress().await, outage.as_mut()) {
                         (Ok(progress), outage) => {
                             if let Some(outage) = outage {
@@ -368,6 +471,26 @@ impl Runner {
                     // often, so that looking does not slow the work.
                     let pause = if caught_up { 2 } else { 20 };
                     tokio::time::sleep(Duration::from_millis(pause)).await;
+                }
+            }
+        }
+    }
+
+    /// The error that stopped processing, if something stopped.
+    async fn check_running(&self) -> Result<()> {
+        match &self.mode {
+            Mode::SingleThreaded { .. } => Ok(()),
+            Mode::MultiTask { tasks, .. } => check_tasks(&mut tasks.lock().await).await,
+            Mode::Worker { coordinator, .. } => {
+                let mut coordinator = coordinator.lock().await;
+                match coordinator.take_if(|handle| handle.is_finished()) {
+                    None => Ok(()),
+                    Some(handle) => {
+                        join_coordinator(handle).await?;
+                        Err(Error::Runner {
+                            reason: "the worker stopped processing".to_owned(),
+                        })
+                    }
                 }
             }
         }
@@ -439,6 +562,7 @@ impl Runner {
             stopping,
             prompts,
             prompter,
+            ..
         } = &self.mode
         {
             prompter.abort();
@@ -456,6 +580,22 @@ impl Runner {
                 return Err(error);
             }
         }
+        if let Mode::Worker {
+            coordinator,
+            stopping,
+            wake,
+            prompter,
+            ..
+        } = &self.mode
+        {
+            stopping.store(true, Ordering::SeqCst);
+            wake.notify_one();
+            let handle = coordinator.lock().await.take();
+            if let Some(handle) = handle {
+                join_coordinator(handle).await?;
+            }
+            prompter.abort();
+        }
         Ok(())
     }
 }
@@ -472,6 +612,18 @@ impl Drop for Runner {
             prompter.abort();
             stopping.store(true, Ordering::SeqCst);
             prompts.wake_all();
+        }
+        // The coordinator stops its tasks and releases its leases on its own.
+        if let Mode::Worker {
+            stopping,
+            wake,
+            prompter,
+            ..
+        } = &self.mode
+        {
+            prompter.abort();
+            stopping.store(true, Ordering::SeqCst);
+            wake.notify_one();
         }
     }
 }
@@ -652,6 +804,15 @@ async fn check_tasks(tasks: &mut [Task]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+async fn join_coordinator(handle: JoinHandle<Result<()>>) -> Result<()> {
+    match handle.await {
+        Ok(result) => result,
+        Err(error) => Err(Error::Runner {
+            reason: format!("the worker's coordinator ended abnormally: {}", error_chain(&error)),
+        }),
+    }
 }
 
 async fn join(task: &Task, handle: JoinHandle<Result<()>>) -> Result<()> {

@@ -65,6 +65,12 @@ pub struct ProcessOptions {
     /// same partition. Set per system: a store whose logs were written
     /// with another number is refused.
     pub partitions: u32,
+    /// How long a worker's lease on an application-partition lasts without
+    /// renewal ([`Runner::worker`](crate::Runner::worker)): workers renew
+    /// every third of it, and take over a dead worker's partitions once it
+    /// has passed. Shorter fails over sooner; longer rides out longer
+    /// pauses (a stop-the-world, a slow network) without handing over.
+    pub lease_ttl: Duration,
 }
 
 /// What a process application does with an upstream notification whose
@@ -139,6 +145,7 @@ impl Default for ProcessOptions {
             overrides: AppOverrides::default(),
             outage_budget: Duration::from_secs(60),
             partitions: 1,
+            lease_ttl: Duration::from_secs(10),
         }
     }
 }
@@ -178,6 +185,12 @@ impl ProcessOptions {
     /// Sets [`partitions`](Self::partitions).
     pub fn partitions(mut self, partitions: u32) -> Self {
         self.partitions = partitions;
+        self
+    }
+
+    /// Sets [`lease_ttl`](Self::lease_ttl).
+    pub fn lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl;
         self
     }
 

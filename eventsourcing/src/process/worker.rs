@@ -89,6 +89,11 @@ struct Upstream {
 pub(crate) struct Worker {
     name: &'static str,
     partition: u32,
+    /// The epoch of the lease this worker holds on its partition, under
+    /// `Runner::worker`: every commit is fenced by it.
+    lease_epoch: Option<u64>,
+    /// Notifications processed (committed), for a worker's share.
+    processed: Arc<std::sync::atomic::AtomicU64>,
     app: Application,
     policy: Arc<dyn DynProcess>,
     upstreams: Vec<Upstream>,
@@ -131,6 +136,8 @@ impl Worker {
         Self {
             name,
             partition,
+            lease_epoch: None,
+            processed: Arc::default(),
             outage: Outage::new(Some(name), app.recorder(), options.outage_budget),
             app,
             policy,
@@ -147,6 +154,18 @@ impl Worker {
     /// The partition this worker processes.
     pub(crate) fn partition(&self) -> u32 {
         self.partition
+    }
+
+    /// Fences every commit by the lease held at `epoch`.
+    pub(crate) fn under_lease(mut self, epoch: u64) -> Self {
+        self.lease_epoch = Some(epoch);
+        self
+    }
+
+    /// Counts the notifications this worker processes into `processed`.
+    pub(crate) fn counting(mut self, processed: Arc<std::sync::atomic::AtomicU64>) -> Self {
+        self.processed = processed;
+        self
     }
 
     /// One batch from each upstream in turn. Returns whether anything was
@@ -212,6 +231,8 @@ impl Worker {
             match self.process_batch(u, &batch[..end], recorded, may_defer).await {
                 Ok(committed) => {
                     self.outage.over();
+                    self.processed
+                        .fetch_add(end as u64, std::sync::atomic::Ordering::Relaxed);
                     let upstream = &mut self.upstreams[u];
                     upstream.position = Some(batch[end - 1].id);
                     if committed {
@@ -237,6 +258,8 @@ impl Worker {
                     self.skip_ahead(u, found);
                     return Ok(true);
                 }
+                // Another worker took the partition: nothing to retry here.
+                Err(BatchFailure::Commit(error @ Error::LeaseLost { .. })) => return Err(error),
                 Err(BatchFailure::Commit(error)) if outage::is_transient(&error) => {
                     return self.interrupted(u, error).await;
                 }
@@ -267,6 +290,7 @@ impl Worker {
                 self.skip_ahead(u, found);
                 Ok(true)
             }
+            Err(error @ Error::LeaseLost { .. }) => Err(error),
             Err(error) => self.failed_or_interrupted(u, error).await,
         }
     }
@@ -283,6 +307,7 @@ impl Worker {
             partition: self.partition,
             previous: upstream.recorded,
             position,
+            lease_epoch: self.lease_epoch,
         };
         self.app
             .recorder()
@@ -305,7 +330,8 @@ impl Worker {
                         self.skip_ahead(u, found);
                         break;
                     }
-                    Ok(()) => break,
+                    // The new owner records its own positions.
+                    Ok(()) | Err(Error::LeaseLost { .. }) => break,
                     Err(error) => {
                         self.failed(u, error).await?;
                         break;
@@ -405,6 +431,7 @@ impl Worker {
             partition: self.partition,
             previous,
             position: last,
+            lease_epoch: self.lease_epoch,
         };
         let produced = events.len();
         match self
@@ -547,6 +574,7 @@ impl Worker {
             partition: notification.partition,
             previous: upstream.recorded,
             position: notification.id,
+            lease_epoch: self.lease_epoch,
         };
         let parked = self.app.recorder().park(&letter, &tracking).await;
         let upstream = &mut self.upstreams[u];
@@ -573,6 +601,7 @@ impl Worker {
                 self.skip_ahead(u, found);
                 Ok(true)
             }
+            Err(error @ Error::LeaseLost { .. }) => Err(error),
             Err(park_error) => {
                 tracing::error!(
                     app = self.name,

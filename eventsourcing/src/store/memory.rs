@@ -183,6 +183,7 @@ impl Recorder for MemoryRecorder {
     async fn insert(&self, partition: u32, events: Vec<StoredEvent>, tracking: Option<&Tracking>) -> Result<Vec<u64>> {
         check_partition(&self.app, self.partitions, partition)?;
         check_write(&self.app, &events, tracking)?;
+        check_no_lease(&self.app, tracking)?;
         let ids = {
             let mut tables = self.tables();
             self.check(&tables, &events, tracking)?;
@@ -230,6 +231,7 @@ impl Recorder for MemoryRecorder {
 
     async fn park(&self, letter: &DeadLetter, tracking: &Tracking) -> Result<()> {
         check_write(&self.app, &[], Some(tracking))?;
+        check_no_lease(&self.app, Some(tracking))?;
         let mut tables = self.tables();
         self.check(&tables, &[], Some(tracking))?;
         self.apply(&mut tables, super::DEFAULT_PARTITION, Vec::new(), Some(tracking));
@@ -269,5 +271,19 @@ impl Recorder for MemoryRecorder {
         parked.error.clone_from(&letter.error);
         parked.last_failed_at = letter.last_failed_at;
         Ok(parked.attempts)
+    }
+}
+
+/// Leases coordinate processes through a shared database; a store in one
+/// process's memory has none, and refuses a write that counts on one.
+fn check_no_lease(app: &AppName, tracking: Option<&Tracking>) -> Result<()> {
+    match tracking.and_then(|t| t.lease_epoch) {
+        Some(epoch) => Err(crate::Error::InvalidWrite {
+            app: app.to_string(),
+            reason: format!(
+                "a write fenced by lease epoch {epoch}, and the in-memory store keeps no leases; run workers on PostgreSQL"
+            ),
+        }),
+        None => Ok(()),
     }
 }

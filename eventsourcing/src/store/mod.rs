@@ -84,6 +84,12 @@ pub struct Tracking {
     pub previous: u64,
     /// The id of the last notification processed.
     pub position: u64,
+    /// The lease epoch a worker holds on this partition of the writing
+    /// application ([`Runner::worker`](crate::Runner::worker)), or `None`
+    /// for a writer without leases. The move also fails, with
+    /// [`Error::LeaseLost`](crate::Error::LeaseLost), if another worker has
+    /// taken the partition since. Only SQL stores keep leases.
+    pub lease_epoch: Option<u64>,
 }
 
 /// An inclusive range of aggregate versions to read.

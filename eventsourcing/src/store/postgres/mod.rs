@@ -9,7 +9,10 @@
 //! one round trip whatever the batch size.
 
 mod connect;
+mod leases;
 mod notify;
+
+pub(crate) use leases::LeaseBoard;
 
 use std::future::Future;
 
@@ -111,6 +114,8 @@ pub(crate) struct PostgresStatements {
     write_inserting_tracking: SqlStr,
     /// Events moving a tracking position.
     write_updating_tracking: SqlStr,
+    /// Events moving a tracking position under a worker's lease epoch.
+    write_updating_fenced_tracking: SqlStr,
 }
 
 impl Dialect for Postgres {
@@ -149,6 +154,14 @@ impl Dialect for Postgres {
                 Some(format!(
                     "UPDATE {p}_tracking SET notification_id = $10
                      WHERE upstream = $8 AND partition_id = $9 AND notification_id = $11 RETURNING 1"
+                )),
+            )),
+            write_updating_fenced_tracking: statement::<Self>(write_statement(
+                p,
+                Some(format!(
+                    "UPDATE {p}_tracking SET notification_id = $10
+                     WHERE upstream = $8 AND partition_id = $9 AND notification_id = $11 AND epoch = $12
+                     RETURNING 1"
                 )),
             )),
         }
@@ -230,7 +243,7 @@ impl Dialect for Postgres {
 ///
 /// Parameters: `$1` partition, `$2`–`$7` the events' ids, versions,
 /// timestamps, topics, states and state versions; `$8`–`$11` the upstream,
-/// its partition, the new and the previous position.
+/// its partition, the new and the previous position; `$12` the lease epoch.
 fn write_statement(p: &str, tracking: Option<String>) -> String {
     let (with_tracking, guard) = match tracking {
         Some(statement) => (format!("t AS ({statement}),"), "WHERE EXISTS (SELECT 1 FROM t)"),
@@ -259,6 +272,7 @@ async fn write_in_one_statement(recorder: &SqlRecorder<Postgres>, write: &Write)
     let statements = &recorder.sql.dialect;
     let sql = match &write.tracking {
         None => &statements.write,
+        Some(t) if t.lease_epoch.is_some() => &statements.write_updating_fenced_tracking,
         Some(t) if t.previous == 0 => &statements.write_inserting_tracking,
         Some(_) => &statements.write_updating_tracking,
     };
@@ -268,8 +282,11 @@ async fn write_in_one_statement(recorder: &SqlRecorder<Postgres>, write: &Write)
             .bind(t.upstream.table_prefix())
             .bind(to_i32(t.partition))
             .bind(to_i64(t.position));
-        if t.previous != 0 {
+        if t.previous != 0 || t.lease_epoch.is_some() {
             query = query.bind(to_i64(t.previous));
+        }
+        if let Some(epoch) = t.lease_epoch {
+            query = query.bind(to_i64(epoch));
         }
     }
     let numbered = query

@@ -107,7 +107,36 @@ const MIGRATIONS: &[Migration] = &[
             )]
         },
     },
+    Migration {
+        what: "leases: which worker runs each partition, fenced by an epoch in the tracking rows",
+        statements: |p, t| {
+            let ColumnTypes { int, bigint, text, .. } = t;
+            vec![
+                format!(
+                    "CREATE TABLE {p}_leases (
+                        partition_id {int} PRIMARY KEY,
+                        owner {text} NOT NULL,
+                        epoch {bigint} NOT NULL,
+                        expires_at {bigint} NOT NULL
+                    )"
+                ),
+                format!("ALTER TABLE {p}_tracking ADD COLUMN epoch {bigint} NOT NULL DEFAULT 0"),
+                // Shared by every application: the workers of each system.
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {WORKERS_TABLE} (
+                        grp {text} NOT NULL,
+                        worker {text} NOT NULL,
+                        expires_at {bigint} NOT NULL,
+                        PRIMARY KEY (grp, worker)
+                    )"
+                ),
+            ]
+        },
+    },
 ];
+
+/// The workers alive in each system (see `Runner::worker`).
+pub(crate) const WORKERS_TABLE: &str = "eventsourcing_workers";
 
 with_sql_bounds! {
     /// Brings `app`'s tables to [`SCHEMA_VERSION`] in the open transaction

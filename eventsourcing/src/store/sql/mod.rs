@@ -153,7 +153,16 @@ with_sql_bounds! {
         conn: &mut <D::Db as sqlx::Database>::Connection,
         t: &Tracking,
     ) -> Result<(), Abort> {
-        let query = if t.previous == 0 {
+        // A worker's acquiring of its lease made the tracking rows, with
+        // the epoch the move checks.
+        let query = if let Some(epoch) = t.lease_epoch {
+            sqlx::query(self.sql.update_fenced_tracking.clone())
+                .bind(to_i64(t.position))
+                .bind(t.upstream.table_prefix())
+                .bind(to_i32(t.partition))
+                .bind(to_i64(t.previous))
+                .bind(to_i64(epoch))
+        } else if t.previous == 0 {
             sqlx::query(self.sql.insert_tracking.clone())
                 .bind(t.upstream.table_prefix())
                 .bind(to_i32(t.partition))
@@ -243,6 +252,20 @@ with_sql_bounds! {
                         reason: "tracking conflict without tracking".to_owned(),
                     };
                 };
+                if let Some(epoch) = t.lease_epoch {
+                    match self.select_tracking_epoch(&mut *conn, &t.upstream, t.partition).await {
+                        Ok(found) if found != epoch => {
+                            return Error::LeaseLost {
+                                app: self.app.to_string(),
+                                partition: t.partition,
+                                epoch,
+                                found,
+                            };
+                        }
+                        Ok(_) => {}
+                        Err(error) => return error,
+                    }
+                }
                 match self.select_tracking(conn, &t.upstream, t.partition).await {
                     Ok(found) => Error::TrackingConflict {
                         app: self.app.to_string(),
@@ -273,6 +296,22 @@ with_sql_bounds! {
                 }
             }
         }
+    }
+
+    /// The lease epoch in a tracking row (0 for none).
+    async fn select_tracking_epoch(
+        &self,
+        conn: &mut <D::Db as sqlx::Database>::Connection,
+        upstream: &AppName,
+        partition: u32,
+    ) -> Result<u64> {
+        let epoch: Option<i64> = sqlx::query_scalar(self.sql.select_tracking_epoch.clone())
+            .bind(upstream.table_prefix())
+            .bind(to_i32(partition))
+            .fetch_optional(conn)
+            .await
+            .map_err(db_error(&self.app, "reading the tracking epoch"))?;
+        Ok(epoch.map_or(0, to_u64))
     }
 
     async fn select_tracking(

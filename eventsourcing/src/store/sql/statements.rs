@@ -11,7 +11,10 @@ use super::dialect::Dialect;
 pub(crate) struct Statements<D: Dialect> {
     pub(crate) insert_tracking: SqlStr,
     pub(crate) update_tracking: SqlStr,
+    /// `update_tracking`, also checking the writer's lease epoch.
+    pub(crate) update_fenced_tracking: SqlStr,
     pub(crate) select_tracking: SqlStr,
+    pub(crate) select_tracking_epoch: SqlStr,
     pub(crate) advance_head: SqlStr,
     pub(crate) select_events: SqlStr,
     pub(crate) select_version: SqlStr,
@@ -44,8 +47,15 @@ impl<D: Dialect> Statements<D> {
                 "UPDATE {p}_tracking SET notification_id = ?
                  WHERE upstream = ? AND partition_id = ? AND notification_id = ?"
             )),
+            update_fenced_tracking: s(format!(
+                "UPDATE {p}_tracking SET notification_id = ?
+                 WHERE upstream = ? AND partition_id = ? AND notification_id = ? AND epoch = ?"
+            )),
             select_tracking: s(format!(
                 "SELECT notification_id FROM {p}_tracking WHERE upstream = ? AND partition_id = ?"
+            )),
+            select_tracking_epoch: s(format!(
+                "SELECT epoch FROM {p}_tracking WHERE upstream = ? AND partition_id = ?"
             )),
             advance_head: s(format!(
                 "INSERT INTO {p}_log_heads (partition_id, head) VALUES (?, ?)

@@ -1,0 +1,116 @@
+//! Workers sharing a partitioned system through leases in PostgreSQL,
+//! within one test process: the shares even out as workers join and
+//! leave, every order is processed once, and workers refuse stores that
+//! cannot hold leases. `tests/worker_processes.rs` kills and pauses worker
+//! OS processes.
+
+#[path = "../examples/orders/domain.rs"]
+#[allow(dead_code)]
+mod domain;
+#[path = "common/orders_check.rs"]
+mod orders_check;
+
+use std::time::{Duration, Instant};
+
+use eventsourcing::{Aggregate, ProcessOptions, Runner, Store};
+use uuid::Uuid;
+
+use domain::{Order, Orders};
+use orders_check::assert_each_order_reserved_and_paid_once;
+
+const PARTITIONS: u32 = 4;
+/// Three applications follow another, in each of four partitions.
+const UNITS: usize = 3 * PARTITIONS as usize;
+
+fn options() -> ProcessOptions {
+    ProcessOptions::default()
+        .partitions(PARTITIONS)
+        .lease_ttl(Duration::from_millis(900))
+        .batch_size(20)
+}
+
+async fn create_orders(runner: &Runner, count: usize) -> Vec<Uuid> {
+    let mut ids = Vec::new();
+    for _ in 0..count {
+        let mut order = Order::create(Uuid::new_v4());
+        runner.save::<Orders>(&mut order).await.unwrap().processed().unwrap();
+        ids.push(order.id());
+    }
+    ids
+}
+
+/// Waits until `check` holds, for at most `within`.
+async fn eventually(within: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < within, "{what} within {within:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_share_the_partitions_evenly_as_they_join_and_leave() {
+    let Some(url) = eventsourcing_tests::fresh_postgres_url().await else {
+        return;
+    };
+    let first_store = Store::open(&url).await.unwrap();
+    let first = Runner::worker(domain::system(), &first_store, options()).await.unwrap();
+    eventually(Duration::from_secs(10), "one worker takes every partition", || {
+        first.leases().len() == UNITS
+    })
+    .await;
+    let mut ids = create_orders(&first, 100).await;
+
+    // A second worker joins: the partitions are shared half and half, each
+    // held by one worker only.
+    let second_store = Store::open(&url).await.unwrap();
+    let second = Runner::worker(domain::system(), &second_store, options())
+        .await
+        .unwrap();
+    ids.extend(create_orders(&second, 100).await);
+    eventually(Duration::from_secs(10), "two workers hold half each", || {
+        first.leases().len() == UNITS / 2 && second.leases().len() == UNITS / 2
+    })
+    .await;
+    let mut held: Vec<_> = first
+        .leases()
+        .into_iter()
+        .chain(second.leases())
+        .map(|lease| (lease.app, lease.partition))
+        .collect();
+    held.sort();
+    held.dedup();
+    assert_eq!(held.len(), UNITS, "no application-partition held twice");
+    ids.extend(create_orders(&first, 100).await);
+    first.wait_until_quiet().await.unwrap();
+    assert!(
+        first.processed() > 0 && second.processed() > 0,
+        "both did some of the work"
+    );
+
+    // The second leaves: its leases are released at once, and the first
+    // takes them all back.
+    second.shutdown().await.unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "the remaining worker takes every partition",
+        || first.leases().len() == UNITS,
+    )
+    .await;
+    ids.extend(create_orders(&first, 50).await);
+    first.wait_until_quiet().await.unwrap();
+    first.shutdown().await.unwrap();
+    assert_each_order_reserved_and_paid_once(&first_store, &ids).await;
+}
+
+#[tokio::test]
+async fn workers_need_a_store_that_holds_leases() {
+    let store = eventsourcing_tests::memory_store().await;
+    let error = Runner::worker(domain::system(), &store, options()).await.unwrap_err();
+    assert!(error.to_string().contains("leases in PostgreSQL"), "{error}");
+    let file = eventsourcing_tests::TempSqlite::new();
+    let error = Runner::worker(domain::system(), &file.open().await, options())
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("leases in PostgreSQL"), "{error}");
+}
