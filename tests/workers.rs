@@ -12,7 +12,9 @@ mod orders_check;
 
 use std::time::{Duration, Instant};
 
-use eventsourcing::{Aggregate, ProcessOptions, Runner, Store};
+use eventsourcing::{
+    Aggregate, AppName, Error, ProcessOptions, Recorder, Runner, Store, StoredEvent, Timestamp, Tracking,
+};
 use uuid::Uuid;
 
 use domain::{Order, Orders};
@@ -113,4 +115,84 @@ async fn workers_need_a_store_that_holds_leases() {
         .await
         .unwrap_err();
     assert!(error.to_string().contains("leases in PostgreSQL"), "{error}");
+}
+
+/// A write under a lease that another worker has taken since fails with
+/// `Error::LeaseLost` and writes nothing, with events (one statement) and
+/// without (a tracking move alone); under the current lease it lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_under_a_lease_taken_over_fails_and_writes_nothing() {
+    let Some(url) = eventsourcing_tests::fresh_postgres_url().await else {
+        return;
+    };
+    let options = ProcessOptions::default()
+        .partitions(1)
+        .lease_ttl(Duration::from_secs(30));
+    let lease_of = |runner: &Runner| {
+        runner
+            .leases()
+            .into_iter()
+            .find(|lease| lease.app == "Reservations")
+            .map(|lease| lease.epoch)
+    };
+    // A first worker takes the leases, and hands them over when it stops.
+    let store = Store::open(&url).await.unwrap();
+    let first = Runner::worker(domain::system(), &store, options.clone()).await.unwrap();
+    eventually(Duration::from_secs(10), "the first worker holds its leases", || {
+        lease_of(&first).is_some()
+    })
+    .await;
+    let stale = lease_of(&first).unwrap();
+    first.shutdown().await.unwrap();
+    let second = Runner::worker(domain::system(), &store, options).await.unwrap();
+    eventually(Duration::from_secs(10), "the second worker takes over", || {
+        lease_of(&second).is_some()
+    })
+    .await;
+    let current = lease_of(&second).unwrap();
+    assert!(current > stale);
+
+    let reservations = store
+        .partitioned_recorder(&AppName::new("Reservations").unwrap(), 1)
+        .await
+        .unwrap();
+    let orders = AppName::new("Orders").unwrap();
+    let tracking = |epoch| Tracking {
+        upstream: orders.clone(),
+        partition: 0,
+        previous: 0,
+        position: 1,
+        lease_epoch: Some(epoch),
+    };
+    let event = || StoredEvent {
+        originator_id: Uuid::new_v4(),
+        originator_version: 1,
+        timestamp: Timestamp::now(),
+        topic: "Reservation.Created".into(),
+        state_version: 1,
+        state: b"{}".to_vec(),
+    };
+    for events in [vec![event()], Vec::new()] {
+        match reservations.insert(0, events, Some(&tracking(stale))).await {
+            Err(Error::LeaseLost {
+                app,
+                partition: 0,
+                epoch,
+                found,
+            }) => {
+                assert_eq!((app.as_str(), epoch, found), ("Reservations", stale, current));
+            }
+            other => panic!("a write under a lost lease: {other:?}"),
+        }
+        assert_eq!(reservations.max_notification_id(0).await.unwrap(), 0, "nothing written");
+        assert_eq!(reservations.tracking_position(&orders, 0).await.unwrap(), 0);
+    }
+    second.shutdown().await.unwrap();
+    // The lease the second worker released is still the last one given:
+    // a write under it lands.
+    reservations
+        .insert(0, vec![event()], Some(&tracking(current)))
+        .await
+        .unwrap();
+    assert_eq!(reservations.tracking_position(&orders, 0).await.unwrap(), 1);
 }

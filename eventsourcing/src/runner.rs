@@ -716,7 +716,7 @@ fn index_of(system: &System, name: &str) -> Option<usize> {
 /// The wake-ups of a system's application-partitions.
 #[derive(Clone)]
 pub(crate) struct Prompts {
-    system: System,
+    system: Arc<System>,
     partitions: u32,
     /// By application in the system's order, then by partition.
     prompts: Arc<[Arc<Notify>]>,
@@ -726,7 +726,7 @@ impl Prompts {
     pub(crate) fn new(system: &System, partitions: u32) -> Self {
         let count = system.app_specs().len() * partitions as usize;
         Self {
-            system: system.clone(),
+            system: Arc::new(system.clone()),
             partitions,
             prompts: (0..count).map(|_| Arc::new(Notify::new())).collect(),
         }

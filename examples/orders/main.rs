@@ -12,6 +12,7 @@
 //! cargo run --release --example orders
 //! cargo run --release --example orders -- --orders 20000 --runner single --batch-size 500
 //! cargo run --release --example orders -- --url postgres://postgres@127.0.0.1:5432/postgres
+//! cargo run --release --example orders -- --url postgres://… --partitions 4 --workers 2
 //! ```
 //!
 //! Options: `--orders N` (10,000), `--runner multi|single` (multi),
@@ -19,13 +20,22 @@
 //! `orders.db`), `--batch-size N` notifications per transaction (500),
 //! `--orders-per-commit N` orders created per transaction (100), `--rate N`
 //! to create orders at N per second instead of as fast as possible (latency
-//! at a steady load), `--fresh` to delete the SQLite file first.
+//! at a steady load), `--fresh` to delete the SQLite file first,
+//! `--partitions P` partitions per log (1), `--poll-interval-ms N` (100).
+//!
+//! `--workers W` (PostgreSQL) starts W worker OS processes, this program
+//! run as `orders worker --url URL --partitions P …`, which share the
+//! system through leases (`Runner::worker`; `--lease-ttl-ms N`, 10,000);
+//! this process only creates the orders, waits for them to be paid, stops
+//! the workers and prints each one's share of the work. A worker runs until
+//! its standard input closes.
 //!
 //! Order ids are the same in every run, so the program can be killed at any
 //! moment and run again: orders already created are not created twice, and
 //! processing resumes where it stopped.
 
 mod domain;
+mod workers;
 // Shared with store_bench; a path, because the crash test builds this
 // program in another crate.
 #[path = "../src/plain_sqlite.rs"]
@@ -35,11 +45,13 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use eventsourcing::prelude::*;
-use eventsourcing::{Error, Recorder, RunnerKind, Timestamp, Versions};
+use eventsourcing::{AppName, Error, Recorder, RunnerKind, Timestamp, Versions};
 
-use domain::{Order, Orders, Payment, Payments, Reservation, Reservations, order_id};
+use domain::{Order, Orders, Payment, Reservation, order_id};
 
 struct Options {
+    /// Run as one worker of a shared system (`orders worker …`).
+    worker: bool,
     orders: u64,
     runner: RunnerKind,
     url: String,
@@ -47,10 +59,25 @@ struct Options {
     orders_per_commit: u64,
     rate: Option<f64>,
     fresh: bool,
+    partitions: u32,
+    workers: u32,
+    lease_ttl_ms: u64,
+    poll_interval_ms: u64,
+}
+
+impl Options {
+    fn process(&self) -> ProcessOptions {
+        ProcessOptions::default()
+            .batch_size(self.batch_size)
+            .partitions(self.partitions)
+            .lease_ttl(std::time::Duration::from_millis(self.lease_ttl_ms))
+            .poll_interval(std::time::Duration::from_millis(self.poll_interval_ms))
+    }
 }
 
 fn options() -> Result<Options, String> {
     let mut options = Options {
+        worker: false,
         orders: 10_000,
         runner: RunnerKind::MultiTask,
         url: std::env::var(eventsourcing::store::STORE_URL_ENV).unwrap_or_else(|_| "sqlite://orders.db".to_owned()),
@@ -58,8 +85,13 @@ fn options() -> Result<Options, String> {
         orders_per_commit: 100,
         rate: None,
         fresh: false,
+        partitions: 1,
+        workers: 0,
+        lease_ttl_ms: 10_000,
+        poll_interval_ms: 100,
     };
-    let mut args = std::env::args().skip(1);
+    let mut args = std::env::args().skip(1).peekable();
+    options.worker = args.next_if(|arg| arg == "worker").is_some();
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or(format!("{arg} needs a value"));
         let number = |text: String| text.parse::<u64>().map_err(|e| format!("{arg}: {e}"));
@@ -71,6 +103,10 @@ fn options() -> Result<Options, String> {
             "--orders-per-commit" => options.orders_per_commit = number(value()?)?.max(1),
             "--rate" => options.rate = Some(number(value()?)?.max(1) as f64),
             "--fresh" => options.fresh = true,
+            "--partitions" => options.partitions = number(value()?)? as u32,
+            "--workers" => options.workers = number(value()?)? as u32,
+            "--lease-ttl-ms" => options.lease_ttl_ms = number(value()?)?,
+            "--poll-interval-ms" => options.poll_interval_ms = number(value()?)?,
             other => {
                 return Err(format!(
                     "unknown option `{other}`; see the top of examples/orders/main.rs"
@@ -92,23 +128,44 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let store = Store::open(&options.url).await?;
-    let process = ProcessOptions::default().batch_size(options.batch_size);
-    let runner = Runner::start(options.runner, domain::system(), &store, process).await?;
+    if options.worker {
+        return run_worker(&store, &options).await;
+    }
+    let system = domain::system();
+    // With workers, this process only creates orders: the workers process.
+    let (runner, workers) = if options.workers > 0 {
+        // Three applications follow another, in each partition.
+        (None, workers::start(&options, 3 * options.partitions)?)
+    } else {
+        let runner = Runner::start(options.runner, system.clone(), &store, options.process()).await?;
+        (Some(runner), Vec::new())
+    };
+    let mut apps = Vec::new();
+    for app in system.apps() {
+        let recorder = store
+            .partitioned_recorder(&AppName::new(app)?, options.partitions)
+            .await?;
+        apps.push(Application::new(recorder)?);
+    }
     eprintln!(
-        "{} orders on {} ({} runner, batches of {}, {} orders per commit, {} cores)",
+        "{} orders on {} ({}, {} partition(s), batches of {}, {} orders per commit, {} cores)",
         options.orders,
         store.backend(),
-        options.runner,
+        match options.workers {
+            0 => format!("{} runner", options.runner),
+            w => format!("{w} worker processes"),
+        },
+        options.partitions,
         options.batch_size,
         options.orders_per_commit,
         std::thread::available_parallelism().map_or(1, |n| n.get()),
     );
 
-    let events_before = events_recorded(&runner).await?;
+    let events_before = events_recorded(&apps).await?;
     let started = Instant::now();
     // Orders are created in order, one commit at a time, so those an
     // earlier (stopped) run created are a prefix: skip past them.
-    let orders_app = runner.app::<Orders>()?;
+    let orders_app = &apps[0];
     let mut n = first_uncreated(orders_app, options.orders, options.orders_per_commit).await?;
     let before = n;
     while n < options.orders {
@@ -118,13 +175,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         let end = (n + options.orders_per_commit).min(options.orders);
         let mut orders: Vec<Order> = (n..end).map(|i| Order::create(order_id(i))).collect();
-        runner.save::<Orders>(&mut orders).await?.processed()?;
+        match &runner {
+            Some(runner) => runner.save::<Orders>(&mut orders).await?.processed()?,
+            None => orders_app.save(&mut orders).await?,
+        };
         n = end;
     }
-    runner.wait_until_quiet().await?;
+    match &runner {
+        Some(runner) => runner.wait_until_quiet().await?,
+        // Each order ends with its third event in the Orders log.
+        None => {
+            while events_in(orders_app).await? < 3 * options.orders {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    }
     let elapsed = started.elapsed();
-    let events = events_recorded(&runner).await? - events_before;
-    runner.shutdown().await?;
+    let events = events_recorded(&apps).await? - events_before;
+    if let Some(runner) = runner {
+        runner.shutdown().await?;
+    }
+    let shares = workers::stop(workers)?;
 
     let latencies = check_and_measure(&store, options.orders).await?;
     let created = options.orders - before;
@@ -140,6 +211,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     print_latency(latencies);
+    workers::print_shares(&shares);
     if events > 0 {
         let events_per_second = events as f64 / elapsed.as_secs_f64();
         println!("events: {events} written at {events_per_second:.0} events/s (all applications)");
@@ -156,15 +228,53 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Events recorded so far in all three applications' logs.
-async fn events_recorded(runner: &Runner) -> Result<u64, Error> {
+/// Runs as one worker of the system until standard input closes, then
+/// prints what it processed: `worker NAME processed N notifications`.
+async fn run_worker(store: &Store, options: &Options) -> Result<(), Box<dyn std::error::Error>> {
+    let runner = Runner::worker(domain::system(), store, options.process()).await?;
+    let (closed, stdin_closed) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+        let _ = closed.send(());
+    });
+    println!("worker {} started", std::process::id());
+    // Says how many leases it holds whenever that changes, so that the
+    // process that started it can tell when the shares have settled.
+    let mut stdin_closed = std::pin::pin!(stdin_closed);
+    let mut held = None;
+    loop {
+        tokio::select! {
+            _ = &mut stdin_closed => break,
+            () = tokio::time::sleep(std::time::Duration::from_millis(20)) => {
+                let leases = runner.leases();
+                let now: Vec<String> = leases.iter().map(|l| format!("{}/{}@{}", l.app, l.partition, l.epoch)).collect();
+                if held.as_ref() != Some(&now) {
+                    println!("worker {} holds {} leases {}", std::process::id(), now.len(), now.join(","));
+                    held = Some(now);
+                }
+            }
+        }
+    }
+    let processed = runner.processed();
+    runner.shutdown().await?;
+    println!("worker {} processed {processed} notifications", std::process::id());
+    Ok(())
+}
+
+/// Events in every partition of one application's log.
+async fn events_in(app: &Application) -> Result<u64, Error> {
     let mut total = 0;
-    for app in [
-        runner.app::<Orders>()?,
-        runner.app::<Reservations>()?,
-        runner.app::<Payments>()?,
-    ] {
-        total += app.recorder().max_notification_id(0).await?;
+    for partition in 0..app.recorder().partitions() {
+        total += app.recorder().max_notification_id(partition).await?;
+    }
+    Ok(total)
+}
+
+/// Events recorded so far in all three applications' logs.
+async fn events_recorded(apps: &[Application]) -> Result<u64, Error> {
+    let mut total = 0;
+    for app in apps {
+        total += events_in(app).await?;
     }
     Ok(total)
 }
@@ -218,10 +328,14 @@ async fn check_and_measure(store: &Store, orders: u64) -> Result<Vec<i64>, Box<d
     let mut created: HashMap<Uuid, Timestamp> = HashMap::new();
     let mut reserved: HashMap<Uuid, u32> = HashMap::new();
     let mut paid: HashMap<Uuid, Timestamp> = HashMap::new();
-    let mut next = 1;
-    loop {
-        let page = log.select_notifications(0, next, 1000).await?;
-        let Some(last) = page.last() else { break };
+    let pages = async |partition: u32, next: u64| log.select_notifications(partition, next, 1000).await;
+    let (mut partition, mut next) = (0, 1);
+    while partition < log.partitions() {
+        let page = pages(partition, next).await?;
+        let Some(last) = page.last() else {
+            (partition, next) = (partition + 1, 1);
+            continue;
+        };
         next = last.id + 1;
         for n in &page {
             let e = &n.event;

@@ -220,20 +220,20 @@ impl Coordinator {
                 continue;
             }
             let epoch = held[&unit].epoch;
-            if !self.board.renew(self.app_name(unit), unit.partition, epoch).await? {
-                if let Some(h) = held.remove(&unit) {
-                    tracing::info!(
-                        worker = self.board.worker(),
-                        app = self.name(unit),
-                        partition = unit.partition,
-                        epoch,
-                        "lost the lease; stopping the partition"
-                    );
-                    h.stopping.store(true, Ordering::SeqCst);
-                    self.prompts.of(self.name(unit), unit.partition).notify_one();
-                    // Its commits fail now: what it ends with does not matter.
-                    let _ = h.handle.await;
-                }
+            if !self.board.renew(self.app_name(unit), unit.partition, epoch).await?
+                && let Some(h) = held.remove(&unit)
+            {
+                tracing::info!(
+                    worker = self.board.worker(),
+                    app = self.name(unit),
+                    partition = unit.partition,
+                    epoch,
+                    "lost the lease; stopping the partition"
+                );
+                h.stopping.store(true, Ordering::SeqCst);
+                self.prompts.of(self.name(unit), unit.partition).notify_one();
+                // Its commits fail now: what it ends with does not matter.
+                let _ = h.handle.await;
             }
         }
         for &unit in &share {
