@@ -239,6 +239,14 @@ const TABLE_BEFORE_VERSIONS: &str = "CREATE TABLE catalogue_events (
     PRIMARY KEY (partition_id, notification_id)
 )";
 
+/// The tracking table that code made with it (later migrations change it).
+const TRACKING_BEFORE_VERSIONS: &str = "CREATE TABLE catalogue_tracking (
+    upstream TEXT NOT NULL,
+    partition_id INTEGER NOT NULL,
+    notification_id BIGINT NOT NULL,
+    PRIMARY KEY (upstream, partition_id)
+)";
+
 /// A `Product.Listed` at version 1, in a table made before versions were
 /// stored, is read as version 1 and upcast once the store opens.
 async fn check_upgraded(store: &Store, id: Uuid) {
@@ -267,6 +275,7 @@ async fn a_sqlite_store_made_before_versions_were_stored_is_upgraded() {
             .replace("UUID_TYPE", "BLOB")
             .replace("BYTES_TYPE", "BLOB");
         sqlx::query(sqlx::AssertSqlSafe(ddl)).execute(&mut conn).await.unwrap();
+        sqlx::query(TRACKING_BEFORE_VERSIONS).execute(&mut conn).await.unwrap();
         sqlx::query("CREATE TABLE catalogue_log_heads (partition_id INTEGER PRIMARY KEY, head INTEGER NOT NULL)")
             .execute(&mut conn)
             .await
@@ -298,6 +307,7 @@ async fn a_postgres_store_made_before_versions_were_stored_is_upgraded() {
             .replace("UUID_TYPE", "uuid")
             .replace("BYTES_TYPE", "bytea");
         sqlx::query(sqlx::AssertSqlSafe(ddl)).execute(&mut conn).await.unwrap();
+        sqlx::query(TRACKING_BEFORE_VERSIONS).execute(&mut conn).await.unwrap();
         sqlx::query("CREATE TABLE catalogue_log_heads (partition_id integer PRIMARY KEY, head bigint NOT NULL)")
             .execute(&mut conn)
             .await

@@ -193,6 +193,8 @@ enum Mode {
         /// Notifications processed.
         processed: Arc<AtomicU64>,
     },
+    // Workers need PostgreSQL.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     Worker {
         /// The loop that keeps this worker's leases and runs their tasks.
         coordinator: Mutex<Option<JoinHandle<Result<()>>>>,
@@ -318,6 +320,17 @@ impl Runner {
                 ),
             });
         }
+        #[cfg(not(feature = "postgres"))]
+        {
+            let _ = (system, store);
+            Err(workers::needs_postgres())
+        }
+        #[cfg(feature = "postgres")]
+        Self::postgres_worker(system, store, options).await
+    }
+
+    #[cfg(feature = "postgres")]
+    async fn postgres_worker(system: System, store: &Store, options: ProcessOptions) -> Result<Self> {
         let board = workers::lease_board(store, &system, &options)?;
         let apps = open_apps(&system, store, &options, |recorder| recorder).await?;
         let prompts = Prompts::new(&system, options.partitions);

@@ -157,6 +157,7 @@ impl Worker {
     }
 
     /// Fences every commit by the lease held at `epoch`.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) fn under_lease(mut self, epoch: u64) -> Self {
         self.lease_epoch = Some(epoch);
         self

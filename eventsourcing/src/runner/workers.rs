@@ -13,26 +13,16 @@
 //! and fencing (see `store/postgres/leases.rs`) makes a stale owner's
 //! commit fail rather than land.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 
-use tokio::sync::Notify;
-use tokio::task::JoinHandle;
+use crate::Error;
 
-use super::{Prompts, run_task, worker};
-use crate::process::outage::{self, Outage};
-use crate::process::worker::error_chain;
-use crate::store::postgres::LeaseBoard;
-use crate::{AppName, Application, Error, ProcessOptions, Result, System};
+#[cfg(feature = "postgres")]
+mod coordinator;
 
-/// One application-partition a worker may hold.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct Unit {
-    partition: u32,
-    /// The application's index in the system.
-    app: usize,
-}
+#[cfg(feature = "postgres")]
+pub(crate) use coordinator::{Coordinator, lease_board};
 
 /// A lease this worker holds, from [`Runner::leases`](crate::Runner::leases).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,277 +48,15 @@ impl WorkerStatus {
         self.leases.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    fn set_leases(&self, leases: Vec<Lease>) {
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn set_leases(&self, leases: Vec<Lease>) {
         *self.leases.lock().unwrap_or_else(|p| p.into_inner()) = leases;
     }
 }
 
-/// A partition's task, under a lease.
-struct Held {
-    epoch: u64,
-    stopping: Arc<AtomicBool>,
-    handle: JoinHandle<Result<()>>,
-}
-
-/// The loop that keeps a worker's leases: it runs until `stopping`, then
-/// stops its tasks, releases its leases and says it left.
-pub(crate) struct Coordinator {
-    pub(crate) system: System,
-    pub(crate) apps: Vec<Application>,
-    pub(crate) options: ProcessOptions,
-    pub(crate) board: LeaseBoard,
-    pub(crate) prompts: Prompts,
-    pub(crate) stopping: Arc<AtomicBool>,
-    /// Wakes the loop early: at shutdown.
-    pub(crate) wake: Arc<Notify>,
-    pub(crate) status: Arc<WorkerStatus>,
-}
-
-impl Coordinator {
-    /// The system's application-partitions that have something to process
-    /// (applications that follow another), partition by partition.
-    fn units(&self) -> Vec<Unit> {
-        let following: Vec<usize> = (0..self.apps.len())
-            .filter(|&i| {
-                let name = self.system.app_specs()[i].name;
-                self.system.upstreams(name).next().is_some()
-            })
-            .collect();
-        (0..self.options.partitions)
-            .flat_map(|partition| following.iter().map(move |&app| Unit { partition, app }))
-            .collect()
-    }
-
-    fn name(&self, unit: Unit) -> &'static str {
-        self.system.app_specs()[unit.app].name
-    }
-
-    fn app_name(&self, unit: Unit) -> &AppName {
-        self.apps[unit.app].name()
-    }
-
-    pub(crate) async fn run(self) -> Result<()> {
-        let heartbeat = self.options.lease_ttl / 3;
-        let units = self.units();
-        let mut held: BTreeMap<Unit, Held> = BTreeMap::new();
-        let mut outage = Outage::new(None, self.apps[0].recorder(), self.options.outage_budget);
-        tracing::info!(worker = self.board.worker(), units = units.len(), "worker started");
-        let result = loop {
-            if self.stopping.load(Ordering::SeqCst) {
-                break Ok(());
-            }
-            if let Err(error) = self.reap(&mut held).await {
-                break Err(error);
-            }
-            match self.balance(&units, &mut held).await {
-                Ok(()) => outage.over(),
-                Err(error) if outage::is_transient(&error) => {
-                    if let Err(error) = outage.wait(error).await {
-                        break Err(error);
-                    }
-                    continue;
-                }
-                Err(error) => break Err(error),
-            }
-            self.status.set_leases(
-                held.iter()
-                    .map(|(&unit, h)| Lease {
-                        app: self.name(unit),
-                        partition: unit.partition,
-                        epoch: h.epoch,
-                    })
-                    .collect(),
-            );
-            let _ = tokio::time::timeout(heartbeat, self.wake.notified()).await;
-        };
-        // Stop every task (each finishes its batch), then give the leases
-        // back so that others take over at once.
-        let mut first_error = result.err();
-        for (unit, h) in std::mem::take(&mut held) {
-            if let Err(error) = self.stop(unit, h).await {
-                first_error.get_or_insert(error);
-            }
-        }
-        self.status.set_leases(Vec::new());
-        if let Err(error) = self.board.leave().await {
-            tracing::warn!(worker = self.board.worker(), error = %error_chain(&error), "could not say the worker left");
-        }
-        tracing::info!(worker = self.board.worker(), "worker stopped");
-        first_error.map_or(Ok(()), Err)
-    }
-
-    /// Collects the tasks that ended on their own: a lost lease is given up
-    /// (the partition may come back at a later heartbeat); any other error
-    /// stops the worker.
-    async fn reap(&self, held: &mut BTreeMap<Unit, Held>) -> Result<()> {
-        let ended: Vec<Unit> = held
-            .iter()
-            .filter(|(_, h)| h.handle.is_finished())
-            .map(|(&unit, _)| unit)
-            .collect();
-        for unit in ended {
-            let Some(h) = held.remove(&unit) else { continue };
-            match h.handle.await {
-                Ok(Ok(())) => {}
-                Ok(Err(Error::LeaseLost { epoch, found, .. })) => {
-                    tracing::info!(
-                        worker = self.board.worker(),
-                        app = self.name(unit),
-                        partition = unit.partition,
-                        epoch,
-                        found,
-                        "lost the lease; the partition's new owner carries on"
-                    );
-                }
-                Ok(Err(error)) => return Err(error),
-                Err(error) => {
-                    return Err(Error::Runner {
-                        reason: format!(
-                            "the task of application `{}` partition {} ended abnormally: {}",
-                            self.name(unit),
-                            unit.partition,
-                            error_chain(&error)
-                        ),
-                    });
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// One heartbeat: says this worker is alive, and takes, keeps or gives
-    /// up leases to match its share.
-    async fn balance(&self, units: &[Unit], held: &mut BTreeMap<Unit, Held>) -> Result<()> {
-        let live = self.board.heartbeat().await?;
-        let me = live.iter().position(|w| w == self.board.worker()).unwrap_or(live.len());
-        let count = live.len().max(me + 1);
-        let share: Vec<Unit> = (0..units.len()).filter(|k| k % count == me).map(|k| units[k]).collect();
-
-        // Give up what is no longer ours; keep the rest.
-        let keys: Vec<Unit> = held.keys().copied().collect();
-        for unit in keys {
-            if !share.contains(&unit) {
-                if let Some(h) = held.remove(&unit) {
-                    tracing::info!(
-                        worker = self.board.worker(),
-                        app = self.name(unit),
-                        partition = unit.partition,
-                        "handing the partition over"
-                    );
-                    self.stop(unit, h).await?;
-                }
-                continue;
-            }
-            let epoch = held[&unit].epoch;
-            if !self.board.renew(self.app_name(unit), unit.partition, epoch).await?
-                && let Some(h) = held.remove(&unit)
-            {
-                tracing::info!(
-                    worker = self.board.worker(),
-                    app = self.name(unit),
-                    partition = unit.partition,
-                    epoch,
-                    "lost the lease; stopping the partition"
-                );
-                h.stopping.store(true, Ordering::SeqCst);
-                self.prompts.of(self.name(unit), unit.partition).notify_one();
-                // Its commits fail now: what it ends with does not matter.
-                let _ = h.handle.await;
-            }
-        }
-        for &unit in &share {
-            if held.contains_key(&unit) {
-                continue;
-            }
-            let upstreams: Vec<AppName> = self
-                .system
-                .upstreams(self.name(unit))
-                .filter_map(|up| self.apps.iter().find(|app| app.name().as_str() == up))
-                .map(|app| app.name().clone())
-                .collect();
-            if let Some(epoch) = self
-                .board
-                .acquire(self.app_name(unit), unit.partition, &upstreams)
-                .await?
-            {
-                tracing::info!(
-                    worker = self.board.worker(),
-                    app = self.name(unit),
-                    partition = unit.partition,
-                    epoch,
-                    "took the lease"
-                );
-                held.insert(unit, self.start(unit, epoch));
-            }
-        }
-        Ok(())
-    }
-
-    /// Starts the task of `unit` under the lease at `epoch`, with nothing
-    /// cached: whatever it knew before may be stale.
-    fn start(&self, unit: Unit, epoch: u64) -> Held {
-        let name = self.name(unit);
-        if let Some(warm) = self.apps[unit.app].warm(unit.partition) {
-            warm.clear();
-        }
-        let worker = worker(&self.system, &self.apps, &self.options, unit.app, unit.partition)
-            .under_lease(epoch)
-            .counting(self.status.processed.clone());
-        let stopping = Arc::new(AtomicBool::new(false));
-        let prompt = self.prompts.of(name, unit.partition).clone();
-        let poll_interval = self.options.for_app(name).poll_interval;
-        Held {
-            epoch,
-            stopping: stopping.clone(),
-            handle: tokio::spawn(run_task(worker, prompt, stopping, poll_interval)),
-        }
-    }
-
-    /// Stops the task of `unit` once its batch in hand is done, and
-    /// releases its lease.
-    async fn stop(&self, unit: Unit, h: Held) -> Result<()> {
-        h.stopping.store(true, Ordering::SeqCst);
-        self.prompts.of(self.name(unit), unit.partition).notify_one();
-        let ended = match h.handle.await {
-            Ok(Ok(())) | Ok(Err(Error::LeaseLost { .. })) => Ok(()),
-            Ok(Err(error)) => Err(error),
-            Err(error) => Err(Error::Runner {
-                reason: format!(
-                    "the task of application `{}` partition {} ended abnormally: {}",
-                    self.name(unit),
-                    unit.partition,
-                    error_chain(&error)
-                ),
-            }),
-        };
-        self.board.release(self.app_name(unit), unit.partition, h.epoch).await?;
-        ended
-    }
-}
-
-/// A name for this worker, unique among workers: the host (if the
-/// environment says), the process id and a random suffix.
-pub(crate) fn worker_name() -> String {
-    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".to_owned());
-    let suffix = uuid::Uuid::new_v4().simple().to_string();
-    format!("{host}-{}-{}", std::process::id(), &suffix[..8])
-}
-
-/// The system's name among workers: its applications and partitions.
-pub(crate) fn group_name(system: &System, partitions: u32) -> String {
-    format!("{}/{partitions}", system.apps().collect::<Vec<_>>().join(","))
-}
-
-/// The lease board of a new worker, if `store` keeps leases.
-pub(crate) fn lease_board(store: &crate::Store, system: &System, options: &ProcessOptions) -> Result<LeaseBoard> {
-    match store {
-        crate::Store::Postgres(store) => Ok(store.lease_board(
-            group_name(system, options.partitions),
-            worker_name(),
-            options.lease_ttl,
-        )),
-        _ => Err(Error::Runner {
-            reason: "workers share a system through leases in PostgreSQL; open the store with a postgres:// URL, or run the system in one process with `Runner::multi_task`".to_owned(),
-        }),
+/// Why a store cannot run workers.
+pub(crate) fn needs_postgres() -> Error {
+    Error::Runner {
+        reason: "workers share a system through leases in PostgreSQL; open the store with a postgres:// URL, or run the system in one process with `Runner::multi_task`".to_owned(),
     }
 }
