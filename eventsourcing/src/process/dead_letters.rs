@@ -38,7 +38,13 @@ pub(crate) async fn retry(
     // Nothing cached: what the handler reads comes from the store. Marks
     // of stale aggregates in the application's warm histories belong to its
     // process, so this repository leaves them alone.
-    let mut repo = RepoCore::with_cache(app.name().clone(), Some(app.recorder().clone()), Cache::new(0), None);
+    let mut repo = RepoCore::with_cache(
+        app.name().clone(),
+        Some(app.recorder().clone()),
+        Cache::new(0),
+        None,
+        None,
+    );
     let mut events = Vec::new();
     let outcome = match &notification {
         // A topic the policy no longer handles has nothing left to do.

@@ -110,6 +110,63 @@ pub(crate) struct RepoCore {
     touched: Vec<usize>,
     cache: Cache,
     warm: Option<Arc<WarmHistories>>,
+    /// Where to look for new aggregates' histories before reading one
+    /// from the store, for a worker whose commands run elsewhere.
+    own_log: Option<OwnLog>,
+}
+
+/// The part of an application's own log partition a worker has read into
+/// its warm histories (see [`OwnLog::catch_up`]).
+#[derive(Clone, Debug)]
+pub(crate) struct OwnLog {
+    partition: u32,
+    /// The last notification read; `u64::MAX` before the first read.
+    position: Arc<std::sync::atomic::AtomicU64>,
+    /// How far back from the head the first read starts.
+    window: u64,
+}
+
+/// Notifications read from the own log at a time.
+const OWN_LOG_PAGE: usize = 1000;
+
+impl OwnLog {
+    pub(crate) fn new(partition: u32, window: usize) -> Self {
+        Self {
+            partition,
+            position: Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX)),
+            window: window as u64,
+        }
+    }
+
+    /// Reads the own log from where it was read up to its head, keeping
+    /// the histories of the aggregates created there: commands in other
+    /// processes create the aggregates that this worker's handlers load
+    /// next, and a page of the log is one read where loading them one by
+    /// one is a read each. The first read starts a cache's worth back.
+    async fn catch_up(&self, recorder: &AnyRecorder, warm: &WarmHistories) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        let mut position = self.position.load(Ordering::Relaxed);
+        if position == u64::MAX {
+            position = recorder
+                .max_notification_id(self.partition)
+                .await?
+                .saturating_sub(self.window);
+        }
+        loop {
+            let page = recorder
+                .select_notifications(self.partition, position + 1, OWN_LOG_PAGE)
+                .await?;
+            let Some(last) = page.last() else { break };
+            position = last.id;
+            let full = page.len() == OWN_LOG_PAGE;
+            warm.put_from_log(page.into_iter().map(|n| n.event));
+            if !full {
+                break;
+            }
+        }
+        self.position.store(position, Ordering::Relaxed);
+        Ok(())
+    }
 }
 
 struct Entry {
@@ -140,7 +197,7 @@ impl<P> Repo<P> {
     pub fn new() -> Self {
         let app = AppName::new("test").expect("`test` is a valid application name");
         Self {
-            core: RepoCore::with_cache(app, None, Cache::new(0), None),
+            core: RepoCore::with_cache(app, None, Cache::new(0), None, None),
             policy: PhantomData,
         }
     }
@@ -280,6 +337,7 @@ impl RepoCore {
         recorder: Option<AnyRecorder>,
         mut cache: Cache,
         warm: Option<Arc<WarmHistories>>,
+        own_log: Option<OwnLog>,
     ) -> Self {
         if warm.as_ref().is_some_and(|warm| warm.take_all_stale()) {
             cache.clear();
@@ -292,6 +350,7 @@ impl RepoCore {
             touched: Vec::new(),
             cache,
             warm,
+            own_log,
         }
     }
 
@@ -363,6 +422,12 @@ impl RepoCore {
         let Some(recorder) = &self.recorder else {
             return Ok(None);
         };
+        if let (Some(own_log), Some(warm)) = (&self.own_log, &self.warm) {
+            own_log.catch_up(recorder, warm).await?;
+            if let Some(history) = warm.take(id) {
+                return Ok(A::replay(&history)?.map(|aggregate| self.insert_touched(id, Box::new(aggregate))));
+            }
+        }
         let events = recorder.select_events(id, Versions::ALL).await?;
         Ok(A::replay(&events)?.map(|aggregate| self.insert_touched(id, Box::new(aggregate))))
     }
@@ -557,7 +622,13 @@ mod tests {
         dog.learn();
         app.save((&mut dog, &mut cat)).await?;
 
-        let mut repo = RepoCore::with_cache(app.name().clone(), Some(app.recorder().clone()), Cache::new(0), None);
+        let mut repo = RepoCore::with_cache(
+            app.name().clone(),
+            Some(app.recorder().clone()),
+            Cache::new(0),
+            None,
+            None,
+        );
         let missing = Uuid::now_v7();
         assert!(matches!(repo.find::<Dog>(missing).await, Ok(None)));
         assert!(matches!(

@@ -79,6 +79,36 @@ impl WarmHistories {
         }
     }
 
+    /// Keeps the histories of aggregates created among `events`, read from
+    /// the application's own log (by a worker whose commands run in other
+    /// processes). Unlike [`put_new`](Self::put_new), later events mark
+    /// nothing stale: they may be this process's own writes, which its
+    /// cache already holds. They drop a kept history that they extend, so
+    /// that no history handed out is known to be short; one that goes
+    /// short afterwards costs a concurrency conflict at commit, as with
+    /// `put_new`.
+    pub(crate) fn put_from_log(&self, events: impl IntoIterator<Item = StoredEvent>) {
+        let mut inner = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if inner.histories.capacity() == 0 {
+            return;
+        }
+        let mut events = events.into_iter().peekable();
+        while let Some(first) = events.next() {
+            let id = first.originator_id;
+            if first.originator_version != 1 {
+                inner.histories.take(id);
+                continue;
+            }
+            let mut history = vec![first];
+            while let Some(next) =
+                events.next_if(|e| e.originator_id == id && e.originator_version == history.len() as u64 + 1)
+            {
+                history.push(next);
+            }
+            inner.histories.put(id, history);
+        }
+    }
+
     /// Whether a cached copy of `id` may be behind the store; asking
     /// forgets the answer.
     pub(crate) fn take_stale(&self, id: Uuid) -> bool {
@@ -139,6 +169,24 @@ mod tests {
         warm.put_new(vec![event(new, 2)]);
         assert!(warm.take(new).is_none());
         assert!(warm.take_stale(new));
+    }
+
+    #[test]
+    fn histories_from_the_log_are_kept_and_later_events_mark_nothing_stale() {
+        let warm = WarmHistories::new(10);
+        let (new, old) = (Uuid::now_v7(), Uuid::now_v7());
+        warm.put_from_log(vec![event(new, 1), event(new, 2), event(old, 2)]);
+        assert_eq!(warm.take(new).map(|h| h.len()), Some(2));
+        assert!(
+            !warm.take_stale(old),
+            "an event after version 1 may be this process's own"
+        );
+
+        // A later event drops a kept history it extends.
+        warm.put_from_log(vec![event(new, 1)]);
+        warm.put_from_log(vec![event(new, 2)]);
+        assert!(warm.take(new).is_none());
+        assert!(!warm.take_stale(new));
     }
 
     #[test]

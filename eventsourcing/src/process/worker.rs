@@ -92,6 +92,9 @@ pub(crate) struct Worker {
     /// The epoch of the lease this worker holds on its partition, under
     /// `Runner::worker`: every commit is fenced by it.
     lease_epoch: Option<u64>,
+    /// Where its repositories find new aggregates' histories: set for a
+    /// worker under a lease, whose commands run in other processes.
+    own_log: Option<super::repo::OwnLog>,
     /// Notifications processed (committed), for a worker's share.
     processed: Arc<std::sync::atomic::AtomicU64>,
     app: Application,
@@ -137,6 +140,7 @@ impl Worker {
             name,
             partition,
             lease_epoch: None,
+            own_log: None,
             processed: Arc::default(),
             outage: Outage::new(Some(name), app.recorder(), options.outage_budget),
             app,
@@ -160,6 +164,7 @@ impl Worker {
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) fn under_lease(mut self, epoch: u64) -> Self {
         self.lease_epoch = Some(epoch);
+        self.own_log = Some(super::repo::OwnLog::new(self.partition, self.options.cache_capacity));
         self
     }
 
@@ -398,6 +403,7 @@ impl Worker {
             Some(self.app.recorder().clone()),
             cache,
             self.app.warm(self.partition).cloned(),
+            self.own_log.clone(),
         );
         let mut events = Vec::new();
         for (index, notification) in batch.iter().enumerate() {
