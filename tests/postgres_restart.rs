@@ -140,7 +140,7 @@ async fn a_postgres_restart_mid_run_loses_nothing_and_repeats_nothing() {
     let Some(server) = Server::from_env() else { return };
     let _turn = SERVER.lock().await;
     let _start_again = StartAgain(&server);
-    for kind in [RunnerKind::MultiTask, RunnerKind::SingleThreaded] {
+    for kind in [RunnerKind::MultiTask, RunnerKind::SingleThreaded, RunnerKind::Worker] {
         restart_mid_run(&server, kind).await;
     }
 }
@@ -152,9 +152,13 @@ async fn restart_mid_run(server: &Server, kind: RunnerKind) {
     let store = Store::open(&url).await.unwrap();
     // No retries: an outage must not count as a failure. Small batches, so
     // that processing spans many transactions.
+    // Two partitions, and for the worker leases short enough to lapse while
+    // the server is away: it takes them up again afterwards.
     let options = ProcessOptions::default()
         .batch_size(5)
-        .poll_interval(Duration::from_millis(20));
+        .poll_interval(Duration::from_millis(20))
+        .partitions(2)
+        .lease_ttl(Duration::from_secs(1));
     assert_eq!(options.retries, 0);
     let runner = Runner::start(kind, domain::system(), &store, options).await.unwrap();
     let started_before = server.started_at().await;
