@@ -1,8 +1,5 @@
 //! Applications: a name, a recorder, and the aggregates recorded through it.
 
-use std::sync::Arc;
-
-use crate::process::warm::WarmHistories;
 use uuid::Uuid;
 
 use crate::{
@@ -29,9 +26,6 @@ use crate::{
 #[derive(Clone, Debug)]
 pub struct Application<R = AnyRecorder> {
     recorder: R,
-    /// Where saves leave new aggregates' histories for this application's
-    /// own process, when a runner runs it: one per partition.
-    warm: Option<Arc<[Arc<WarmHistories>]>>,
 }
 
 impl Application {
@@ -43,7 +37,6 @@ impl Application {
         topics::check()?;
         Ok(Self {
             recorder: store.recorder(&name).await?,
-            warm: None,
         })
     }
 }
@@ -52,7 +45,7 @@ impl<R: Recorder> Application<R> {
     /// The application whose events `recorder` keeps.
     pub fn new(recorder: R) -> Result<Self> {
         topics::check()?;
-        Ok(Self { recorder, warm: None })
+        Ok(Self { recorder })
     }
 
     /// The application's name.
@@ -116,21 +109,23 @@ impl<R: Recorder> Application<R> {
     /// [`Error::Concurrency`] means another writer got there first: load
     /// the aggregate again and retry the command.
     pub async fn save(&self, aggregates: impl Unsaved) -> Result<Vec<u64>> {
-        Ok(self.save_returning_partition(None, aggregates).await?.1)
+        Ok(self.save_observed(None, aggregates, None).await?.1)
     }
 
     /// Records the pending events like [`save`](Self::save), in `partition`
     /// rather than the first aggregate's.
     pub async fn save_in(&self, partition: u32, aggregates: impl Unsaved) -> Result<Vec<u64>> {
-        Ok(self.save_returning_partition(Some(partition), aggregates).await?.1)
+        Ok(self.save_observed(Some(partition), aggregates, None).await?.1)
     }
 
-    /// Saves in `partition`, or the first aggregate's, and returns the
+    /// Saves in `partition`, or the first aggregate's, hands a copy of the
+    /// events recorded to `observe` (a runner's processes), and returns the
     /// partition with the ids.
-    pub(crate) async fn save_returning_partition(
+    pub(crate) async fn save_observed(
         &self,
         partition: Option<u32>,
         mut aggregates: impl Unsaved,
+        observe: Option<&(dyn Fn(u32, Vec<StoredEvent>) + Sync)>,
     ) -> Result<(u32, Vec<u64>)> {
         let mut events = Vec::new();
         aggregates.encode_pending_into(&mut events)?;
@@ -139,23 +134,14 @@ impl<R: Recorder> Application<R> {
         };
         let partition =
             partition.unwrap_or_else(|| crate::store::partition_of(first.originator_id, self.recorder.partitions()));
-        // The recorder takes the events; the process gets its own copy.
-        let for_process = self.warm(partition).map(|warm| (warm, events.clone()));
+        // The recorder takes the events; an observer gets its own copy.
+        let observed = observe.map(|observe| (observe, events.clone()));
         let ids = self.recorder.insert(partition, events, None).await?;
         aggregates.clear_pending();
-        if let Some((warm, events)) = for_process {
-            warm.put_new(events);
+        if let Some((observe, events)) = observed {
+            observe(partition, events);
         }
         Ok((partition, ids))
-    }
-
-    pub(crate) fn set_warm(&mut self, warm: Arc<[Arc<WarmHistories>]>) {
-        self.warm = Some(warm);
-    }
-
-    /// The warm histories of `partition`'s process, when a runner runs it.
-    pub(crate) fn warm(&self, partition: u32) -> Option<&Arc<WarmHistories>> {
-        self.warm.as_ref()?.get(partition as usize)
     }
 
     /// This application's notification log.

@@ -38,7 +38,7 @@ pub use process::{
     DeclaredBy, Declares, Handler, HandlerError, Handling, Loading, Notified, OnFailure, Process, ProcessOptions,
     Records, Repo, RepoIter, UnknownTopics,
 };
-pub use runner::{Lag, Lease, Runner, RunnerKind, Saved};
+pub use runner::{Lag, Lease, Runner, RunnerKind, RunningApp, Saved};
 pub use store::{AnyRecorder, DeadLetter, Recorder, Store, Tracking, Versions, partition_of};
 pub use system::System;
 pub use timestamp::Timestamp;

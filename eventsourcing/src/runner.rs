@@ -9,7 +9,11 @@
 //! applications.
 
 mod dead_letters;
+mod running_app;
 mod workers;
+
+pub use running_app::RunningApp;
+pub(crate) use running_app::Warm;
 
 pub use workers::Lease;
 
@@ -21,7 +25,6 @@ use tokio::sync::{Mutex, Notify};
 use tokio::task::JoinHandle;
 
 use crate::process::outage::Outage;
-use crate::process::warm::WarmHistories;
 use crate::process::worker::{Worker, error_chain};
 use crate::{
     AnyRecorder, AppName, Application, Error, Process, ProcessOptions, Recorder, Result, Store, System, Unsaved,
@@ -172,6 +175,9 @@ impl Lag {
 pub struct Runner {
     system: System,
     apps: Vec<Application>,
+    /// Each application's warm histories, per partition: what its saves
+    /// leave for its process (see `process/warm.rs`).
+    warm: Vec<Warm>,
     mode: Mode,
     /// How long [`wait_until_quiet`](Runner::wait_until_quiet) rides out
     /// an unreachable database.
@@ -240,11 +246,12 @@ impl Runner {
     /// and [`wait_until_quiet`](Runner::wait_until_quiet) process every
     /// notification in the system before they return.
     pub async fn single_threaded(system: System, store: &Store, options: ProcessOptions) -> Result<Self> {
-        let apps = open_apps(&system, store, &options, |recorder| recorder).await?;
-        let workers = workers(&system, &apps, &options);
+        let (apps, warm) = open_apps(&system, store, &options, |recorder| recorder).await?;
+        let workers = workers(&system, &apps, &warm, &options);
         let runner = Self {
             system,
             apps,
+            warm,
             mode: Mode::SingleThreaded {
                 workers: Mutex::new(workers),
             },
@@ -260,14 +267,14 @@ impl Runner {
     /// [`poll_interval`](ProcessOptions::poll_interval). Call it within a
     /// tokio runtime with the time driver enabled.
     pub async fn multi_task(system: System, store: &Store, options: ProcessOptions) -> Result<Self> {
-        let apps = open_apps(&system, store, &options, |recorder| recorder).await?;
+        let (apps, warm) = open_apps(&system, store, &options, |recorder| recorder).await?;
         let prompts = Prompts::new(&system, options.partitions);
         // Subscribed before the workers start, so that no commit is missed.
         let commits = store.commits().await?;
         let prompter = tokio::spawn(prompt_followers(commits, prompts.clone()));
         let stopping = Arc::new(AtomicBool::new(false));
         let processed = Arc::new(AtomicU64::new(0));
-        let tasks = workers(&system, &apps, &options)
+        let tasks = workers(&system, &apps, &warm, &options)
             .into_iter()
             .map(|worker| worker.counting(processed.clone()))
             .map(|worker| {
@@ -283,6 +290,7 @@ impl Runner {
         Ok(Self {
             system,
             apps,
+            warm,
             mode: Mode::MultiTask {
                 tasks: Mutex::new(tasks),
                 stopping,
@@ -332,7 +340,7 @@ impl Runner {
     #[cfg(feature = "postgres")]
     async fn postgres_worker(system: System, store: &Store, options: ProcessOptions) -> Result<Self> {
         let board = workers::lease_board(store, &system, &options)?;
-        let apps = open_apps(&system, store, &options, |recorder| recorder).await?;
+        let (apps, warm) = open_apps(&system, store, &options, |recorder| recorder).await?;
         let prompts = Prompts::new(&system, options.partitions);
         let commits = store.commits().await?;
         let prompter = tokio::spawn(prompt_followers(commits, prompts.clone()));
@@ -342,6 +350,7 @@ impl Runner {
         let coordinator = workers::Coordinator {
             system: system.clone(),
             apps: apps.clone(),
+            warm: warm.clone(),
             options: options.clone(),
             board,
             prompts,
@@ -353,6 +362,7 @@ impl Runner {
         Ok(Self {
             system,
             apps,
+            warm,
             mode: Mode::Worker {
                 coordinator: Mutex::new(Some(coordinator)),
                 stopping,
@@ -391,11 +401,13 @@ impl Runner {
 
     /// The application `P`, for commands and queries: load aggregates, read
     /// its log, or save (saving through [`Runner::save`] also processes, with
-    /// the single-threaded runner).
-    pub fn app<P: Process>(&self) -> Result<&Application> {
+    /// the single-threaded runner). Its saves tell this runner's processes
+    /// what changed, which a save through another handle on the store does
+    /// not (see [`ProcessOptions::cache_capacity`]).
+    pub fn app<P: Process>(&self) -> Result<RunningApp<'_>> {
         index_of(&self.system, P::NAME)
             .filter(|&i| self.system.app_specs()[i].is::<P>())
-            .map(|i| &self.apps[i])
+            .map(|i| RunningApp::new(&self.apps[i], &self.warm[i]))
             .ok_or_else(|| Error::Runner {
                 reason: format!("`{}` is not an application of this system", P::NAME),
             })
@@ -421,7 +433,7 @@ impl Runner {
     }
 
     async fn save_to<P: Process>(&self, partition: Option<u32>, aggregates: impl Unsaved) -> Result<Saved> {
-        let (partition, notification_ids) = self.app::<P>()?.save_returning_partition(partition, aggregates).await?;
+        let (partition, notification_ids) = self.app::<P>()?.save_to(partition, aggregates).await?;
         let processing = match self.mode {
             Mode::SingleThreaded { .. } => self.wait_until_quiet().await,
             Mode::MultiTask { .. } | Mode::Worker { .. } => Ok(()),
@@ -649,7 +661,7 @@ pub(crate) async fn open_apps(
     store: &Store,
     options: &ProcessOptions,
     wrap: impl Fn(AnyRecorder) -> AnyRecorder,
-) -> Result<Vec<Application>> {
+) -> Result<(Vec<Application>, Vec<Warm>)> {
     if let Some(stranger) = options.apps_with_settings().find(|app| index_of(system, app).is_none()) {
         return Err(Error::Runner {
             reason: format!(
@@ -670,39 +682,37 @@ pub(crate) async fn open_apps(
     system.check()?;
     // Before any tables are made, as `Application::open` does.
     crate::topics::check()?;
-    let mut apps = Vec::new();
+    let (mut apps, mut warm) = (Vec::new(), Vec::new());
     for spec in system.app_specs() {
         // Every log of the system has the system's partitions: a log written
         // with another number is refused rather than followed in part.
         let recorder = store
             .partitioned_recorder(&AppName::new(spec.name)?, options.partitions)
             .await?;
-        let mut app = Application::new(wrap(recorder))?;
-        let capacity = options.for_app(spec.name).cache_capacity;
-        app.set_warm(
-            (0..options.partitions)
-                .map(|_| Arc::new(WarmHistories::new(capacity)))
-                .collect(),
-        );
-        apps.push(app);
+        apps.push(Application::new(wrap(recorder))?);
+        warm.push(running_app::warm(
+            options.partitions,
+            options.for_app(spec.name).cache_capacity,
+        ));
     }
-    Ok(apps)
+    Ok((apps, warm))
 }
 
 /// A worker for each partition of each application.
-fn workers(system: &System, apps: &[Application], options: &ProcessOptions) -> Vec<Worker> {
+fn workers(system: &System, apps: &[Application], warm: &[Warm], options: &ProcessOptions) -> Vec<Worker> {
     (0..apps.len())
         .flat_map(|i| (0..options.partitions).map(move |partition| (i, partition)))
-        .map(|(i, partition)| worker(system, apps, options, i, partition))
+        .map(|(i, partition)| worker(system, apps, warm, options, i, partition))
         .collect()
 }
 
 /// The worker of `partition` of the `i`-th application of `system`, whose
-/// applications are `apps`, in the same order, with that application's
-/// settings.
+/// applications are `apps` with their warm histories `warm`, in the same
+/// order, with that application's settings.
 pub(crate) fn worker(
     system: &System,
     apps: &[Application],
+    warm: &[Warm],
     options: &ProcessOptions,
     i: usize,
     partition: u32,
@@ -716,6 +726,7 @@ pub(crate) fn worker(
         spec.name,
         partition,
         apps[i].clone(),
+        warm[i].get(partition as usize).cloned(),
         (spec.policy)(),
         upstreams,
         options.for_app(spec.name),

@@ -3,6 +3,7 @@
 //! it is processed exactly once however many retries race.
 
 use super::repo::{Cache, RepoCore};
+use super::warm::WarmHistories;
 use super::worker::{DynProcess, error_chain, run_handler};
 use crate::{Application, DeadLetter, Error, Recorder, Result, Timestamp};
 
@@ -21,6 +22,7 @@ pub(crate) async fn retry(
     upstream_name: &'static str,
     upstream: &Application,
     letter: &DeadLetter,
+    warm: Option<&WarmHistories>,
 ) -> Result<Vec<u64>> {
     // The removal at commit decides; asking first saves running the handler
     // for a dead letter that is gone.
@@ -61,7 +63,7 @@ pub(crate) async fn retry(
 
     match outcome {
         Ok(()) => {
-            let for_process = app.warm(letter.partition).map(|warm| (warm, events.clone()));
+            let for_process = warm.map(|warm| (warm, events.clone()));
             let ids = app.recorder().resolve_dead_letter(letter, events).await?;
             // The process may have cached aggregates these events changed.
             if let Some((warm, events)) = for_process {

@@ -89,6 +89,9 @@ struct Upstream {
 pub(crate) struct Worker {
     name: &'static str,
     partition: u32,
+    /// Where the runner's saves leave new aggregates' histories for this
+    /// worker (its application's, in its partition).
+    warm: Option<Arc<super::warm::WarmHistories>>,
     /// The epoch of the lease this worker holds on its partition, under
     /// `Runner::worker`: every commit is fenced by it.
     lease_epoch: Option<u64>,
@@ -118,6 +121,7 @@ impl Worker {
         name: &'static str,
         partition: u32,
         app: Application,
+        warm: Option<Arc<super::warm::WarmHistories>>,
         policy: Arc<dyn DynProcess>,
         upstreams: Vec<(&'static str, &'static [Records], Application)>,
         options: ProcessOptions,
@@ -139,6 +143,7 @@ impl Worker {
         Self {
             name,
             partition,
+            warm,
             lease_epoch: None,
             own_log: None,
             processed: Arc::default(),
@@ -365,7 +370,7 @@ impl Worker {
     /// has the truth.
     fn forget_cached(&mut self) {
         self.cache.clear();
-        if let Some(warm) = self.app.warm(self.partition) {
+        if let Some(warm) = &self.warm {
             warm.clear();
         }
     }
@@ -402,7 +407,7 @@ impl Worker {
             self.app.name().clone(),
             Some(self.app.recorder().clone()),
             cache,
-            self.app.warm(self.partition).cloned(),
+            self.warm.clone(),
             self.own_log.clone(),
         );
         let mut events = Vec::new();

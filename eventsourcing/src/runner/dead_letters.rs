@@ -45,7 +45,8 @@ impl Runner {
             .map(|u| &self.apps[u])
             .ok_or_else(|| letter.not_found())?;
         let policy = (spec.policy)();
-        dead_letters::retry(app, &*policy, upstream_name, upstream, letter).await
+        let warm = self.warm[index].get(letter.partition as usize).map(|warm| &**warm);
+        dead_letters::retry(app, &*policy, upstream_name, upstream, letter, warm).await
     }
 
     /// Drops a parked notification: it is removed from the dead letters and

@@ -35,7 +35,8 @@ pub use faults::{Faults, FaultyRecorder};
 use self::checks::Histories;
 use self::faults::{Plan, Rng};
 use crate::process::worker::Worker;
-use crate::{AnyRecorder, Application, Error, Process, ProcessOptions, Result, Store, System};
+use crate::runner::Warm;
+use crate::{AnyRecorder, Application, Error, Process, ProcessOptions, Result, RunningApp, Store, System};
 
 /// The most scheduling steps one run may take before it counts as stuck.
 const MAX_STEPS: usize = 200_000;
@@ -122,15 +123,16 @@ enum Backend {
 pub struct Apps {
     system: System,
     apps: Arc<[Application]>,
+    warm: Arc<[Warm]>,
 }
 
 impl Apps {
     /// The application `P`, to save aggregates through.
-    pub fn app<P: Process>(&self) -> Result<&Application> {
+    pub fn app<P: Process>(&self) -> Result<RunningApp<'_>> {
         self.system
             .apps()
             .position(|name| name == P::NAME)
-            .map(|i| &self.apps[i])
+            .map(|i| RunningApp::new(&self.apps[i], &self.warm[i]))
             .ok_or_else(|| Error::Runner {
                 reason: format!("`{}` is not an application of this system", P::NAME),
             })
@@ -398,6 +400,7 @@ struct World {
     system: System,
     options: ProcessOptions,
     apps: Arc<[Application]>,
+    warm: Arc<[Warm]>,
     /// Each worker with the index of its application; duplicates included.
     workers: Vec<(usize, Worker)>,
     crashed: bool,
@@ -405,7 +408,7 @@ struct World {
 
 impl World {
     async fn open(system: &System, store: Store, plan: &Arc<Mutex<Plan>>, options: &ProcessOptions) -> Result<Self> {
-        let apps = crate::runner::open_apps(system, &store, options, |inner| {
+        let (apps, warm) = crate::runner::open_apps(system, &store, options, |inner| {
             AnyRecorder::Faulty(FaultyRecorder::new(inner, plan.clone()))
         })
         .await?;
@@ -413,6 +416,7 @@ impl World {
             system: system.clone(),
             options: options.clone(),
             apps: apps.into(),
+            warm: warm.into(),
             workers: Vec::new(),
             crashed: false,
         };
@@ -424,13 +428,14 @@ impl World {
     }
 
     fn worker(&self, i: usize, partition: u32) -> Worker {
-        crate::runner::worker(&self.system, &self.apps, &self.options, i, partition)
+        crate::runner::worker(&self.system, &self.apps, &self.warm, &self.options, i, partition)
     }
 
     fn apps(&self) -> Apps {
         Apps {
             system: self.system.clone(),
             apps: self.apps.clone(),
+            warm: self.warm.clone(),
         }
     }
 }

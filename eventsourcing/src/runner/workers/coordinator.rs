@@ -34,6 +34,7 @@ struct Held {
 pub(crate) struct Coordinator {
     pub(crate) system: System,
     pub(crate) apps: Vec<Application>,
+    pub(crate) warm: Vec<super::super::Warm>,
     pub(crate) options: ProcessOptions,
     pub(crate) board: LeaseBoard,
     pub(crate) prompts: Prompts,
@@ -227,12 +228,19 @@ impl Coordinator {
     /// cached: whatever it knew before may be stale.
     fn start(&self, unit: Unit, epoch: u64) -> Held {
         let name = self.name(unit);
-        if let Some(warm) = self.apps[unit.app].warm(unit.partition) {
+        if let Some(warm) = self.warm[unit.app].get(unit.partition as usize) {
             warm.clear();
         }
-        let worker = worker(&self.system, &self.apps, &self.options, unit.app, unit.partition)
-            .under_lease(epoch)
-            .counting(self.status.processed.clone());
+        let worker = worker(
+            &self.system,
+            &self.apps,
+            &self.warm,
+            &self.options,
+            unit.app,
+            unit.partition,
+        )
+        .under_lease(epoch)
+        .counting(self.status.processed.clone());
         let stopping = Arc::new(AtomicBool::new(false));
         let prompt = self.prompts.of(name, unit.partition).clone();
         let poll_interval = self.options.for_app(name).poll_interval;
