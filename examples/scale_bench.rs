@@ -44,7 +44,11 @@ fn options() -> Result<Options, String> {
             "--runs" => options.runs = number(value()?)?.max(1) as usize,
             "--rate" => options.rate = number(value()?)?.max(1),
             "--svg" => options.svg = value()?,
-            other => return Err(format!("unknown option `{other}`; see the top of examples/scale_bench.rs")),
+            other => {
+                return Err(format!(
+                    "unknown option `{other}`; see the top of examples/scale_bench.rs"
+                ));
+            }
         }
     }
     if !options.url.starts_with("postgres") {
@@ -59,6 +63,9 @@ struct Run {
     orders_per_second: f64,
     p50_ms: f64,
     p99_ms: f64,
+    /// How busy the machine's cores were during the run (0 to 1), from
+    /// `/proc/stat`: the database and the program share them.
+    cpu_busy: f64,
 }
 
 const PARTITIONS: [u32; 4] = [1, 2, 4, 8];
@@ -83,16 +90,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let mut throughput: Vec<(u32, u32, Vec<f64>)> = Vec::new();
+    // The median share of the cores busy, in the same order.
+    let mut cpu: Vec<f64> = Vec::new();
     for workers in WORKERS {
         for partitions in PARTITIONS {
-            let mut rates = Vec::new();
+            let (mut rates, mut busy) = (Vec::new(), Vec::new());
             for _ in 0..options.runs {
                 let run = run_orders(&program, &options, partitions, workers, None).await?;
-                eprintln!("{partitions} partition(s), {}: {:.0} orders/s", label(workers), run.orders_per_second);
+                eprintln!(
+                    "{partitions} partition(s), {}: {:.0} orders/s, cores {:.0}% busy",
+                    label(workers),
+                    run.orders_per_second,
+                    100.0 * run.cpu_busy
+                );
                 rates.push(run.orders_per_second);
+                busy.push(run.cpu_busy);
             }
             rates.sort_by(f64::total_cmp);
+            busy.sort_by(f64::total_cmp);
             throughput.push((workers, partitions, rates));
+            cpu.push(median(&busy));
         }
     }
 
@@ -102,11 +119,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let cells: Vec<String> = WORKERS
             .iter()
             .map(|&workers| {
-                let (_, _, rates) = throughput
+                let at = throughput
                     .iter()
-                    .find(|(w, p, _)| (*w, *p) == (workers, partitions))
+                    .position(|(w, p, _)| (*w, *p) == (workers, partitions))
                     .expect("measured");
-                format!("{:.0} ({:.0}–{:.0})", median(rates), rates[0], rates[rates.len() - 1])
+                let rates = &throughput[at].2;
+                format!(
+                    "{:.0} ({:.0}–{:.0}), {:.0}% busy",
+                    median(rates),
+                    rates[0],
+                    rates[rates.len() - 1],
+                    100.0 * cpu[at]
+                )
             })
             .collect();
         println!("| {partitions} | {} |", cells.join(" | "));
@@ -158,7 +182,10 @@ async fn run_orders(
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
         .execute(&mut admin)
         .await?;
-    let base = options.url.rsplit_once('/').map_or(options.url.as_str(), |(base, _)| base);
+    let base = options
+        .url
+        .rsplit_once('/')
+        .map_or(options.url.as_str(), |(base, _)| base);
     let orders = match rate {
         Some(rate) => rate * 5,
         None => options.orders,
@@ -175,7 +202,9 @@ async fn run_orders(
     if let Some(rate) = rate {
         command.args(["--rate", &rate.to_string(), "--orders-per-commit", "10"]);
     }
+    let before = cpu_times();
     let output = command.output()?;
+    let after = cpu_times();
     sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {database} WITH (FORCE)")))
         .execute(&mut admin)
         .await?;
@@ -188,7 +217,15 @@ async fn run_orders(
         )
         .into());
     }
-    let mut run = Run::default();
+    let mut run = Run {
+        cpu_busy: match (before, after) {
+            (Some((busy0, total0)), Some((busy1, total1))) if total1 > total0 => {
+                (busy1 - busy0) as f64 / (total1 - total0) as f64
+            }
+            _ => f64::NAN,
+        },
+        ..Run::default()
+    };
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("throughput: ") {
             run.orders_per_second = rest.split(' ').next().unwrap_or_default().parse()?;
@@ -204,6 +241,23 @@ async fn run_orders(
         }
     }
     Ok(run)
+}
+
+/// The machine's busy and total CPU time so far, in clock ticks, from
+/// `/proc/stat` (Linux); `None` elsewhere.
+fn cpu_times() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    let total: u64 = fields.iter().take(8).sum();
+    // idle and iowait
+    let idle = fields.get(3)? + fields.get(4)?;
+    Some((total - idle, total))
 }
 
 /// Draws orders/s against partitions, a line per way of running.
