@@ -50,6 +50,11 @@ pub fn start(options: &Options, units: u32) -> Result<Vec<Worker>, Box<dyn std::
         if Instant::now() > deadline {
             return Err(format!("the workers did not share the {units} partitions evenly: {held:?}").into());
         }
+        for worker in &mut workers {
+            if let Some(status) = worker.child.try_wait()? {
+                return Err(format!("a worker stopped before it started work: {status}").into());
+            }
+        }
         for (worker, held) in workers.iter().zip(&mut held) {
             while let Ok(line) = worker.lines.try_recv() {
                 if let Some(n) = line.split(" holds ").nth(1).and_then(|rest| rest.split(' ').next()) {
