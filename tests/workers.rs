@@ -196,3 +196,29 @@ async fn a_commit_under_a_lease_taken_over_fails_and_writes_nothing() {
         .unwrap();
     assert_eq!(reservations.tracking_position(&orders, 0).await.unwrap(), 1);
 }
+
+/// A system once run by workers can be run in one process again: the
+/// tracking rows a worker made on taking its leases (at position 0) do not
+/// stop a runner without leases from moving on from them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_without_leases_carries_on_where_workers_left_off() {
+    let Some(url) = eventsourcing_tests::fresh_postgres_url().await else {
+        return;
+    };
+    let store = Store::open(&url).await.unwrap();
+    let worker = Runner::worker(domain::system(), &store, options()).await.unwrap();
+    eventually(Duration::from_secs(10), "the worker takes every partition", || {
+        worker.leases().len() == UNITS
+    })
+    .await;
+    worker.shutdown().await.unwrap();
+
+    let runner = Runner::multi_task(domain::system(), &store, options()).await.unwrap();
+    let ids = create_orders(&runner, 20).await;
+    tokio::time::timeout(Duration::from_secs(30), runner.wait_until_quiet())
+        .await
+        .expect("the runner processed the orders")
+        .unwrap();
+    runner.shutdown().await.unwrap();
+    assert_each_order_reserved_and_paid_once(&store, &ids).await;
+}

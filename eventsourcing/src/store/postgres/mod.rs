@@ -146,7 +146,9 @@ impl Dialect for Postgres {
                 p,
                 Some(format!(
                     "INSERT INTO {p}_tracking (upstream, partition_id, notification_id) VALUES ($8, $9, $10)
-                     ON CONFLICT DO NOTHING RETURNING 1"
+                     ON CONFLICT (upstream, partition_id) DO UPDATE SET notification_id = EXCLUDED.notification_id
+                     WHERE {p}_tracking.notification_id = 0
+                     RETURNING 1"
                 )),
             )),
             write_updating_tracking: statement::<Self>(write_statement(

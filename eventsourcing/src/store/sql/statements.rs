@@ -39,9 +39,11 @@ impl<D: Dialect> Statements<D> {
     pub(crate) fn new(p: &str) -> Self {
         let s = statement::<D>;
         Self {
+            // A row at 0 is where a worker taking its lease left it.
             insert_tracking: s(format!(
                 "INSERT INTO {p}_tracking (upstream, partition_id, notification_id) VALUES (?, ?, ?)
-                 ON CONFLICT DO NOTHING"
+                 ON CONFLICT (upstream, partition_id) DO UPDATE SET notification_id = excluded.notification_id
+                 WHERE {p}_tracking.notification_id = 0"
             )),
             update_tracking: s(format!(
                 "UPDATE {p}_tracking SET notification_id = ?
