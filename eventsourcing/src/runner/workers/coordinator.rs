@@ -14,6 +14,10 @@ use crate::process::worker::error_chain;
 use crate::store::postgres::LeaseBoard;
 use crate::{AppName, Application, Error, ProcessOptions, Result, System};
 
+/// How soon a worker looks again while part of its share is held by
+/// another (being handed over, or expiring).
+const WAITING_FOR_LEASES: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// One application-partition a worker may hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Unit {
@@ -80,8 +84,16 @@ impl Coordinator {
             if let Err(error) = self.reap(&mut held).await {
                 break Err(error);
             }
+            // Until its whole share is held, a worker looks again sooner:
+            // a lease it waits for may be released or expire at any moment.
+            let mut pause = heartbeat;
             match self.balance(&units, &mut held).await {
-                Ok(()) => outage.over(),
+                Ok(complete) => {
+                    outage.over();
+                    if !complete {
+                        pause = pause.min(WAITING_FOR_LEASES);
+                    }
+                }
                 Err(error) if outage::is_transient(&error) => {
                     if let Err(error) = outage.wait(error).await {
                         break Err(error);
@@ -99,7 +111,7 @@ impl Coordinator {
                     })
                     .collect(),
             );
-            let _ = tokio::time::timeout(heartbeat, self.wake.notified()).await;
+            let _ = tokio::time::timeout(pause, self.wake.notified()).await;
         };
         // Stop every task (each finishes its batch), then give the leases
         // back so that others take over at once.
@@ -157,8 +169,8 @@ impl Coordinator {
     }
 
     /// One heartbeat: says this worker is alive, and takes, keeps or gives
-    /// up leases to match its share.
-    async fn balance(&self, units: &[Unit], held: &mut BTreeMap<Unit, Held>) -> Result<()> {
+    /// up leases to match its share. Answers whether it holds all its share.
+    async fn balance(&self, units: &[Unit], held: &mut BTreeMap<Unit, Held>) -> Result<bool> {
         let live = self.board.heartbeat().await?;
         let me = live.iter().position(|w| w == self.board.worker()).unwrap_or(live.len());
         let count = live.len().max(me + 1);
@@ -221,7 +233,7 @@ impl Coordinator {
                 held.insert(unit, self.start(unit, epoch));
             }
         }
-        Ok(())
+        Ok(share.iter().all(|unit| held.contains_key(unit)))
     }
 
     /// Starts the task of `unit` under the lease at `epoch`, with nothing
