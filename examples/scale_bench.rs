@@ -4,6 +4,11 @@
 //! orders example for each, on a fresh database each time, prints a
 //! Markdown table and draws the curves into an SVG file.
 //!
+//! The workload is many customers at once: 8 concurrent clients, each
+//! creating one order per command. Commits to one log take turns on its
+//! head row, each waiting for its flush to disk; partitions let them
+//! overlap.
+//!
 //! ```text
 //! cargo build --release --examples
 //! cargo run --release --example scale_bench -- --url postgres://postgres@127.0.0.1:5432/postgres
@@ -11,8 +16,9 @@
 //!
 //! Options: `--url URL` a database on the server (`EVENTSOURCING_STORE_URL`;
 //! each run makes and drops a database of its own beside it), `--orders N`
-//! per run (20,000), `--runs N` per configuration (3), `--rate N` orders/s
-//! for the latency rows (2,000), `--svg PATH` (`docs/scale.svg`).
+//! per run (5,000), `--clients N` (8), `--orders-per-commit N` (1), `--runs
+//! N` per configuration (3), `--rate N` orders/s for the latency rows (500),
+//! `--svg PATH` (`docs/scale.svg`).
 
 use std::process::Command;
 
@@ -21,6 +27,8 @@ use sqlx::Connection;
 struct Options {
     url: String,
     orders: u64,
+    clients: u64,
+    orders_per_commit: u64,
     runs: usize,
     rate: u64,
     svg: String,
@@ -29,9 +37,11 @@ struct Options {
 fn options() -> Result<Options, String> {
     let mut options = Options {
         url: std::env::var("EVENTSOURCING_STORE_URL").unwrap_or_default(),
-        orders: 20_000,
+        orders: 5_000,
+        clients: 8,
+        orders_per_commit: 1,
         runs: 3,
-        rate: 2_000,
+        rate: 500,
         svg: "docs/scale.svg".to_owned(),
     };
     let mut args = std::env::args().skip(1);
@@ -41,6 +51,8 @@ fn options() -> Result<Options, String> {
         match arg.as_str() {
             "--url" => options.url = value()?,
             "--orders" => options.orders = number(value()?)?,
+            "--clients" => options.clients = number(value()?)?.max(1),
+            "--orders-per-commit" => options.orders_per_commit = number(value()?)?.max(1),
             "--runs" => options.runs = number(value()?)?.max(1) as usize,
             "--rate" => options.rate = number(value()?)?.max(1),
             "--svg" => options.svg = value()?,
@@ -85,8 +97,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     eprintln!(
-        "{} orders per run, {} run(s) per configuration, {cores} cores",
-        options.orders, options.runs
+        "{} orders per run from {} clients, {} per command, {} run(s) per configuration, {cores} cores",
+        options.orders, options.clients, options.orders_per_commit, options.runs
     );
 
     let mut throughput: Vec<(u32, u32, Vec<f64>)> = Vec::new();
@@ -195,12 +207,14 @@ async fn run_orders(
         .args(["--url", &format!("{base}/{database}")])
         .args(["--orders", &orders.to_string()])
         .args(["--partitions", &partitions.to_string()])
+        .args(["--clients", &options.clients.to_string()])
+        .args(["--orders-per-commit", &options.orders_per_commit.to_string()])
         .args(["--lease-ttl-ms", "3000"]);
     if workers > 0 {
         command.args(["--workers", &workers.to_string()]);
     }
     if let Some(rate) = rate {
-        command.args(["--rate", &rate.to_string(), "--orders-per-commit", "10"]);
+        command.args(["--rate", &rate.to_string()]);
     }
     let before = cpu_times();
     let output = command.output()?;

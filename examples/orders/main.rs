@@ -21,7 +21,9 @@
 //! `--orders-per-commit N` orders created per transaction (100), `--rate N`
 //! to create orders at N per second instead of as fast as possible (latency
 //! at a steady load), `--fresh` to delete the SQLite file first,
-//! `--partitions P` partitions per log (1), `--poll-interval-ms N` (100).
+//! `--partitions P` partitions per log (1), `--poll-interval-ms N` (100),
+//! `--clients N` concurrent clients creating the orders (1; each creates
+//! every N-th commit of orders).
 //!
 //! `--workers W` (PostgreSQL) starts W worker OS processes, this program
 //! run as `orders worker --url URL --partitions P …`, which share the
@@ -42,10 +44,11 @@ mod workers;
 mod plain_sqlite;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use eventsourcing::prelude::*;
-use eventsourcing::{AppName, Error, Recorder, RunnerKind, Timestamp, Versions};
+use eventsourcing::{AppName, Error, Recorder, RunnerKind, Saved, Timestamp, Versions};
 
 use domain::{Order, Orders, Payment, Reservation, order_id};
 
@@ -59,6 +62,8 @@ struct Options {
     orders_per_commit: u64,
     rate: Option<f64>,
     fresh: bool,
+    /// Concurrent clients creating orders.
+    clients: u64,
     partitions: u32,
     workers: u32,
     lease_ttl_ms: u64,
@@ -85,6 +90,7 @@ fn options() -> Result<Options, String> {
         orders_per_commit: 100,
         rate: None,
         fresh: false,
+        clients: 1,
         partitions: 1,
         workers: 0,
         lease_ttl_ms: 10_000,
@@ -104,6 +110,7 @@ fn options() -> Result<Options, String> {
             "--rate" => options.rate = Some(number(value()?)?.max(1) as f64),
             "--fresh" => options.fresh = true,
             "--partitions" => options.partitions = number(value()?)? as u32,
+            "--clients" => options.clients = number(value()?)?.max(1),
             "--workers" => options.workers = number(value()?)? as u32,
             "--lease-ttl-ms" => options.lease_ttl_ms = number(value()?)?,
             "--poll-interval-ms" => options.poll_interval_ms = number(value()?)?,
@@ -176,21 +183,35 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     // Orders are created in order, one commit at a time, so those an
     // earlier (stopped) run created are a prefix: skip past them.
     let orders_app = &apps[0];
-    let mut n = first_uncreated(orders_app, options.orders, options.orders_per_commit).await?;
-    let before = n;
-    while n < options.orders {
-        if let Some(rate) = options.rate {
-            let due = std::time::Duration::from_secs_f64((n - before) as f64 / rate);
-            tokio::time::sleep_until((started + due).into()).await;
-        }
-        let end = (n + options.orders_per_commit).min(options.orders);
-        let mut orders: Vec<Order> = (n..end).map(|i| Order::create(order_id(i))).collect();
-        match &runner {
-            Some(runner) => runner.save::<Orders>(&mut orders).await?.processed()?,
-            None => orders_app.save(&mut orders).await?,
-        };
-        n = end;
+    let before = first_uncreated(orders_app, options.orders, options.orders_per_commit).await?;
+    let runner = runner.map(Arc::new);
+    let mut creating = tokio::task::JoinSet::new();
+    for client in 0..options.clients {
+        let (runner, orders_app) = (runner.clone(), orders_app.clone());
+        let (count, per_commit, clients, rate) =
+            (options.orders, options.orders_per_commit, options.clients, options.rate);
+        creating.spawn(async move {
+            // Client `client` creates the commits `client`, `client + clients`, …
+            let commits = (before..count)
+                .step_by(per_commit as usize)
+                .skip(client as usize)
+                .step_by(clients as usize);
+            for (k, n) in commits.enumerate() {
+                if let Some(rate) = rate {
+                    let due = std::time::Duration::from_secs_f64((k as u64 * per_commit * clients) as f64 / rate);
+                    tokio::time::sleep_until((started + due).into()).await;
+                }
+                let end = (n + per_commit).min(count);
+                let orders: Vec<Order> = (n..end).map(|i| Order::create(order_id(i))).collect();
+                create(runner.as_deref(), &orders_app, orders).await?;
+            }
+            Ok::<(), Error>(())
+        });
     }
+    while let Some(created) = creating.join_next().await {
+        created??;
+    }
+    let runner = runner.map(|runner| Arc::into_inner(runner).expect("the clients are done"));
     match &runner {
         Some(runner) => runner.wait_until_quiet().await?,
         // Each order ends with its third event in the Orders log.
@@ -269,6 +290,32 @@ async fn run_worker(store: &Store, options: &Options) -> Result<(), Box<dyn std:
     runner.shutdown().await?;
     println!("worker {} processed {processed} notifications", std::process::id());
     Ok(())
+}
+
+/// Creates `orders` in one commit. With concurrent clients, a run that was
+/// stopped may have left commits after the first one missing: orders that
+/// exist already are passed over one by one.
+async fn create(runner: Option<&Runner>, orders_app: &Application, mut orders: Vec<Order>) -> Result<(), Error> {
+    let saved = match runner {
+        Some(runner) => runner.save::<Orders>(&mut orders).await.and_then(Saved::processed),
+        None => orders_app.save(&mut orders).await,
+    };
+    match saved {
+        Err(Error::Concurrency { .. }) => {
+            for mut order in orders {
+                let saved = match runner {
+                    Some(runner) => runner.save::<Orders>(&mut order).await.and_then(Saved::processed),
+                    None => orders_app.save(&mut order).await,
+                };
+                match saved {
+                    Ok(_) | Err(Error::Concurrency { .. }) => {}
+                    Err(error) => return Err(error),
+                }
+            }
+            Ok(())
+        }
+        other => other.map(drop),
+    }
 }
 
 /// Events in every partition of one application's log.
