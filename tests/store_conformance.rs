@@ -281,6 +281,37 @@ async fn moves_tracking_forward_once_per_notification(store: &Store) {
     assert_eq!(recorder.tracking_position(&upstream, 0).await.unwrap(), 9);
 }
 
+/// A write whose tracking position moved and whose events repeat an
+/// existing version is told of the tracking conflict (the notifications
+/// were processed already; the version conflict follows from that), on the
+/// first position as on later ones, and leaves nothing behind. (SQLite runs
+/// a write's statements in one round trip, the insert after a tracking move
+/// that found nothing to move.)
+async fn reports_a_moved_tracking_position_before_an_existing_version(store: &Store) {
+    let recorder = store.recorder(&unique_app("both")).await.unwrap();
+    let upstream = unique_app("up");
+    let taken = Uuid::new_v4();
+    recorder
+        .insert(0, vec![event(taken, 1, "A", b"1")], Some(&tracking(&upstream, 0, 4)))
+        .await
+        .unwrap();
+    for previous in [0, 2] {
+        let fresh = Uuid::new_v4();
+        let events = vec![event(fresh, 1, "A", b"2"), event(taken, 1, "A", b"2")];
+        let err = recorder
+            .insert(0, events, Some(&tracking(&upstream, previous, 6)))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::TrackingConflict { expected, found: 4, .. } if expected == previous),
+            "from {previous}: {err:?}"
+        );
+        assert_eq!(recorder.select_events(fresh, Versions::ALL).await.unwrap(), []);
+    }
+    assert_eq!(recorder.tracking_position(&upstream, 0).await.unwrap(), 4);
+    assert_eq!(recorder.max_notification_id(0).await.unwrap(), 1);
+}
+
 async fn lets_one_of_two_concurrent_writers_win(store: &Store) {
     let recorder = store.recorder(&unique_app("race")).await.unwrap();
     let upstream = unique_app("up");
@@ -620,6 +651,7 @@ eventsourcing_tests::on_every_backend!(
     rejects_version_zero,
     rejects_state_versions_out_of_range,
     moves_tracking_forward_once_per_notification,
+    reports_a_moved_tracking_position_before_an_existing_version,
     lets_one_of_two_concurrent_writers_win,
     keeps_applications_apart_and_creates_tables_once,
     round_trips_a_hand_written_aggregate,

@@ -275,7 +275,7 @@ with_sql_bounds! {
         }
     }
 
-    async fn select_tracking(
+    pub(crate) async fn select_tracking(
         &self,
         conn: &mut <D::Db as sqlx::Database>::Connection,
         upstream: &AppName,

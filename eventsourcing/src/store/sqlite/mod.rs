@@ -14,6 +14,7 @@
 
 mod group_commit;
 mod packed;
+mod single_trip;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -116,7 +117,8 @@ impl SqliteStore {
             // Room for the pages a busy log and its index touch, and fewer
             // checkpoints (each one syncs the database file).
             .pragma("cache_size", "-65536")
-            .pragma("wal_autocheckpoint", "8192");
+            .pragma("wal_autocheckpoint", "8192")
+            .pragma("temp_store", "memory");
         let conn = options.connect().await.map_err(|source| open_error(&path, source))?;
         let readers = SqlitePoolOptions::new()
             .max_connections(READERS)
@@ -207,6 +209,19 @@ impl Writer {
         Ok(())
     }
 
+    /// Begins a group of writes, with the savepoint of its first write
+    /// (`single_trip.rs`).
+    async fn begin_group(&mut self) -> sqlx::Result<()> {
+        self.reset().await?;
+        // Set first: if the string fails half-way, `reset` rolls back
+        // whatever began (and takes "no transaction" as done).
+        self.in_transaction = true;
+        sqlx::query("BEGIN IMMEDIATE; SAVEPOINT write")
+            .execute(&mut self.conn)
+            .await?;
+        Ok(())
+    }
+
     async fn finish(&mut self, statement: &'static str) -> sqlx::Result<()> {
         sqlx::query(statement).execute(&mut self.conn).await?;
         self.in_transaction = false;
@@ -226,6 +241,8 @@ pub(crate) struct SqliteStatements {
     /// A page of notifications as one row: a JSON array (see
     /// `select_notifications`), binary columns as hex.
     select_packed_notifications: SqlStr,
+    /// Writes as one string each (`single_trip.rs`).
+    write_strings: single_trip::WriteStrings,
 }
 
 impl Dialect for Sqlite {
@@ -261,6 +278,7 @@ impl Dialect for Sqlite {
                  FROM (SELECT * FROM {p}_events WHERE partition_id = ? AND notification_id >= ?
                        ORDER BY notification_id LIMIT ?)"
             )),
+            write_strings: single_trip::WriteStrings::default(),
         }
     }
 

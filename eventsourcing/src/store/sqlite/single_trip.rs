@@ -1,0 +1,211 @@
+//! A write in one round trip to sqlx's SQLite thread. Each statement sent
+//! to sqlx is a message to that thread and back, a wake-up on each side;
+//! a write was five or more (savepoint, tracking, head, one insert per
+//! power-of-two chunk, release), and the single writer spent most of its
+//! time handing them over. Here a write's statements are one string:
+//!
+//! ```text
+//! <move the tracking position>; SELECT changes();      -- if it tracks
+//! <advance the head> RETURNING head;                    -- if it has events
+//! WITH h(first) AS (SELECT head - <count> FROM <heads> WHERE partition_id = ?)
+//!     INSERT INTO <events> SELECT ?, first + column1, column2, … FROM h, (VALUES (…), …);
+//! SAVEPOINT write;                                      -- for the next write
+//! ```
+//!
+//! The notification ids are computed in SQL from the advanced head, so no
+//! answer is needed half-way. Each write runs inside a savepoint opened
+//! before it (by the group's start or the previous write's string), so that
+//! a string that fails anywhere rolls back to a savepoint that surely
+//! belongs to it. Savepoints nest: one left open on success is committed
+//! by the group's `COMMIT`, and a write that aborts rolls back to its own
+//! alone. A tracking position that was not where the write expected shows
+//! as `changes()` 0; that write is then rolled back like one whose insert
+//! failed.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use sqlx::SqlStr;
+use sqlx::sqlite::SqliteConnection;
+
+use super::Sqlite;
+use crate::store::sql::{Abort, SqlRecorder, Write, statement, to_i32, to_i64, to_u64};
+use crate::{Error, Result};
+
+/// The largest multi-row insert in a write's string.
+const MAX_ROWS: usize = 256;
+/// Strings kept per application; beyond that the cache starts again (a
+/// log written in many different batch sizes costs a prepare each time).
+const MAX_CACHED: usize = 512;
+
+/// How a write moves its tracking position.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+enum TrackingMove {
+    None,
+    /// The first position of this upstream partition: an insert.
+    Insert,
+    /// From a previous position: an update that must match it.
+    Update,
+}
+
+/// The write strings of one application, by tracking move and number of
+/// events, made on first use.
+#[derive(Debug, Default)]
+pub(super) struct WriteStrings {
+    strings: std::sync::Mutex<HashMap<(TrackingMove, usize), SqlStr>>,
+}
+
+impl WriteStrings {
+    fn get(&self, recorder: &SqlRecorder<Sqlite>, tracking: TrackingMove, events: usize) -> SqlStr {
+        let mut strings = self.strings.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(sql) = strings.get(&(tracking, events)) {
+            return sql.clone();
+        }
+        if strings.len() >= MAX_CACHED {
+            strings.clear();
+        }
+        let sql = write_string(recorder, tracking, events);
+        strings.insert((tracking, events), sql.clone());
+        sql
+    }
+}
+
+/// The statements of a write, as one string (see the module's comment).
+fn write_string(recorder: &SqlRecorder<Sqlite>, tracking: TrackingMove, events: usize) -> SqlStr {
+    let p = recorder.app.table_prefix();
+    let mut sql = String::new();
+    match tracking {
+        TrackingMove::None => {}
+        TrackingMove::Insert => {
+            let _ = writeln!(sql, "{};\nSELECT changes();", recorder.sql.insert_tracking.as_str());
+        }
+        TrackingMove::Update => {
+            let _ = writeln!(sql, "{};\nSELECT changes();", recorder.sql.update_tracking.as_str());
+        }
+    }
+    if events > 0 {
+        let _ = writeln!(sql, "{};", recorder.sql.advance_head.as_str());
+        let mut remaining = events;
+        while remaining > 0 {
+            let rows = remaining.min(MAX_ROWS);
+            let values = vec!["(?, ?, ?, ?, ?, ?, ?)"; rows].join(", ");
+            let _ = writeln!(
+                sql,
+                "WITH h(first) AS (SELECT head - ? FROM {p}_log_heads WHERE partition_id = ?)
+                 INSERT INTO {p}_events (partition_id, notification_id, originator_id, originator_version,
+                                         recorded_at, topic, state_version, state)
+                 SELECT ?, first + column1, column2, column3, column4, column5, column6, column7
+                 FROM h, (VALUES {values});"
+            );
+            remaining -= rows;
+        }
+    }
+    sql.push_str("SAVEPOINT write;");
+    statement::<Sqlite>(sql)
+}
+
+/// Whether [`write_in_one_trip`] takes this write: events and a tracking
+/// move, not a dead letter (those go statement by statement).
+pub(super) fn takes(write: &Write) -> bool {
+    write.dead_letter.is_none()
+}
+
+/// Does `write` in the transaction open on `conn`, inside the savepoint
+/// opened for it, in one round trip when it succeeds, and answers its
+/// notification ids. A write that aborts is rolled back to its savepoint
+/// before this returns; an error rolling back (the outer `Err`) leaves the
+/// transaction in doubt, for the caller to roll back whole.
+pub(super) async fn write_in_one_trip(
+    recorder: &SqlRecorder<Sqlite>,
+    conn: &mut SqliteConnection,
+    write: &Write,
+) -> Result<Result<Vec<u64>, Abort>, (&'static str, sqlx::Error)> {
+    let tracking = match &write.tracking {
+        None => TrackingMove::None,
+        Some(t) if t.previous == 0 => TrackingMove::Insert,
+        Some(_) => TrackingMove::Update,
+    };
+    let (partition, events) = (to_i32(write.partition), &write.events);
+    let count = events.len();
+    let sql = recorder.sql.dialect.write_strings.get(recorder, tracking, count);
+
+    let mut query = sqlx::query_scalar::<_, i64>(sql);
+    if let Some(t) = &write.tracking {
+        query = match tracking {
+            TrackingMove::Insert => query
+                .bind(t.upstream.table_prefix())
+                .bind(to_i32(t.partition))
+                .bind(to_i64(t.position)),
+            _ => query
+                .bind(to_i64(t.position))
+                .bind(t.upstream.table_prefix())
+                .bind(to_i32(t.partition))
+                .bind(to_i64(t.previous)),
+        };
+    }
+    if count > 0 {
+        query = query.bind(partition).bind(count as i64);
+        for (start, chunk) in (0..).step_by(MAX_ROWS).zip(events.chunks(MAX_ROWS)) {
+            query = query.bind(count as i64).bind(partition).bind(partition);
+            for (offset, event) in (start + 1..).zip(chunk) {
+                query = query
+                    .bind(offset as i64)
+                    .bind(event.originator_id)
+                    .bind(to_i64(event.originator_version))
+                    .bind(event.timestamp.as_micros())
+                    .bind(event.topic.as_shared().clone())
+                    .bind(to_i32(event.state_version))
+                    .bind(event.state.as_slice());
+            }
+        }
+    }
+
+    let abort = match query.fetch_all(&mut *conn).await {
+        Ok(rows) => {
+            let (moved, head) = match write.tracking {
+                Some(_) => (rows.first().copied(), rows.get(1).copied()),
+                None => (Some(1), rows.first().copied()),
+            };
+            let abort = match (moved, head) {
+                (Some(1), _) if count == 0 => return Ok(Ok(Vec::new())),
+                (Some(1), Some(head)) => {
+                    let first = to_u64(head) + 1 - count as u64;
+                    return Ok(Ok((first..first + count as u64).collect()));
+                }
+                (Some(1), None) => Abort::Other(Error::InvalidWrite {
+                    app: recorder.app.to_string(),
+                    reason: "advancing the log head returned no row".to_owned(),
+                }),
+                _ => Abort::Tracking,
+            };
+            // The string ran to its end and opened the next savepoint:
+            // remove that one, then undo this write.
+            sqlx::query("RELEASE write; ROLLBACK TO write")
+                .execute(&mut *conn)
+                .await
+                .map_err(|source| ("rolling back a write", source))?;
+            abort
+        }
+        Err(error) => {
+            // The string stopped at the error, before the next savepoint.
+            sqlx::query("ROLLBACK TO write")
+                .execute(&mut *conn)
+                .await
+                .map_err(|source| ("rolling back a write", source))?;
+            match error {
+                sqlx::Error::Database(e) if e.is_unique_violation() => Abort::Events(sqlx::Error::Database(e)),
+                error => recorder.abort("writing events")(error),
+            }
+        }
+    };
+    // The insert ran even if the tracking move found nothing to move, so a
+    // unique violation may hide a tracking conflict; that one comes first.
+    if let (Abort::Events(_), Some(t)) = (&abort, &write.tracking) {
+        match recorder.select_tracking(&mut *conn, &t.upstream, t.partition).await {
+            Ok(found) if found != t.previous => return Ok(Err(Abort::Tracking)),
+            Ok(_) => {}
+            Err(error) => return Ok(Err(Abort::Other(error))),
+        }
+    }
+    Ok(Err(abort))
+}
