@@ -11,6 +11,7 @@
 use sqlx::sqlite::SqliteConnection;
 use tokio::sync::oneshot;
 
+use super::recent::Recent;
 use super::{Shared, Sqlite, Writer, single_trip};
 use crate::store::sql::{Abort, SqlRecorder, Write};
 use crate::{AppName, Error, Result};
@@ -39,7 +40,7 @@ impl Shared {
 
 /// Records a group of queued writes in one transaction, each in its own
 /// savepoint when there are several, and answers each.
-pub(super) async fn write_group(writer: &mut Writer, mut group: Vec<QueuedWrite>) {
+pub(super) async fn write_group(recent: &Recent, writer: &mut Writer, mut group: Vec<QueuedWrite>) {
     // A caller that stopped waiting gets nothing recorded.
     group.retain(|write| !write.answer.is_closed());
     let Some(first) = group.first() else {
@@ -78,9 +79,14 @@ pub(super) async fn write_group(writer: &mut Writer, mut group: Vec<QueuedWrite>
         let _ = writer.reset().await;
         return fail_group(group, &first_app, "committing", source);
     }
-    for (write, answer) in group.into_iter().zip(answers) {
+    for (mut write, answer) in group.into_iter().zip(answers) {
         if let Ok(ids) = &answer {
             tracing::debug!(app = %write.recorder.app, events = ids.len(), first = ids.first(), "committed");
+            // With events, the answer is their notification ids.
+            if let (false, Some(&first)) = (write.write.events.is_empty(), ids.first()) {
+                let events = std::mem::take(&mut write.write.events);
+                recent.committed(write.recorder.app.table_prefix(), write.write.partition, first, events);
+            }
         }
         let _ = write.answer.send(answer);
     }
