@@ -25,8 +25,9 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use sqlx::SqlStr;
-use sqlx::sqlite::SqliteConnection;
+use sqlx::error::BoxDynError;
+use sqlx::sqlite::{SqliteArguments, SqliteConnection};
+use sqlx::{Arguments, SqlStr};
 
 use super::Sqlite;
 use crate::store::sql::{Abort, SqlRecorder, Write, statement, to_i32, to_i64, to_u64};
@@ -125,41 +126,20 @@ pub(super) async fn write_in_one_trip(
         Some(t) if t.previous == 0 => TrackingMove::Insert,
         Some(_) => TrackingMove::Update,
     };
-    let (partition, events) = (to_i32(write.partition), &write.events);
-    let count = events.len();
+    let count = write.events.len();
     let sql = recorder.sql.dialect.write_strings.get(recorder, tracking, count);
 
-    let mut query = sqlx::query_scalar::<_, i64>(sql);
-    if let Some(t) = &write.tracking {
-        query = match tracking {
-            TrackingMove::Insert => query
-                .bind(t.upstream.table_prefix())
-                .bind(to_i32(t.partition))
-                .bind(to_i64(t.position)),
-            _ => query
-                .bind(to_i64(t.position))
-                .bind(t.upstream.table_prefix())
-                .bind(to_i32(t.partition))
-                .bind(to_i64(t.previous)),
-        };
-    }
-    if count > 0 {
-        query = query.bind(partition).bind(count as i64);
-        for (start, chunk) in (0..).step_by(MAX_ROWS).zip(events.chunks(MAX_ROWS)) {
-            query = query.bind(count as i64).bind(partition).bind(partition);
-            for (offset, event) in (start + 1..).zip(chunk) {
-                query = query
-                    .bind(offset as i64)
-                    .bind(event.originator_id)
-                    .bind(to_i64(event.originator_version))
-                    .bind(event.timestamp.as_micros())
-                    .bind(event.topic.as_shared().clone())
-                    .bind(to_i32(event.state_version))
-                    .bind(event.state.as_slice());
-            }
+    let arguments = match arguments(write, tracking) {
+        Ok(arguments) => arguments,
+        Err(source) => {
+            return Ok(Err(Abort::Other(Error::Database {
+                app: recorder.app.to_string(),
+                action: "encoding a write's arguments",
+                source,
+            })));
         }
-    }
-
+    };
+    let query = sqlx::query_scalar_with::<_, i64, _>(sql, arguments);
     let abort = match query.fetch_all(&mut *conn).await {
         Ok(rows) => {
             let (moved, head) = match write.tracking {
@@ -208,4 +188,45 @@ pub(super) async fn write_in_one_trip(
         }
     }
     Ok(Err(abort))
+}
+
+/// The arguments of a write's string, in its order, in one allocation (a
+/// growing argument list was copied over and over on large writes).
+fn arguments(write: &Write, tracking: TrackingMove) -> Result<SqliteArguments, BoxDynError> {
+    let (partition, events) = (to_i32(write.partition), &write.events);
+    let count = events.len();
+    let mut arguments = SqliteArguments::default();
+    let chunks = count.div_ceil(MAX_ROWS);
+    arguments.reserve(4 + 2 + 3 * chunks + 7 * count, 0);
+    if let Some(t) = &write.tracking {
+        if tracking == TrackingMove::Insert {
+            arguments.add(t.upstream.table_prefix())?;
+            arguments.add(to_i32(t.partition))?;
+            arguments.add(to_i64(t.position))?;
+        } else {
+            arguments.add(to_i64(t.position))?;
+            arguments.add(t.upstream.table_prefix())?;
+            arguments.add(to_i32(t.partition))?;
+            arguments.add(to_i64(t.previous))?;
+        }
+    }
+    if count > 0 {
+        arguments.add(partition)?;
+        arguments.add(count as i64)?;
+        for (start, chunk) in (0..).step_by(MAX_ROWS).zip(events.chunks(MAX_ROWS)) {
+            arguments.add(count as i64)?;
+            arguments.add(partition)?;
+            arguments.add(partition)?;
+            for (offset, event) in (start + 1..).zip(chunk) {
+                arguments.add(offset as i64)?;
+                arguments.add(event.originator_id)?;
+                arguments.add(to_i64(event.originator_version))?;
+                arguments.add(event.timestamp.as_micros())?;
+                arguments.add(event.topic.as_shared().clone())?;
+                arguments.add(to_i32(event.state_version))?;
+                arguments.add(event.state.as_slice())?;
+            }
+        }
+    }
+    Ok(arguments)
 }
