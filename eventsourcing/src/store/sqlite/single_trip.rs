@@ -7,13 +7,15 @@
 //! ```text
 //! <move the tracking position>; SELECT changes();      -- if it tracks
 //! <advance the head> RETURNING head;                    -- if it has events
-//! WITH h(first) AS (SELECT head - <count> FROM <heads> WHERE partition_id = ?)
-//!     INSERT INTO <events> SELECT ?, first + column1, column2, … FROM h, (VALUES (…), …);
+//! INSERT INTO <events> SELECT ?, (SELECT head - <count> FROM <heads> WHERE partition_id = ?) + column1,
+//!     column2, … FROM (VALUES (…), …);
 //! SAVEPOINT write;                                      -- for the next write
 //! ```
 //!
 //! The notification ids are computed in SQL from the advanced head, so no
-//! answer is needed half-way. Each write runs inside a savepoint opened
+//! answer is needed half-way (a scalar subquery, which SQLite computes once
+//! per statement; a join with the head row instead made it copy the rows
+//! into a temporary table first). Each write runs inside a savepoint opened
 //! before it (by the group's start or the previous write's string), so that
 //! a string that fails anywhere rolls back to a savepoint that surely
 //! belongs to it. Savepoints nest: one left open on success is committed
@@ -92,11 +94,11 @@ fn write_string(recorder: &SqlRecorder<Sqlite>, tracking: TrackingMove, events: 
             let values = vec!["(?, ?, ?, ?, ?, ?, ?)"; rows].join(", ");
             let _ = writeln!(
                 sql,
-                "WITH h(first) AS (SELECT head - ? FROM {p}_log_heads WHERE partition_id = ?)
-                 INSERT INTO {p}_events (partition_id, notification_id, originator_id, originator_version,
+                "INSERT INTO {p}_events (partition_id, notification_id, originator_id, originator_version,
                                          recorded_at, topic, state_version, state)
-                 SELECT ?, first + column1, column2, column3, column4, column5, column6, column7
-                 FROM h, (VALUES {values});"
+                 SELECT ?, (SELECT head - ? FROM {p}_log_heads WHERE partition_id = ?) + column1,
+                        column2, column3, column4, column5, column6, column7
+                 FROM (VALUES {values});"
             );
             remaining -= rows;
         }
@@ -214,8 +216,8 @@ fn arguments(write: &Write, tracking: TrackingMove) -> Result<SqliteArguments, B
         arguments.add(partition)?;
         arguments.add(count as i64)?;
         for (start, chunk) in (0..).step_by(MAX_ROWS).zip(events.chunks(MAX_ROWS)) {
-            arguments.add(count as i64)?;
             arguments.add(partition)?;
+            arguments.add(count as i64)?;
             arguments.add(partition)?;
             for (offset, event) in (start + 1..).zip(chunk) {
                 arguments.add(offset as i64)?;
