@@ -20,6 +20,8 @@ use crate::{AppName, Error, Result};
 pub(super) struct QueuedWrite {
     pub(super) recorder: SqlRecorder<Sqlite>,
     pub(super) write: Write,
+    /// Its string and arguments, if it goes in one round trip.
+    pub(super) prepared: Option<single_trip::Prepared>,
     pub(super) answer: oneshot::Sender<Result<Vec<u64>>>,
 }
 
@@ -52,12 +54,11 @@ pub(super) async fn write_group(recent: &Recent, writer: &mut Writer, mut group:
         return fail_group(group, &first_app, "beginning a write", source);
     }
     let mut answers = Vec::with_capacity(group.len());
-    for write in &group {
+    for write in &mut group {
         let recorder = &write.recorder;
-        let written = if single_trip::takes(&write.write) {
-            single_trip::write_in_one_trip(recorder, &mut writer.conn, &write.write).await
-        } else {
-            write_by_statements(&mut writer.conn, recorder, &write.write).await
+        let written = match write.prepared.take() {
+            Some(prepared) => single_trip::write_in_one_trip(recorder, &mut writer.conn, &write.write, prepared).await,
+            None => write_by_statements(&mut writer.conn, recorder, &write.write).await,
         };
         let written = match written {
             Ok(written) => written,

@@ -319,9 +319,11 @@ impl Dialect for Sqlite {
     async fn write(recorder: &SqlRecorder<Self>, write: Write) -> Result<Vec<u64>> {
         let (answer, answered) = oneshot::channel();
         let shared = &recorder.handle;
+        let prepared = single_trip::prepare(recorder, &write);
         shared.lock_queue().push(QueuedWrite {
             recorder: recorder.clone(),
             write,
+            prepared,
             answer,
         });
         // Whoever holds the writer next records everything queued by then,

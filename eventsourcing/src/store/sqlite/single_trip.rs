@@ -107,31 +107,49 @@ fn write_string(recorder: &SqlRecorder<Sqlite>, tracking: TrackingMove, events: 
     statement::<Sqlite>(sql)
 }
 
-/// Whether [`write_in_one_trip`] takes this write: events and a tracking
-/// move, not a dead letter (those go statement by statement).
-pub(super) fn takes(write: &Write) -> bool {
-    write.dead_letter.is_none()
+/// A write's string and arguments, made by the caller's task before the
+/// write queues, so that the single writer does not wait for them.
+pub(super) struct Prepared {
+    sql: SqlStr,
+    arguments: Result<SqliteArguments, BoxDynError>,
 }
 
-/// Does `write` in the transaction open on `conn`, inside the savepoint
-/// opened for it, in one round trip when it succeeds, and answers its
-/// notification ids. A write that aborts is rolled back to its savepoint
-/// before this returns; an error rolling back (the outer `Err`) leaves the
-/// transaction in doubt, for the caller to roll back whole.
-pub(super) async fn write_in_one_trip(
-    recorder: &SqlRecorder<Sqlite>,
-    conn: &mut SqliteConnection,
-    write: &Write,
-) -> Result<Result<Vec<u64>, Abort>, (&'static str, sqlx::Error)> {
+/// The string and arguments of `write`, if [`write_in_one_trip`] takes it:
+/// events and a tracking move, not a dead letter (those go statement by
+/// statement).
+pub(super) fn prepare(recorder: &SqlRecorder<Sqlite>, write: &Write) -> Option<Prepared> {
+    if write.dead_letter.is_some() {
+        return None;
+    }
     let tracking = match &write.tracking {
         None => TrackingMove::None,
         Some(t) if t.previous == 0 => TrackingMove::Insert,
         Some(_) => TrackingMove::Update,
     };
-    let count = write.events.len();
-    let sql = recorder.sql.dialect.write_strings.get(recorder, tracking, count);
+    Some(Prepared {
+        sql: recorder
+            .sql
+            .dialect
+            .write_strings
+            .get(recorder, tracking, write.events.len()),
+        arguments: arguments(write, tracking),
+    })
+}
 
-    let arguments = match arguments(write, tracking) {
+/// Does `write` (as `prepared`) in the transaction open on `conn`, inside
+/// the savepoint opened for it, in one round trip when it succeeds, and
+/// answers its notification ids. A write that aborts is rolled back to its
+/// savepoint before this returns; an error rolling back (the outer `Err`)
+/// leaves the transaction in doubt, for the caller to roll back whole.
+pub(super) async fn write_in_one_trip(
+    recorder: &SqlRecorder<Sqlite>,
+    conn: &mut SqliteConnection,
+    write: &Write,
+    prepared: Prepared,
+) -> Result<Result<Vec<u64>, Abort>, (&'static str, sqlx::Error)> {
+    let count = write.events.len();
+    let Prepared { sql, arguments } = prepared;
+    let arguments = match arguments {
         Ok(arguments) => arguments,
         Err(source) => {
             return Ok(Err(Abort::Other(Error::Database {
