@@ -39,9 +39,6 @@ use crate::{AppName, Error, Result};
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Connections for concurrent reads.
 const READERS: u32 = 4;
-/// Prepared statements the writer keeps: a few per application and size of
-/// write (sqlx keeps 100 by default).
-const WRITER_STATEMENTS: usize = 256;
 /// The largest multi-row insert; writes are split into power-of-two chunks
 /// so that a handful of prepared statements serve every batch size.
 const MAX_CHUNK: usize = 256;
@@ -125,12 +122,7 @@ impl SqliteStore {
             .pragma("cache_size", "-65536")
             .pragma("wal_autocheckpoint", "8192")
             .pragma("temp_store", "memory");
-        // The writer prepares a statement per shape of write (`single_trip.rs`).
-        let writer_options = options.clone().statement_cache_capacity(WRITER_STATEMENTS);
-        let conn = writer_options
-            .connect()
-            .await
-            .map_err(|source| open_error(&path, source))?;
+        let conn = options.connect().await.map_err(|source| open_error(&path, source))?;
         let readers = SqlitePoolOptions::new()
             .max_connections(READERS)
             .min_connections(0)
