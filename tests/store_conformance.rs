@@ -282,6 +282,37 @@ async fn moves_tracking_forward_once_per_notification(store: &Store) {
     assert_eq!(recorder.tracking_position(&upstream, 0).await.unwrap(), 9);
 }
 
+/// A write whose tracking position moved and whose events repeat an
+/// existing version is told of the tracking conflict (the notifications
+/// were processed already; the version conflict follows from that), on the
+/// first position as on later ones, and leaves nothing behind. (SQLite runs
+/// a write's statements in one round trip, the insert after a tracking move
+/// that found nothing to move.)
+async fn reports_a_moved_tracking_position_before_an_existing_version(store: &Store) {
+    let recorder = store.recorder(&unique_app("both")).await.unwrap();
+    let upstream = unique_app("up");
+    let taken = Uuid::new_v4();
+    recorder
+        .insert(0, vec![event(taken, 1, "A", b"1")], Some(&tracking(&upstream, 0, 4)))
+        .await
+        .unwrap();
+    for previous in [0, 2] {
+        let fresh = Uuid::new_v4();
+        let events = vec![event(fresh, 1, "A", b"2"), event(taken, 1, "A", b"2")];
+        let err = recorder
+            .insert(0, events, Some(&tracking(&upstream, previous, 6)))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::TrackingConflict { expected, found: 4, .. } if expected == previous),
+            "from {previous}: {err:?}"
+        );
+        assert_eq!(recorder.select_events(fresh, Versions::ALL).await.unwrap(), []);
+    }
+    assert_eq!(recorder.tracking_position(&upstream, 0).await.unwrap(), 4);
+    assert_eq!(recorder.max_notification_id(0).await.unwrap(), 1);
+}
+
 async fn lets_one_of_two_concurrent_writers_win(store: &Store) {
     let recorder = store.recorder(&unique_app("race")).await.unwrap();
     let upstream = unique_app("up");
@@ -609,7 +640,38 @@ async fn refuses_another_number_of_partitions(store: &Store) {
     }
 }
 
+/// A write fenced by a lease epoch that the partition's tracking does not
+/// hold fails and writes nothing: with `Error::LeaseLost` on the SQL stores
+/// (which keep leases), and as an invalid write in memory (which keeps
+/// none). With events and without.
+async fn refuses_a_write_fenced_by_a_lease_it_does_not_hold(store: &Store) {
+    let recorder = store.recorder(&unique_app("fenced")).await.unwrap();
+    let upstream = unique_app("upstream");
+    let fenced = Tracking {
+        lease_epoch: Some(7),
+        ..tracking(&upstream, 0, 1)
+    };
+    for events in [vec![event(Uuid::new_v4(), 1, "Dog.Registered", b"{}")], Vec::new()] {
+        match recorder.insert(0, events, Some(&fenced)).await {
+            Err(Error::LeaseLost {
+                partition: 0,
+                epoch: 7,
+                found: 0,
+                ..
+            }) => assert_ne!(store.backend(), "memory"),
+            Err(Error::InvalidWrite { reason, .. }) => {
+                assert_eq!(store.backend(), "memory");
+                assert!(reason.contains("lease"), "{reason}");
+            }
+            other => panic!("a write fenced by a lease not held: {other:?}"),
+        }
+        assert_eq!(recorder.max_notification_id(0).await.unwrap(), 0, "nothing written");
+        assert_eq!(recorder.tracking_position(&upstream, 0).await.unwrap(), 0);
+    }
+}
+
 eventsourcing_tests::on_every_backend!(
+    refuses_a_write_fenced_by_a_lease_it_does_not_hold,
     numbers_each_partition_on_its_own,
     refuses_another_number_of_partitions,
     survives_writes_abandoned_half_way,
@@ -622,6 +684,7 @@ eventsourcing_tests::on_every_backend!(
     rejects_version_zero,
     rejects_state_versions_out_of_range,
     moves_tracking_forward_once_per_notification,
+    reports_a_moved_tracking_position_before_an_existing_version,
     lets_one_of_two_concurrent_writers_win,
     keeps_applications_apart_and_creates_tables_once,
     round_trips_a_hand_written_aggregate,

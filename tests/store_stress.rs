@@ -169,3 +169,80 @@ async fn postgres_partitions_stay_gapless_and_ordered_under_writers_spread_over_
 async fn memory_partitions_stay_gapless_and_ordered_under_writers_spread_over_them() {
     stress(eventsourcing_tests::memory_store().await, 4).await;
 }
+
+/// Two stores on one SQLite file, as two processes would be: each keeps
+/// the notifications it committed last in memory for its followers, and
+/// each must read the log exactly as the file holds it, the other's writes
+/// included, from any start and past what it keeps (more than it keeps is
+/// written).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_stores_sharing_a_file_read_the_log_as_the_file_holds_it() {
+    let file = eventsourcing_tests::TempSqlite::new();
+    let app = unique_app("shared");
+    let stores = [file.open().await, file.open().await];
+    let recorders = [
+        stores[0].recorder(&app).await.unwrap(),
+        stores[1].recorder(&app).await.unwrap(),
+    ];
+    // By notification id - 1: the (aggregate, version, state) written there.
+    let mut log: Vec<(Uuid, u64, Vec<u8>)> = Vec::new();
+    let mut rng = XorShift(0x5eed);
+    for round in 0..120u64 {
+        // The first store alone until it wrote more than it keeps, then
+        // sometimes the second, in writes of 1 to 300.
+        let writer = usize::from(round >= 80 && rng.next().is_multiple_of(4));
+        let id = Uuid::new_v4();
+        let count = rng.next() % 300 + 1;
+        let events: Vec<StoredEvent> = (1..=count)
+            .map(|version| StoredEvent {
+                originator_id: id,
+                originator_version: version,
+                timestamp: Timestamp::now(),
+                topic: "Shared.Written".into(),
+                state_version: 1,
+                state: format!("{round}:{version}").into_bytes(),
+            })
+            .collect();
+        let ids = recorders[writer].insert(0, events, None).await.unwrap();
+        assert_eq!(ids.first(), Some(&(log.len() as u64 + 1)));
+        log.extend((1..=count).map(|version| (id, version, format!("{round}:{version}").into_bytes())));
+
+        // Each store reads a page from a few places: its start, near the
+        // end, and the last notification.
+        let max = log.len() as u64;
+        for recorder in &recorders {
+            for start in [1 + rng.next() % max, max.saturating_sub(rng.next() % 300).max(1), max] {
+                let limit = (rng.next() % 400 + 1) as usize;
+                let page = recorder.select_notifications(0, start, limit).await.unwrap();
+                let expected = (max - start + 1).min(limit as u64);
+                assert_eq!(page.len() as u64, expected, "round {round}: {start}+{limit} of {max}");
+                for (n, notification) in (start..).zip(&page) {
+                    let (id, version, state) = &log[(n - 1) as usize];
+                    let event = &notification.event;
+                    assert_eq!(
+                        (
+                            notification.id,
+                            event.originator_id,
+                            event.originator_version,
+                            &event.state
+                        ),
+                        (n, *id, *version, state),
+                        "round {round}: notification {n}"
+                    );
+                    assert_eq!(event.topic.as_str(), "Shared.Written");
+                }
+            }
+        }
+    }
+    // Every notification, in pages, through each store.
+    for recorder in &recorders {
+        let mut next = 1;
+        loop {
+            let page = recorder.select_notifications(0, next, 1000).await.unwrap();
+            let Some(last) = page.last() else { break };
+            assert!(page.iter().zip(next..).all(|(n, id)| n.id == id));
+            next = last.id + 1;
+        }
+        assert_eq!(next, log.len() as u64 + 1);
+    }
+}

@@ -314,7 +314,7 @@ with_sql_bounds! {
         Ok(epoch.map_or(0, to_u64))
     }
 
-    async fn select_tracking(
+    pub(crate) async fn select_tracking(
         &self,
         conn: &mut <D::Db as sqlx::Database>::Connection,
         upstream: &AppName,

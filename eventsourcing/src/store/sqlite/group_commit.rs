@@ -2,19 +2,26 @@
 //! holds the writer, others queue. Whoever takes the writer next records
 //! every queued write in one transaction, each inside its own savepoint, so
 //! that one write's conflict rolls back that write alone; one flush then
-//! serves them all. Each write keeps its own all-or-nothing promise and its
+//! serves them all. Savepoints nest: each write's is opened at the end of
+//! the round trip before it and stays open once the write succeeded (the
+//! `COMMIT` commits them all), which saves round trips; see
+//! `single_trip.rs`. Each write keeps its own all-or-nothing promise and its
 //! own answer.
 
+use sqlx::sqlite::SqliteConnection;
 use tokio::sync::oneshot;
 
-use super::{Shared, Sqlite, Writer};
-use crate::store::sql::{SqlRecorder, Write};
+use super::recent::Recent;
+use super::{Shared, Sqlite, Writer, single_trip};
+use crate::store::sql::{Abort, SqlRecorder, Write};
 use crate::{AppName, Error, Result};
 
 /// A write waiting for the writer, with where to send its answer.
 pub(super) struct QueuedWrite {
     pub(super) recorder: SqlRecorder<Sqlite>,
     pub(super) write: Write,
+    /// Its string and arguments, if it goes in one round trip.
+    pub(super) prepared: Option<single_trip::Prepared>,
     pub(super) answer: oneshot::Sender<Result<Vec<u64>>>,
 }
 
@@ -35,47 +42,34 @@ impl Shared {
 
 /// Records a group of queued writes in one transaction, each in its own
 /// savepoint when there are several, and answers each.
-pub(super) async fn write_group(writer: &mut Writer, mut group: Vec<QueuedWrite>) {
+pub(super) async fn write_group(recent: &Recent, writer: &mut Writer, mut group: Vec<QueuedWrite>) {
     // A caller that stopped waiting gets nothing recorded.
     group.retain(|write| !write.answer.is_closed());
     let Some(first) = group.first() else {
         return;
     };
     let first_app = first.recorder.app.clone();
-    if let Err(source) = writer.begin().await {
+    if let Err(source) = writer.begin_group().await {
+        let _ = writer.reset().await;
         return fail_group(group, &first_app, "beginning a write", source);
     }
-    let alone = group.len() == 1;
     let mut answers = Vec::with_capacity(group.len());
-    for write in &group {
+    for write in &mut group {
         let recorder = &write.recorder;
-        if !alone && let Err(source) = sqlx::query("SAVEPOINT write").execute(&mut writer.conn).await {
-            let _ = writer.reset().await;
-            return fail_group(group, &first_app, "opening a savepoint", source);
-        }
-        let answer = match recorder.write_in(&mut writer.conn, &write.write).await {
-            Ok(ids) => {
-                if !alone && let Err(source) = sqlx::query("RELEASE write").execute(&mut writer.conn).await {
-                    let _ = writer.reset().await;
-                    return fail_group(group, &first_app, "releasing a savepoint", source);
-                }
-                Ok(ids)
+        let written = match write.prepared.take() {
+            Some(prepared) => single_trip::write_in_one_trip(recorder, &mut writer.conn, &write.write, prepared).await,
+            None => write_by_statements(&mut writer.conn, recorder, &write.write).await,
+        };
+        let written = match written {
+            Ok(written) => written,
+            Err((action, source)) => {
+                let _ = writer.reset().await;
+                return fail_group(group, &first_app, action, source);
             }
-            Err(abort) => {
-                let undo = if alone {
-                    writer.finish("ROLLBACK").await
-                } else {
-                    match sqlx::query("ROLLBACK TO write").execute(&mut writer.conn).await {
-                        Ok(_) => sqlx::query("RELEASE write").execute(&mut writer.conn).await.map(drop),
-                        Err(error) => Err(error),
-                    }
-                };
-                if let Err(source) = undo {
-                    let _ = writer.reset().await;
-                    return fail_group(group, &first_app, "rolling back", source);
-                }
-                Err(recorder.explain(&mut writer.conn, abort, &write.write).await)
-            }
+        };
+        let answer = match written {
+            Ok(ids) => Ok(ids),
+            Err(abort) => Err(recorder.explain(&mut writer.conn, abort, &write.write).await),
         };
         answers.push(answer);
     }
@@ -86,12 +80,37 @@ pub(super) async fn write_group(writer: &mut Writer, mut group: Vec<QueuedWrite>
         let _ = writer.reset().await;
         return fail_group(group, &first_app, "committing", source);
     }
-    for (write, answer) in group.into_iter().zip(answers) {
+    for (mut write, answer) in group.into_iter().zip(answers) {
         if let Ok(ids) = &answer {
             tracing::debug!(app = %write.recorder.app, events = ids.len(), first = ids.first(), "committed");
+            // With events, the answer is their notification ids.
+            if let (false, Some(&first)) = (write.write.events.is_empty(), ids.first()) {
+                let events = std::mem::take(&mut write.write.events);
+                recent.committed(write.recorder.app.table_prefix(), write.write.partition, first, events);
+            }
         }
         let _ = write.answer.send(answer);
     }
+}
+
+/// Does a write statement by statement inside the savepoint opened for it
+/// (dead letters go this way), then opens the next write's savepoint, or
+/// rolls back to its own if the write aborts. An error of the savepoints
+/// themselves leaves the transaction in doubt: the caller fails the group.
+async fn write_by_statements(
+    conn: &mut SqliteConnection,
+    recorder: &SqlRecorder<Sqlite>,
+    write: &Write,
+) -> Result<Result<Vec<u64>, Abort>, (&'static str, sqlx::Error)> {
+    let (statement, action, written) = match recorder.write_in(&mut *conn, write).await {
+        Ok(ids) => ("SAVEPOINT write", "opening a savepoint", Ok(ids)),
+        Err(abort) => ("ROLLBACK TO write", "rolling back a write", Err(abort)),
+    };
+    sqlx::query(statement)
+        .execute(&mut *conn)
+        .await
+        .map_err(|source| (action, source))?;
+    Ok(written)
 }
 
 /// Answers every write of a group whose transaction failed: nothing of

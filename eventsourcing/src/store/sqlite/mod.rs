@@ -14,6 +14,8 @@
 
 mod group_commit;
 mod packed;
+mod recent;
+mod single_trip;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -57,6 +59,8 @@ pub(crate) struct Shared {
     /// Where commits are told (in this process only: other processes on
     /// the file poll).
     feed: crate::store::CommitFeed,
+    /// The notifications committed last, for followers to read from memory.
+    recent: recent::Recent,
 }
 
 #[derive(Debug)]
@@ -116,7 +120,8 @@ impl SqliteStore {
             // Room for the pages a busy log and its index touch, and fewer
             // checkpoints (each one syncs the database file).
             .pragma("cache_size", "-65536")
-            .pragma("wal_autocheckpoint", "8192");
+            .pragma("wal_autocheckpoint", "8192")
+            .pragma("temp_store", "memory");
         let conn = options.connect().await.map_err(|source| open_error(&path, source))?;
         let readers = SqlitePoolOptions::new()
             .max_connections(READERS)
@@ -134,6 +139,7 @@ impl SqliteStore {
                 readers,
                 queue: std::sync::Mutex::new(Vec::new()),
                 feed: crate::store::CommitFeed::default(),
+                recent: recent::Recent::default(),
             }),
         })
     }
@@ -207,6 +213,19 @@ impl Writer {
         Ok(())
     }
 
+    /// Begins a group of writes, with the savepoint of its first write
+    /// (`single_trip.rs`).
+    async fn begin_group(&mut self) -> sqlx::Result<()> {
+        self.reset().await?;
+        // Set first: if the string fails half-way, `reset` rolls back
+        // whatever began (and takes "no transaction" as done).
+        self.in_transaction = true;
+        sqlx::query("BEGIN IMMEDIATE; SAVEPOINT write")
+            .execute(&mut self.conn)
+            .await?;
+        Ok(())
+    }
+
     async fn finish(&mut self, statement: &'static str) -> sqlx::Result<()> {
         sqlx::query(statement).execute(&mut self.conn).await?;
         self.in_transaction = false;
@@ -226,6 +245,8 @@ pub(crate) struct SqliteStatements {
     /// A page of notifications as one row: a JSON array (see
     /// `select_notifications`), binary columns as hex.
     select_packed_notifications: SqlStr,
+    /// Writes as one string each (`single_trip.rs`).
+    write_strings: single_trip::WriteStrings,
 }
 
 impl Dialect for Sqlite {
@@ -261,34 +282,29 @@ impl Dialect for Sqlite {
                  FROM (SELECT * FROM {p}_events WHERE partition_id = ? AND notification_id >= ?
                        ORDER BY notification_id LIMIT ?)"
             )),
+            write_strings: single_trip::WriteStrings::default(),
         }
     }
 
-    /// Reads a page of notifications as one row, a JSON array: sqlx hands
-    /// rows over from its SQLite thread one at a time, each a wake-up of
-    /// the reading task and a dozen small allocations freed on the other
-    /// thread, which made reading the log the costliest part of following
-    /// it. One row is one hand-off.
+    /// Notifications this process committed a moment ago come from memory
+    /// (`recent.rs`), the rest from the file (`select_packed`).
     async fn select_notifications(
         recorder: &SqlRecorder<Self>,
         partition: u32,
         start: u64,
         limit: usize,
     ) -> Result<Vec<crate::Notification>> {
-        let page: String = sqlx::query_scalar(recorder.sql.dialect.select_packed_notifications.clone())
-            .bind(to_i32(partition))
-            .bind(to_i64(start))
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_one(&recorder.handle.readers)
-            .await
-            .map_err(db_error(&recorder.app, "reading notifications"))?;
-        let mut notifications = packed::notifications(&page, partition).map_err(|source| Error::Database {
-            app: recorder.app.to_string(),
-            action: "decoding a page of notifications",
-            source: source.into(),
-        })?;
-        notifications.sort_unstable_by_key(|n| n.id);
-        Ok(notifications)
+        let prefix = recorder.app.table_prefix();
+        let mut kept = recorder.handle.recent.read(prefix, partition, start, limit);
+        if kept.len() >= limit {
+            return Ok(kept);
+        }
+        let read = Self::select_packed(recorder, partition, start + kept.len() as u64, limit - kept.len()).await?;
+        if kept.is_empty() {
+            return Ok(read);
+        }
+        kept.extend(read);
+        Ok(kept)
     }
 
     fn readers(shared: &Arc<Shared>) -> &SqlitePool {
@@ -303,9 +319,11 @@ impl Dialect for Sqlite {
     async fn write(recorder: &SqlRecorder<Self>, write: Write) -> Result<Vec<u64>> {
         let (answer, answered) = oneshot::channel();
         let shared = &recorder.handle;
+        let prepared = single_trip::prepare(recorder, &write);
         shared.lock_queue().push(QueuedWrite {
             recorder: recorder.clone(),
             write,
+            prepared,
             answer,
         });
         // Whoever holds the writer next records everything queued by then,
@@ -316,7 +334,7 @@ impl Dialect for Sqlite {
         tokio::spawn(async move {
             let mut writer = shared.writer.clone().lock_owned().await;
             let group = std::mem::take(&mut *shared.lock_queue());
-            write_group(&mut writer, group).await;
+            write_group(&shared.recent, &mut writer, group).await;
         });
         answered.await.unwrap_or_else(|_| {
             Err(Error::WriteAbandoned {
@@ -364,6 +382,35 @@ impl Dialect for Sqlite {
             remaining -= 1 << k;
         }
         Ok(ids)
+    }
+}
+
+impl Sqlite {
+    /// Reads a page of notifications as one row, a JSON array: sqlx hands
+    /// rows over from its SQLite thread one at a time, each a wake-up of
+    /// the reading task and a dozen small allocations freed on the other
+    /// thread, which made reading the log the costliest part of following
+    /// it. One row is one hand-off.
+    async fn select_packed(
+        recorder: &SqlRecorder<Self>,
+        partition: u32,
+        start: u64,
+        limit: usize,
+    ) -> Result<Vec<crate::Notification>> {
+        let page: String = sqlx::query_scalar(recorder.sql.dialect.select_packed_notifications.clone())
+            .bind(to_i32(partition))
+            .bind(to_i64(start))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_one(&recorder.handle.readers)
+            .await
+            .map_err(db_error(&recorder.app, "reading notifications"))?;
+        let mut notifications = packed::notifications(&page, partition).map_err(|source| Error::Database {
+            app: recorder.app.to_string(),
+            action: "decoding a page of notifications",
+            source: source.into(),
+        })?;
+        notifications.sort_unstable_by_key(|n| n.id);
+        Ok(notifications)
     }
 }
 
