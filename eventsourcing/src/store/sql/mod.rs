@@ -341,7 +341,9 @@ with_sql_bounds! {
         Ok(rows.into_iter().map(|row| row.0).collect())
     }
 
-    /// Notifications read a row each (see [`Dialect::select_notifications`]).
+    /// Notifications read a row each (see [`Dialect::select_notifications`]);
+    /// SQLite reads a page as one row instead.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) async fn select_notification_rows(&self, partition: u32, start: u64, limit: usize) -> Result<Vec<Notification>> {
         let rows: Vec<NotificationRow> = sqlx::query_as(self.sql.select_notifications.clone())
             .bind(to_i32(partition))

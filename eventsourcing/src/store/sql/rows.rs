@@ -34,6 +34,7 @@ where
 }
 
 /// A row of `{app}_events`, as the notification log reads it.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub(super) struct NotificationRow {
     pub(super) id: u64,
     pub(super) event: StoredEvent,

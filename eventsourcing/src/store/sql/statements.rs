@@ -15,9 +15,12 @@ pub(crate) struct Statements<D: Dialect> {
     pub(crate) update_fenced_tracking: SqlStr,
     pub(crate) select_tracking: SqlStr,
     pub(crate) select_tracking_epoch: SqlStr,
+    // SQLite's; PostgreSQL advances the head in its one-statement write.
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     pub(crate) advance_head: SqlStr,
     pub(crate) select_events: SqlStr,
     pub(crate) select_version: SqlStr,
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) select_notifications: SqlStr,
     pub(crate) max_notification_id: SqlStr,
     pub(crate) park: SqlStr,
