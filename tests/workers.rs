@@ -222,3 +222,50 @@ async fn a_runner_without_leases_carries_on_where_workers_left_off() {
     runner.shutdown().await.unwrap();
     assert_each_order_reserved_and_paid_once(&store, &ids).await;
 }
+
+/// Workers of two systems that both process one application would hold
+/// partitions the other's workers wait for: the second system's worker is
+/// refused while the first's are alive, naming both, and starts once they
+/// are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_of_another_system_processing_the_same_application_is_refused() {
+    let Some(url) = eventsourcing_tests::fresh_postgres_url().await else {
+        return;
+    };
+    let store = Store::open(&url).await.unwrap();
+    let first = Runner::worker(domain::system(), &store, options()).await.unwrap();
+    let other = eventsourcing::system!(other::Shop => other::Reservations);
+    let error = Runner::worker(other.clone(), &store, options()).await.unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains("another system (Orders,Payments,Reservations/4)") && message.contains("`Reservations`"),
+        "{message}"
+    );
+    first.shutdown().await.unwrap();
+    let second = Runner::worker(other, &store, options()).await.unwrap();
+    second.shutdown().await.unwrap();
+}
+
+/// Another system whose process application is also named `Reservations`.
+mod other {
+    use eventsourcing::prelude::*;
+
+    use super::domain::{Order, OrderCreated, Reservation};
+
+    #[derive(Default)]
+    pub struct Shop;
+
+    #[policy(aggregates(Order))]
+    impl Shop {}
+
+    #[derive(Default)]
+    pub struct Reservations;
+
+    #[policy(aggregates(Reservation))]
+    impl Reservations {
+        async fn order_created(&self, order: &Notified<OrderCreated>, repo: &mut Repo<Self>) -> Result<()> {
+            repo.add(Reservation::create(order.originator_id));
+            Ok(())
+        }
+    }
+}

@@ -341,6 +341,8 @@ impl Runner {
     async fn postgres_worker(system: System, store: &Store, options: ProcessOptions) -> Result<Self> {
         let board = workers::lease_board(store, &system, &options)?;
         let (apps, warm) = open_apps(&system, store, &options, |recorder| recorder).await?;
+        // After the tables (the workers' among them) are made.
+        workers::check_no_other_system(&board, board.group()).await?;
         let prompts = Prompts::new(&system, options.partitions);
         let commits = store.commits().await?;
         let prompter = tokio::spawn(prompt_followers(commits, prompts.clone()));

@@ -293,9 +293,42 @@ pub(crate) fn worker_name() -> String {
     format!("{host}-{}-{}", std::process::id(), &suffix[..8])
 }
 
-/// The system's name among workers: its applications and partitions.
+/// The system's name among workers: the applications its workers process
+/// (those that follow another), sorted, and its partitions.
 pub(crate) fn group_name(system: &System, partitions: u32) -> String {
-    format!("{}/{partitions}", system.apps().collect::<Vec<_>>().join(","))
+    let mut processed: Vec<&str> = system
+        .apps()
+        .filter(|app| system.upstreams(app).next().is_some())
+        .collect();
+    processed.sort_unstable();
+    format!("{}/{partitions}", processed.join(","))
+}
+
+/// Refuses to start a worker of `group` while workers of another system
+/// that processes one of its applications are alive: their leases are the
+/// same rows, and one system's workers would hold partitions the other's
+/// wait for.
+pub(crate) async fn check_no_other_system(board: &LeaseBoard, group: &str) -> Result<()> {
+    let mine = applications_of(group);
+    for other in board.live_groups().await? {
+        if other == group {
+            continue;
+        }
+        if let Some(shared) = applications_of(&other).into_iter().find(|app| mine.contains(app)) {
+            return Err(Error::Runner {
+                reason: format!(
+                    "workers of another system ({other}) are running and process `{shared}` too; an application's partitions are leased to the workers of one system: run every worker with the same system ({group} here), or stop the others first"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The applications in a group's name.
+fn applications_of(group: &str) -> Vec<&str> {
+    let apps = group.rsplit_once('/').map_or(group, |(apps, _)| apps);
+    apps.split(',').filter(|app| !app.is_empty()).collect()
 }
 
 /// The lease board of a new worker, if `store` keeps leases.

@@ -169,6 +169,21 @@ impl LeaseBoard {
         Ok(())
     }
 
+    /// The systems (groups) with workers alive now, in the whole store.
+    pub(crate) async fn live_groups(&self) -> Result<Vec<String>> {
+        sqlx::query_scalar(sql(format!(
+            "SELECT DISTINCT grp FROM {WORKERS_TABLE} WHERE expires_at > {NOW} ORDER BY grp"
+        )))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.error("listing the systems with workers alive"))
+    }
+
+    /// The system this worker belongs to.
+    pub(crate) fn group(&self) -> &str {
+        &self.group
+    }
+
     /// Says this worker is gone (its leases are released one by one).
     pub(crate) async fn leave(&self) -> Result<()> {
         sqlx::query(sql(format!(
