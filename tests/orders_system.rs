@@ -135,41 +135,7 @@ async fn log_heads(store: &Store) -> Vec<u64> {
     heads
 }
 
-macro_rules! on_every_backend_and_runner {
-    ($($check:ident),* $(,)?) => {
-        mod memory {
-            use super::*;
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $check() {
-                for kind in [RunnerKind::SingleThreaded, RunnerKind::MultiTask] {
-                    super::$check(&eventsourcing_tests::memory_store().await, kind).await;
-                }
-            })*
-        }
-        mod sqlite {
-            use super::*;
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $check() {
-                for kind in [RunnerKind::SingleThreaded, RunnerKind::MultiTask] {
-                    let file = eventsourcing_tests::TempSqlite::new();
-                    super::$check(&file.open().await, kind).await;
-                }
-            })*
-        }
-        mod postgres {
-            use super::*;
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $check() {
-                for kind in [RunnerKind::SingleThreaded, RunnerKind::MultiTask] {
-                    let Some(store) = eventsourcing_tests::fresh_postgres_store().await else { return };
-                    super::$check(&store, kind).await;
-                }
-            })*
-        }
-    };
-}
-
-on_every_backend_and_runner!(
+eventsourcing_tests::on_every_backend_and_runner!(
     flow_completes,
     restart_resumes,
     shutdown_mid_flow_then_resume,

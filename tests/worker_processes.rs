@@ -202,21 +202,48 @@ async fn live_lease_owners(url: &str) -> Vec<String> {
     owners
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_workers_partitions_are_taken_over_and_each_order_is_processed_once() {
-    let Some(url) = eventsourcing_tests::fresh_postgres_url().await else {
-        return;
-    };
+/// A test's database, its Orders application, and its worker processes.
+struct Run {
+    url: String,
+    store: Store,
+    orders: Application,
+    workers: Vec<WorkerProcess>,
+}
+
+/// A fresh database, its Orders application, and `count` worker processes
+/// polling every `poll`, once they share the partitions evenly; `None`
+/// without a PostgreSQL server.
+async fn start_workers(count: usize, poll: Duration) -> Option<Run> {
+    let url = eventsourcing_tests::fresh_postgres_url().await?;
     let store = Store::open(&url).await.unwrap();
     let orders = orders_app(&store).await;
-    let poll = Duration::from_millis(100);
-    let mut workers: Vec<WorkerProcess> = (0..3).map(|_| WorkerProcess::start(&url, poll)).collect();
+    let mut workers: Vec<WorkerProcess> = (0..count).map(|_| WorkerProcess::start(&url, poll)).collect();
+    let all: Vec<usize> = (0..count).collect();
     eventually(
         &mut workers,
         Duration::from_secs(60),
-        "three workers share the partitions",
-        |w| evenly_shared(w, &[0, 1, 2]),
+        &format!("{count} workers share the partitions"),
+        |w| evenly_shared(w, &all),
     );
+    Some(Run {
+        url,
+        store,
+        orders,
+        workers,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_workers_partitions_are_taken_over_and_each_order_is_processed_once() {
+    let Some(Run {
+        url,
+        store,
+        orders,
+        mut workers,
+    }) = start_workers(3, Duration::from_millis(100)).await
+    else {
+        return;
+    };
 
     let mut ids = create_orders(&orders, 150).await;
     let killed = workers[1].pid();
@@ -254,19 +281,15 @@ async fn a_killed_workers_partitions_are_taken_over_and_each_order_is_processed_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_worker_cannot_commit_and_rejoins_when_it_resumes() {
-    let Some(url) = eventsourcing_tests::fresh_postgres_url().await else {
+    let Some(Run {
+        store,
+        orders,
+        mut workers,
+        ..
+    }) = start_workers(2, Duration::from_millis(100)).await
+    else {
         return;
     };
-    let store = Store::open(&url).await.unwrap();
-    let orders = orders_app(&store).await;
-    let poll = Duration::from_millis(100);
-    let mut workers: Vec<WorkerProcess> = (0..2).map(|_| WorkerProcess::start(&url, poll)).collect();
-    eventually(
-        &mut workers,
-        Duration::from_secs(60),
-        "two workers share the partitions",
-        |w| evenly_shared(w, &[0, 1]),
-    );
     let mut ids = create_orders(&orders, 50).await;
     wait_until_paid(&orders, &ids, Duration::from_secs(60)).await;
 
@@ -304,20 +327,13 @@ async fn a_paused_worker_cannot_commit_and_rejoins_when_it_resumes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_worker_processes_finish_woken_by_notify_alone() {
-    let Some(url) = eventsourcing_tests::fresh_postgres_url().await else {
+    // Polling every ten minutes: only prompts can finish this in time.
+    let Some(Run {
+        store, orders, workers, ..
+    }) = start_workers(2, Duration::from_secs(600)).await
+    else {
         return;
     };
-    let store = Store::open(&url).await.unwrap();
-    let orders = orders_app(&store).await;
-    // Polling every ten minutes: only prompts can finish this in time.
-    let poll = Duration::from_secs(600);
-    let mut workers: Vec<WorkerProcess> = (0..2).map(|_| WorkerProcess::start(&url, poll)).collect();
-    eventually(
-        &mut workers,
-        Duration::from_secs(60),
-        "two workers share the partitions",
-        |w| evenly_shared(w, &[0, 1]),
-    );
     let mut ids = Vec::new();
     for _ in 0..5 {
         ids.extend(create_orders(&orders, 40).await);

@@ -842,13 +842,17 @@ async fn join_coordinator(handle: JoinHandle<Result<()>>) -> Result<()> {
 }
 
 async fn join(task: &Task, handle: JoinHandle<Result<()>>) -> Result<()> {
+    join_partition_task(task.name, task.partition, handle).await
+}
+
+/// What the task of `app`'s `partition` ended with; a panic or an abort is
+/// an error naming it.
+pub(crate) async fn join_partition_task(app: &str, partition: u32, handle: JoinHandle<Result<()>>) -> Result<()> {
     match handle.await {
         Ok(result) => result,
         Err(error) => Err(Error::Runner {
             reason: format!(
-                "the task of application `{}` partition {} ended abnormally: {}",
-                task.name,
-                task.partition,
+                "the task of application `{app}` partition {partition} ended abnormally: {}",
                 error_chain(&error)
             ),
         }),

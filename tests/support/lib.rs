@@ -138,6 +138,43 @@ macro_rules! on_every_backend {
     };
 }
 
+/// Runs each check `async fn(&Store, RunnerKind)` on every backend (a
+/// database of its own on PostgreSQL) with both runners.
+#[macro_export]
+macro_rules! on_every_backend_and_runner {
+    ($($check:ident),* $(,)?) => {
+        mod memory {
+            use super::*;
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                for kind in [::eventsourcing::RunnerKind::SingleThreaded, ::eventsourcing::RunnerKind::MultiTask] {
+                    super::$check(&$crate::memory_store().await, kind).await;
+                }
+            })*
+        }
+        mod sqlite {
+            use super::*;
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                for kind in [::eventsourcing::RunnerKind::SingleThreaded, ::eventsourcing::RunnerKind::MultiTask] {
+                    let file = $crate::TempSqlite::new();
+                    super::$check(&file.open().await, kind).await;
+                }
+            })*
+        }
+        mod postgres {
+            use super::*;
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                for kind in [::eventsourcing::RunnerKind::SingleThreaded, ::eventsourcing::RunnerKind::MultiTask] {
+                    let Some(store) = $crate::fresh_postgres_store().await else { return };
+                    super::$check(&store, kind).await;
+                }
+            })*
+        }
+    };
+}
+
 /// Like `on_every_backend!`, with a database of its own on PostgreSQL, for
 /// the tests whose applications have fixed names.
 #[macro_export]

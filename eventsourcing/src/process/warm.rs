@@ -52,31 +52,7 @@ impl WarmHistories {
     /// Keeps the complete histories among `events`: the runs of one
     /// aggregate's events that start at version 1.
     pub(crate) fn put_new(&self, events: Vec<StoredEvent>) {
-        let mut inner = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let capacity = inner.histories.capacity();
-        if capacity == 0 {
-            return;
-        }
-        let mut events = events.into_iter().peekable();
-        while let Some(first) = events.next() {
-            let id = first.originator_id;
-            if first.originator_version != 1 {
-                inner.histories.take(id);
-                inner.stale.insert(id);
-                if inner.stale.len() > capacity {
-                    inner.stale.clear();
-                    inner.all_stale = true;
-                }
-                continue;
-            }
-            let mut history = vec![first];
-            while let Some(next) =
-                events.next_if(|e| e.originator_id == id && e.originator_version == history.len() as u64 + 1)
-            {
-                history.push(next);
-            }
-            inner.histories.put(id, history);
-        }
+        self.put(events, true);
     }
 
     /// Keeps the histories of aggregates created among `events`, read from
@@ -88,8 +64,16 @@ impl WarmHistories {
     /// short afterwards costs a concurrency conflict at commit, as with
     /// `put_new`.
     pub(crate) fn put_from_log(&self, events: impl IntoIterator<Item = StoredEvent>) {
+        self.put(events, false);
+    }
+
+    /// Keeps the runs of one aggregate's events that start at version 1;
+    /// a run that starts later drops the aggregate's kept history and, if
+    /// `mark_stale`, marks it stale.
+    fn put(&self, events: impl IntoIterator<Item = StoredEvent>, mark_stale: bool) {
         let mut inner = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if inner.histories.capacity() == 0 {
+        let capacity = inner.histories.capacity();
+        if capacity == 0 {
             return;
         }
         let mut events = events.into_iter().peekable();
@@ -97,6 +81,13 @@ impl WarmHistories {
             let id = first.originator_id;
             if first.originator_version != 1 {
                 inner.histories.take(id);
+                if mark_stale {
+                    inner.stale.insert(id);
+                    if inner.stale.len() > capacity {
+                        inner.stale.clear();
+                        inner.all_stale = true;
+                    }
+                }
                 continue;
             }
             let mut history = vec![first];

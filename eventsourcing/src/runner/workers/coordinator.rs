@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use super::super::{Prompts, run_task, worker};
+use super::super::{Prompts, join_partition_task, run_task, worker};
 use super::{Lease, WorkerStatus};
 use crate::process::outage::{self, Outage};
 use crate::process::worker::error_chain;
@@ -52,12 +52,7 @@ impl Coordinator {
     /// The system's application-partitions that have something to process
     /// (applications that follow another), partition by partition.
     fn units(&self) -> Vec<Unit> {
-        let following: Vec<usize> = (0..self.apps.len())
-            .filter(|&i| {
-                let name = self.system.app_specs()[i].name;
-                self.system.upstreams(name).next().is_some()
-            })
-            .collect();
+        let following: Vec<usize> = processed_apps(&self.system).map(|(i, _)| i).collect();
         (0..self.options.partitions)
             .flat_map(|partition| following.iter().map(move |&app| Unit { partition, app }))
             .collect()
@@ -140,9 +135,9 @@ impl Coordinator {
             .collect();
         for unit in ended {
             let Some(h) = held.remove(&unit) else { continue };
-            match h.handle.await {
-                Ok(Ok(())) => {}
-                Ok(Err(Error::LeaseLost { epoch, found, .. })) => {
+            match join_partition_task(self.name(unit), unit.partition, h.handle).await {
+                Ok(()) => {}
+                Err(Error::LeaseLost { epoch, found, .. }) => {
                     tracing::info!(
                         worker = self.board.worker(),
                         app = self.name(unit),
@@ -152,17 +147,7 @@ impl Coordinator {
                         "lost the lease; the partition's new owner carries on"
                     );
                 }
-                Ok(Err(error)) => return Err(error),
-                Err(error) => {
-                    return Err(Error::Runner {
-                        reason: format!(
-                            "the task of application `{}` partition {} ended abnormally: {}",
-                            self.name(unit),
-                            unit.partition,
-                            error_chain(&error)
-                        ),
-                    });
-                }
+                Err(error) => return Err(error),
             }
         }
         Ok(())
@@ -268,17 +253,9 @@ impl Coordinator {
     async fn stop(&self, unit: Unit, h: Held) -> Result<()> {
         h.stopping.store(true, Ordering::SeqCst);
         self.prompts.of(self.name(unit), unit.partition).notify_one();
-        let ended = match h.handle.await {
-            Ok(Ok(())) | Ok(Err(Error::LeaseLost { .. })) => Ok(()),
-            Ok(Err(error)) => Err(error),
-            Err(error) => Err(Error::Runner {
-                reason: format!(
-                    "the task of application `{}` partition {} ended abnormally: {}",
-                    self.name(unit),
-                    unit.partition,
-                    error_chain(&error)
-                ),
-            }),
+        let ended = match join_partition_task(self.name(unit), unit.partition, h.handle).await {
+            Ok(()) | Err(Error::LeaseLost { .. }) => Ok(()),
+            Err(error) => Err(error),
         };
         self.board.release(self.app_name(unit), unit.partition, h.epoch).await?;
         ended
@@ -296,12 +273,20 @@ pub(crate) fn worker_name() -> String {
 /// The system's name among workers: the applications its workers process
 /// (those that follow another), sorted, and its partitions.
 pub(crate) fn group_name(system: &System, partitions: u32) -> String {
-    let mut processed: Vec<&str> = system
-        .apps()
-        .filter(|app| system.upstreams(app).next().is_some())
-        .collect();
+    let mut processed: Vec<&str> = processed_apps(system).map(|(_, name)| name).collect();
     processed.sort_unstable();
     format!("{}/{partitions}", processed.join(","))
+}
+
+/// The applications of `system` that workers process (those that follow
+/// another), with their indices in the system.
+fn processed_apps(system: &System) -> impl Iterator<Item = (usize, &'static str)> + '_ {
+    system
+        .app_specs()
+        .iter()
+        .enumerate()
+        .map(|(i, spec)| (i, spec.name))
+        .filter(|(_, name)| system.upstreams(name).next().is_some())
 }
 
 /// Refuses to start a worker of `group` while workers of another system

@@ -49,6 +49,8 @@ enum TrackingMove {
     Insert,
     /// From a previous position: an update that must match it.
     Update,
+    /// An update that must also match the writer's lease epoch.
+    Fenced,
 }
 
 /// The write strings of one application, by tracking move and number of
@@ -85,6 +87,13 @@ fn write_string(recorder: &SqlRecorder<Sqlite>, tracking: TrackingMove, events: 
         TrackingMove::Update => {
             let _ = writeln!(sql, "{};\nSELECT changes();", recorder.sql.update_tracking.as_str());
         }
+        TrackingMove::Fenced => {
+            let _ = writeln!(
+                sql,
+                "{};\nSELECT changes();",
+                recorder.sql.update_fenced_tracking.as_str()
+            );
+        }
     }
     if events > 0 {
         let _ = writeln!(sql, "{};", recorder.sql.advance_head.as_str());
@@ -115,14 +124,16 @@ pub(super) struct Prepared {
 }
 
 /// The string and arguments of `write`, if [`write_in_one_trip`] takes it:
-/// events and a tracking move, not a dead letter nor a move fenced by a
-/// lease epoch (those go statement by statement).
+/// events and a tracking move, not a dead letter (those go statement by
+/// statement).
 pub(super) fn prepare(recorder: &SqlRecorder<Sqlite>, write: &Write) -> Option<Prepared> {
-    if write.dead_letter.is_some() || write.tracking.as_ref().is_some_and(|t| t.lease_epoch.is_some()) {
+    if write.dead_letter.is_some() {
         return None;
     }
     let tracking = match &write.tracking {
         None => TrackingMove::None,
+        // A worker taking its lease made the row: always an update.
+        Some(t) if t.lease_epoch.is_some() => TrackingMove::Fenced,
         Some(t) if t.previous == 0 => TrackingMove::Insert,
         Some(_) => TrackingMove::Update,
     };
@@ -217,7 +228,7 @@ fn arguments(write: &Write, tracking: TrackingMove) -> Result<SqliteArguments, B
     let count = events.len();
     let mut arguments = SqliteArguments::default();
     let chunks = count.div_ceil(MAX_ROWS);
-    arguments.reserve(4 + 2 + 3 * chunks + 7 * count, 0);
+    arguments.reserve(5 + 2 + 3 * chunks + 7 * count, 0);
     if let Some(t) = &write.tracking {
         if tracking == TrackingMove::Insert {
             arguments.add(t.upstream.table_prefix())?;
@@ -228,6 +239,9 @@ fn arguments(write: &Write, tracking: TrackingMove) -> Result<SqliteArguments, B
             arguments.add(t.upstream.table_prefix())?;
             arguments.add(to_i32(t.partition))?;
             arguments.add(to_i64(t.previous))?;
+            if let Some(epoch) = t.lease_epoch {
+                arguments.add(to_i64(epoch))?;
+            }
         }
     }
     if count > 0 {
