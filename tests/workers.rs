@@ -105,6 +105,21 @@ async fn workers_share_the_partitions_evenly_as_they_join_and_leave() {
     assert_each_order_reserved_and_paid_once(&first_store, &ids).await;
 }
 
+/// A lease too short to renew in time is refused before anything starts.
+#[tokio::test]
+async fn a_lease_too_short_to_renew_is_refused() {
+    let Some(url) = eventsourcing_tests::fresh_postgres_url().await else {
+        return;
+    };
+    let store = Store::open(&url).await.unwrap();
+    for ttl in [Duration::ZERO, Duration::from_millis(29)] {
+        let error = Runner::worker(domain::system(), &store, options().lease_ttl(ttl))
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("cannot be renewed in time"), "{error}");
+    }
+}
+
 #[tokio::test]
 async fn workers_need_a_store_that_holds_leases() {
     let store = eventsourcing_tests::memory_store().await;
