@@ -18,7 +18,7 @@ mod plain_sqlite;
 
 use std::time::{Duration, Instant};
 
-use eventsourcing::{AnyRecorder, AppName, Recorder, Store, StoredEvent, Timestamp};
+use eventsourcing::{AnyRecorder, AppName, NotificationSource, Recorder, Store, StoredEvent, Timestamp};
 use uuid::Uuid;
 
 /// Transactions per measurement, per backend (memory is far faster).

@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use eventsourcing::prelude::*;
-use eventsourcing::{DeadLetter, Error, OnFailure, Recorder, RunnerKind, StoredEvent, Timestamp, Tracking};
+use eventsourcing::{
+    DeadLetter, Error, NotificationSource, OnFailure, Recorder, RunnerKind, StoredEvent, Timestamp, Tracking,
+};
 use eventsourcing_tests::unique_app;
 use tokio::sync::Barrier;
 

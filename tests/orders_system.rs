@@ -10,7 +10,7 @@ mod orders_check;
 
 use std::time::Duration;
 
-use eventsourcing::{Application, ProcessOptions, Recorder, Runner, RunnerKind, Store};
+use eventsourcing::{Application, NotificationSource, ProcessOptions, Runner, RunnerKind, Store};
 use uuid::Uuid;
 
 use domain::{Order, Orders};

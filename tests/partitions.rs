@@ -10,7 +10,7 @@ mod domain;
 #[path = "common/orders_check.rs"]
 mod orders_check;
 
-use eventsourcing::{Aggregate, Error, ProcessOptions, Recorder, Runner, RunnerKind, Store, partition_of};
+use eventsourcing::{Aggregate, Error, NotificationSource, ProcessOptions, Runner, RunnerKind, Store, partition_of};
 use uuid::Uuid;
 
 use domain::{Order, Orders, Payments};

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use eventsourcing::prelude::*;
-use eventsourcing::{Error, Recorder, RunnerKind, StoredEvent, Timestamp};
+use eventsourcing::{Error, NotificationSource, Recorder, RunnerKind, StoredEvent, Timestamp};
 
 /// A job to do; `behaviour` says how its handler misbehaves.
 #[aggregate]

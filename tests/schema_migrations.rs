@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use eventsourcing::store::SCHEMA_VERSION;
-use eventsourcing::{AppName, Error, Recorder, Store, StoredEvent, Timestamp, Tracking, Versions};
+use eventsourcing::{AppName, Error, NotificationSource, Recorder, Store, StoredEvent, Timestamp, Tracking, Versions};
 use eventsourcing_tests::{TempSqlite, fresh_postgres_url, unique_app};
 use sqlx::{AssertSqlSafe, Connection, Row};
 use uuid::Uuid;

@@ -1,6 +1,8 @@
 //! The recorder's promises, written once and checked against every backend.
 
-use eventsourcing::{Aggregate, AppName, Error, Recorder, Store, StoredEvent, Timestamp, Tracking, Versions};
+use eventsourcing::{
+    Aggregate, AppName, Error, NotificationSource, Recorder, Store, StoredEvent, Timestamp, Tracking, Versions,
+};
 use eventsourcing_tests::{Dog, unique_app};
 use uuid::Uuid;
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
-use eventsourcing::{Recorder, Store, StoredEvent, Timestamp};
+use eventsourcing::{NotificationSource, Recorder, Store, StoredEvent, Timestamp};
 use eventsourcing_tests::unique_app;
 use uuid::Uuid;
 

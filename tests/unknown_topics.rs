@@ -4,7 +4,7 @@
 //! application is told to, processing stops there.
 
 use eventsourcing::prelude::*;
-use eventsourcing::{Error, Recorder, StoredEvent, Timestamp, UnknownTopics};
+use eventsourcing::{Error, NotificationSource, Recorder, StoredEvent, Timestamp, UnknownTopics};
 
 #[aggregate]
 #[derive(Debug, Default)]

@@ -5,7 +5,7 @@
 
 use eventsourcing::codec;
 use eventsourcing::prelude::*;
-use eventsourcing::{Error, Recorder, StoredEvent, Timestamp, Versions};
+use eventsourcing::{Error, NotificationSource, Recorder, StoredEvent, Timestamp, Versions};
 use serde::Serialize;
 use serde_json::Value;
 

@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
-use eventsourcing::{Aggregate, AppName, Application, Recorder, Store};
+use eventsourcing::{Aggregate, AppName, Application, NotificationSource, Store};
 use uuid::Uuid;
 
 use domain::Order;

@@ -13,7 +13,8 @@ mod orders_check;
 use std::time::{Duration, Instant};
 
 use eventsourcing::{
-    Aggregate, AppName, Error, ProcessOptions, Recorder, Runner, Store, StoredEvent, Timestamp, Tracking,
+    Aggregate, AppName, Error, NotificationSource, ProcessOptions, Recorder, Runner, Store, StoredEvent, Timestamp,
+    Tracking,
 };
 use uuid::Uuid;
 

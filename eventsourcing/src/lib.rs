@@ -33,7 +33,7 @@ pub use app_name::{AppName, MAX_APP_NAME_LEN};
 pub use application::{Application, Unsaved};
 pub use error::{Error, Result};
 pub use event::{DomainEvent, Envelope, EventType, Notification, StoredEvent};
-pub use log::{LogReader, NotificationLog, Section};
+pub use log::{LogReader, NotificationLog, NotificationSource, Section};
 pub use process::{
     DeclaredBy, Declares, Handler, HandlerError, Handling, Loading, Notified, OnFailure, Process, ProcessOptions,
     Records, Repo, RepoIter, UnknownTopics,

@@ -7,13 +7,42 @@
 //! section but the first links to its previous one; every section but the
 //! current one links to its next. The same sections can later be served
 //! over HTTP so that applications in different databases follow each other.
+//!
+//! Reading a log needs no write methods: [`NotificationSource`] is what a
+//! reader needs, implemented by every local recorder and by a log read over
+//! HTTP.
 
 use std::collections::VecDeque;
+use std::future::Future;
 
 use serde::{Deserialize, Serialize};
 
 use crate::store::DEFAULT_PARTITION;
-use crate::{Error, Notification, Recorder, Result};
+use crate::{AppName, Error, Notification, Result};
+
+/// An application's notification log, read-only: what a follower or a log
+/// server reads. Every [`Recorder`](crate::Recorder) is one; so is a log
+/// read from another process over HTTP.
+pub trait NotificationSource: Clone + Send + Sync + 'static {
+    /// The application whose log this is.
+    fn app(&self) -> &AppName;
+
+    /// How many partitions the log has (1 unless it was opened with more:
+    /// [`Store::partitioned_recorder`](crate::Store::partitioned_recorder)).
+    fn partitions(&self) -> u32;
+
+    /// Up to `limit` notifications of `partition` from id `start` on, in id
+    /// order.
+    fn select_notifications(
+        &self,
+        partition: u32,
+        start: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Notification>>> + Send;
+
+    /// The highest notification id in `partition` (0 for an empty log).
+    fn max_notification_id(&self, partition: u32) -> impl Future<Output = Result<u64>> + Send;
+}
 
 /// Notifications per section unless chosen otherwise.
 pub const DEFAULT_SECTION_SIZE: u64 = 100;
@@ -103,7 +132,7 @@ pub struct NotificationLog<R> {
     max_section_size: u64,
 }
 
-impl<R: Recorder> NotificationLog<R> {
+impl<R: NotificationSource> NotificationLog<R> {
     /// The log of the application `recorder` keeps, with sections of
     /// [`DEFAULT_SECTION_SIZE`].
     pub fn new(recorder: R) -> Self {
@@ -235,7 +264,7 @@ pub struct LogReader<R> {
     buffer: VecDeque<Notification>,
 }
 
-impl<R: Recorder> LogReader<R> {
+impl<R: NotificationSource> LogReader<R> {
     /// A reader at position 0, before the first notification.
     pub fn new(log: NotificationLog<R>) -> Self {
         Self {

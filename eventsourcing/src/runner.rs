@@ -27,7 +27,8 @@ use tokio::task::JoinHandle;
 use crate::process::outage::Outage;
 use crate::process::worker::{Worker, error_chain};
 use crate::{
-    AnyRecorder, AppName, Application, Error, Process, ProcessOptions, Recorder, Result, Store, System, Unsaved,
+    AnyRecorder, AppName, Application, Error, NotificationSource, Process, ProcessOptions, Recorder, Result, Store,
+    System, Unsaved,
 };
 
 /// Which runner to start.

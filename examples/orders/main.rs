@@ -48,7 +48,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use eventsourcing::prelude::*;
-use eventsourcing::{AppName, Error, Recorder, RunnerKind, Saved, Timestamp, Versions};
+use eventsourcing::{AppName, Error, NotificationSource, Recorder, RunnerKind, Saved, Timestamp, Versions};
 
 use domain::{Order, Orders, Payment, Reservation, order_id};
 

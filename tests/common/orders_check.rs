@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use eventsourcing::{Application, Notification, Recorder, Store};
+use eventsourcing::{Application, Notification, NotificationSource, Recorder, Store};
 use uuid::Uuid;
 
 use crate::domain::{PaymentEvent, ReservationEvent};

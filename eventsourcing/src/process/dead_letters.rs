@@ -5,7 +5,7 @@
 use super::repo::{Cache, RepoCore};
 use super::warm::WarmHistories;
 use super::worker::{DynProcess, error_chain, run_handler};
-use crate::{Application, DeadLetter, Error, Recorder, Result, Timestamp};
+use crate::{Application, DeadLetter, Error, NotificationSource, Recorder, Result, Timestamp};
 
 /// Runs `app`'s policy on the notification `letter` names, read from
 /// `upstream` (named `upstream_name` in the system), and commits its events

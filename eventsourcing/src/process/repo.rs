@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::fifo::FifoMap;
 use super::warm::WarmHistories;
 
-use crate::{Aggregate, AnyRecorder, AppName, Error, Recorder, Result, StoredEvent, Versions};
+use crate::{Aggregate, AnyRecorder, AppName, Error, NotificationSource, Recorder, Result, StoredEvent, Versions};
 
 /// The aggregates a policy handler loads and adds, typed by the process
 /// application `P` it works for.

@@ -26,7 +26,8 @@ use super::outage::{self, Outage};
 use super::repo::{Cache, RepoCore};
 use super::{HandlerError, Handling, OnFailure, Process, ProcessOptions, Records, Repo, UnknownTopics};
 use crate::{
-    AnyRecorder, AppName, Application, DeadLetter, Error, Notification, Recorder, Result, Timestamp, Tracking,
+    AnyRecorder, AppName, Application, DeadLetter, Error, Notification, NotificationSource, Recorder, Result,
+    Timestamp, Tracking,
 };
 
 /// How often a batch is tried again after another writer changed one of

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use uuid::Uuid;
 
 use super::faults::Landed;
-use crate::{Application, Recorder, Result, System};
+use crate::{Application, NotificationSource, Recorder, Result, System};
 
 /// One stored event, without its timestamp: what must be the same in every
 /// run (version, topic, state version, state).

@@ -7,7 +7,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use uuid::Uuid;
 
-use crate::{AnyRecorder, AppName, DeadLetter, Error, Notification, Recorder, Result, StoredEvent, Tracking, Versions};
+use crate::{
+    AnyRecorder, AppName, DeadLetter, Error, Notification, NotificationSource, Recorder, Result, StoredEvent, Tracking,
+    Versions,
+};
 
 /// How often each fault strikes a process's commit, from 0 (never) to 1
 /// (always). Commands are never failed: they are the workload.
@@ -200,7 +203,7 @@ impl FaultyRecorder {
 type Boxed<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
 
 #[allow(refining_impl_trait)]
-impl Recorder for FaultyRecorder {
+impl NotificationSource for FaultyRecorder {
     fn app(&self) -> &AppName {
         self.inner.app()
     }
@@ -209,6 +212,17 @@ impl Recorder for FaultyRecorder {
         self.inner.partitions()
     }
 
+    fn select_notifications(&self, partition: u32, start: u64, limit: usize) -> Boxed<'_, Vec<Notification>> {
+        Box::pin(self.inner.select_notifications(partition, start, limit))
+    }
+
+    fn max_notification_id(&self, partition: u32) -> Boxed<'_, u64> {
+        Box::pin(self.inner.max_notification_id(partition))
+    }
+}
+
+#[allow(refining_impl_trait)]
+impl Recorder for FaultyRecorder {
     fn insert(&self, partition: u32, events: Vec<StoredEvent>, tracking: Option<&Tracking>) -> Boxed<'_, Vec<u64>> {
         // Owned, so that the boxed future borrows only the recorder.
         let tracking = tracking.cloned();
@@ -254,14 +268,6 @@ impl Recorder for FaultyRecorder {
 
     fn select_events(&self, originator_id: Uuid, versions: Versions) -> Boxed<'_, Vec<StoredEvent>> {
         Box::pin(self.inner.select_events(originator_id, versions))
-    }
-
-    fn select_notifications(&self, partition: u32, start: u64, limit: usize) -> Boxed<'_, Vec<Notification>> {
-        Box::pin(self.inner.select_notifications(partition, start, limit))
-    }
-
-    fn max_notification_id(&self, partition: u32) -> Boxed<'_, u64> {
-        Box::pin(self.inner.max_notification_id(partition))
     }
 
     fn park(&self, letter: &DeadLetter, tracking: &Tracking) -> Boxed<'_, ()> {

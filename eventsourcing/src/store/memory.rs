@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use uuid::Uuid;
 
 use super::{CommitFeed, DeadLetter, Recorder, Tracking, Versions, check_partition, check_write, duplicate_in_batch};
-use crate::{AppName, Error, Notification, Result, StoredEvent};
+use crate::{AppName, Error, Notification, NotificationSource, Result, StoredEvent};
 
 /// A store in this process's memory. Clones share the same data, and so do
 /// recorders opened twice for one application.
@@ -171,7 +171,7 @@ impl MemoryRecorder {
     }
 }
 
-impl Recorder for MemoryRecorder {
+impl NotificationSource for MemoryRecorder {
     fn app(&self) -> &AppName {
         &self.app
     }
@@ -180,6 +180,21 @@ impl Recorder for MemoryRecorder {
         self.partitions
     }
 
+    async fn select_notifications(&self, partition: u32, start: u64, limit: usize) -> Result<Vec<Notification>> {
+        let tables = self.tables();
+        let Some(log) = tables.logs.get(&partition) else {
+            return Ok(Vec::new());
+        };
+        let skip = usize::try_from(start.saturating_sub(1)).unwrap_or(usize::MAX);
+        Ok(log.iter().skip(skip).take(limit).cloned().collect())
+    }
+
+    async fn max_notification_id(&self, partition: u32) -> Result<u64> {
+        Ok(self.tables().logs.get(&partition).map_or(0, |log| log.len() as u64))
+    }
+}
+
+impl Recorder for MemoryRecorder {
     async fn insert(&self, partition: u32, events: Vec<StoredEvent>, tracking: Option<&Tracking>) -> Result<Vec<u64>> {
         check_partition(&self.app, self.partitions, partition)?;
         check_write(&self.app, &events, tracking)?;
@@ -205,19 +220,6 @@ impl Recorder for MemoryRecorder {
             .range((originator_id, versions.from)..=(originator_id, versions.to))
             .map(|(_, (partition, index))| tables.logs[partition][*index].event.clone())
             .collect())
-    }
-
-    async fn select_notifications(&self, partition: u32, start: u64, limit: usize) -> Result<Vec<Notification>> {
-        let tables = self.tables();
-        let Some(log) = tables.logs.get(&partition) else {
-            return Ok(Vec::new());
-        };
-        let skip = usize::try_from(start.saturating_sub(1)).unwrap_or(usize::MAX);
-        Ok(log.iter().skip(skip).take(limit).cloned().collect())
-    }
-
-    async fn max_notification_id(&self, partition: u32) -> Result<u64> {
-        Ok(self.tables().logs.get(&partition).map_or(0, |log| log.len() as u64))
     }
 
     async fn tracking_position(&self, upstream: &AppName, partition: u32) -> Result<u64> {

@@ -38,7 +38,7 @@ use std::ops::{Bound, RangeBounds};
 
 use uuid::Uuid;
 
-use crate::{AppName, Notification, Result, StoredEvent};
+use crate::{AppName, Notification, NotificationSource, Result, StoredEvent};
 
 pub(crate) use commits::CommitFeed;
 pub use commits::{Commits, Committed, Prompt};
@@ -132,14 +132,10 @@ impl Versions {
 /// Three implementations: [`memory::MemoryRecorder`],
 /// [`sqlite::SqliteRecorder`] and [`postgres::PostgresRecorder`]; and
 /// [`AnyRecorder`], which is whichever one a [`Store`] opened.
-pub trait Recorder: Clone + Send + Sync + 'static {
-    /// The application whose events this recorder keeps.
-    fn app(&self) -> &AppName;
-
-    /// How many partitions this application's log has (1 unless it was
-    /// opened with more: [`Store::partitioned_recorder`]).
-    fn partitions(&self) -> u32;
-
+///
+/// Reading the log is the read-only [`NotificationSource`] it extends,
+/// which a remote log implements too.
+pub trait Recorder: NotificationSource {
     /// Records `events` in the log's `partition` and, if given, moves the
     /// tracking position, in one transaction. Returns the notification id
     /// given to each event, in order. The events are handed over, so that a
@@ -164,17 +160,6 @@ pub trait Recorder: Clone + Send + Sync + 'static {
         originator_id: Uuid,
         versions: Versions,
     ) -> impl Future<Output = Result<Vec<StoredEvent>>> + Send;
-
-    /// Up to `limit` notifications of `partition` from id `start` on, in id order.
-    fn select_notifications(
-        &self,
-        partition: u32,
-        start: u64,
-        limit: usize,
-    ) -> impl Future<Output = Result<Vec<Notification>>> + Send;
-
-    /// The highest notification id in `partition` (0 for an empty log).
-    fn max_notification_id(&self, partition: u32) -> impl Future<Output = Result<u64>> + Send;
 
     /// The last notification id of `upstream`'s `partition` processed by
     /// this application (0 for none).
@@ -345,7 +330,7 @@ macro_rules! dispatch {
     };
 }
 
-impl Recorder for AnyRecorder {
+impl NotificationSource for AnyRecorder {
     fn app(&self) -> &AppName {
         dispatch!(self, r => r.app())
     }
@@ -354,20 +339,22 @@ impl Recorder for AnyRecorder {
         dispatch!(self, r => r.partitions())
     }
 
-    async fn insert(&self, partition: u32, events: Vec<StoredEvent>, tracking: Option<&Tracking>) -> Result<Vec<u64>> {
-        dispatch!(self, r => r.insert(partition, events, tracking).await)
-    }
-
-    async fn select_events(&self, originator_id: Uuid, versions: Versions) -> Result<Vec<StoredEvent>> {
-        dispatch!(self, r => r.select_events(originator_id, versions).await)
-    }
-
     async fn select_notifications(&self, partition: u32, start: u64, limit: usize) -> Result<Vec<Notification>> {
         dispatch!(self, r => r.select_notifications(partition, start, limit).await)
     }
 
     async fn max_notification_id(&self, partition: u32) -> Result<u64> {
         dispatch!(self, r => r.max_notification_id(partition).await)
+    }
+}
+
+impl Recorder for AnyRecorder {
+    async fn insert(&self, partition: u32, events: Vec<StoredEvent>, tracking: Option<&Tracking>) -> Result<Vec<u64>> {
+        dispatch!(self, r => r.insert(partition, events, tracking).await)
+    }
+
+    async fn select_events(&self, originator_id: Uuid, versions: Versions) -> Result<Vec<StoredEvent>> {
+        dispatch!(self, r => r.select_events(originator_id, versions).await)
     }
 
     async fn tracking_position(&self, upstream: &AppName, partition: u32) -> Result<u64> {

@@ -409,7 +409,7 @@ pub(crate) fn to_i32(value: u32) -> i32 {
 /// that wraps a [`SqlRecorder`] of `$dialect` in its field `0`.
 macro_rules! recorder_over_sql {
     ($recorder:ty, $dialect:ty) => {
-        impl $crate::Recorder for $recorder {
+        impl $crate::NotificationSource for $recorder {
             fn app(&self) -> &$crate::AppName {
                 &self.0.app
             }
@@ -418,6 +418,21 @@ macro_rules! recorder_over_sql {
                 self.0.partitions
             }
 
+            async fn select_notifications(
+                &self,
+                partition: u32,
+                start: u64,
+                limit: usize,
+            ) -> $crate::Result<Vec<$crate::Notification>> {
+                <$dialect as $crate::store::sql::Dialect>::select_notifications(&self.0, partition, start, limit).await
+            }
+
+            async fn max_notification_id(&self, partition: u32) -> $crate::Result<u64> {
+                self.0.max_notification_id(partition).await
+            }
+        }
+
+        impl $crate::Recorder for $recorder {
             async fn insert(
                 &self,
                 partition: u32,
@@ -435,19 +450,6 @@ macro_rules! recorder_over_sql {
                 versions: $crate::Versions,
             ) -> $crate::Result<Vec<$crate::StoredEvent>> {
                 self.0.select_events(originator_id, versions).await
-            }
-
-            async fn select_notifications(
-                &self,
-                partition: u32,
-                start: u64,
-                limit: usize,
-            ) -> $crate::Result<Vec<$crate::Notification>> {
-                <$dialect as $crate::store::sql::Dialect>::select_notifications(&self.0, partition, start, limit).await
-            }
-
-            async fn max_notification_id(&self, partition: u32) -> $crate::Result<u64> {
-                self.0.max_notification_id(partition).await
             }
 
             async fn tracking_position(&self, upstream: &$crate::AppName, partition: u32) -> $crate::Result<u64> {

@@ -105,7 +105,7 @@ mod tests {
     /// empty state and a topic JSON must escape included.
     #[test]
     fn round_trips_through_sqlite() {
-        use crate::{AppName, Recorder, Store, Versions};
+        use crate::{AppName, NotificationSource, Recorder, Store, Versions};
         let dir = std::env::temp_dir().join(format!("eventsourcing-packed-{}", Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
         let url = format!("sqlite://{}", dir.join("packed.db").display());
