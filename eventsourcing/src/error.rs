@@ -468,6 +468,43 @@ pub enum Error {
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
 
+    /// A log read over HTTP that the server refused or answered with what
+    /// is not a log: a status such as 401, 404 or 400, a body that is not
+    /// the section format, or a log that is not the one expected. Trying
+    /// again does not help; fix the URL, the token or the system.
+    #[error("the log of `{app}` at {url} cannot be read: {reason}")]
+    Remote {
+        /// The application whose log was read.
+        app: String,
+        /// The URL asked for.
+        url: String,
+        /// What went wrong, with the server's own words if it gave any.
+        reason: String,
+    },
+
+    /// A log read over HTTP that failed for a reason that passes: no
+    /// answer, a refused connection, a 5xx or 429 status, after the
+    /// reader's own retries. A process application waits it out within its
+    /// [`outage_budget`](crate::ProcessOptions::outage_budget).
+    #[error(
+        "the log of `{app}` at {url} is unreachable: {reason}; check that the process serving it is running, or wait for it to come back"
+    )]
+    RemoteUnavailable {
+        /// The application whose log was read.
+        app: String,
+        /// The URL asked for.
+        url: String,
+        /// What happened.
+        reason: String,
+    },
+
+    /// A log server that could not go on serving (its listener failed).
+    #[error("the log server stopped: {reason}")]
+    LogServer {
+        /// What happened.
+        reason: String,
+    },
+
     /// The database stayed unreachable for longer than
     /// [`ProcessOptions::outage_budget`](crate::ProcessOptions::outage_budget):
     /// the application stopped. Nothing was lost; started again once the

@@ -18,6 +18,8 @@ mod application;
 pub mod codec;
 mod error;
 mod event;
+#[cfg(feature = "http")]
+pub mod http;
 mod ids;
 pub mod log;
 mod process;

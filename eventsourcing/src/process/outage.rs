@@ -33,9 +33,12 @@ const MAX_DELAY: Duration = Duration::from_secs(2);
 pub(crate) fn is_transient(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut next = Some(error);
     while let Some(error) = next {
-        // Already the verdict that an outage lasted too long.
-        if let Some(Error::Outage { .. }) = error.downcast_ref::<Error>() {
-            return false;
+        match error.downcast_ref::<Error>() {
+            // Already the verdict that an outage lasted too long.
+            Some(Error::Outage { .. }) => return false,
+            // An upstream served by another process, gone for a moment.
+            Some(Error::RemoteUnavailable { .. }) => return true,
+            _ => {}
         }
         if let Some(source) = error.downcast_ref::<sqlx::Error>() {
             return is_transient_sqlx(source);
