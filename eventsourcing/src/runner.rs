@@ -9,6 +9,8 @@
 //! applications.
 
 mod dead_letters;
+#[cfg(feature = "http")]
+mod remote;
 mod running_app;
 mod workers;
 
@@ -25,6 +27,7 @@ use tokio::sync::{Mutex, Notify};
 use tokio::task::JoinHandle;
 
 use crate::process::outage::Outage;
+use crate::process::upstream_log::UpstreamLog;
 use crate::process::worker::{Worker, error_chain};
 use crate::{
     AnyRecorder, AppName, Application, Error, NotificationSource, Process, ProcessOptions, Recorder, Result, Store,
@@ -124,7 +127,7 @@ impl Lag {
 ///
 /// ```standalone_crate
 /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
-/// use eventsourcing::Recorder;
+/// use eventsourcing::NotificationSource;
 /// use eventsourcing::prelude::*;
 ///
 /// #[aggregate]
@@ -175,7 +178,11 @@ impl Lag {
 /// ```
 pub struct Runner {
     system: System,
-    apps: Vec<Application>,
+    /// Each application of the system, in its order: `None` for one that
+    /// runs in another process ([`ProcessOptions::upstream`]).
+    apps: Vec<Option<Application>>,
+    /// Each application's log, where its followers read it.
+    logs: Vec<UpstreamLog>,
     /// Each application's warm histories, per partition: what its saves
     /// leave for its process (see `process/warm.rs`).
     warm: Vec<Warm>,
@@ -197,6 +204,9 @@ enum Mode {
         prompts: Prompts,
         /// The task that wakes followers when the store hears of a commit.
         prompter: tokio::task::AbortHandle,
+        /// The tasks that wake followers of logs served by other processes
+        /// when those logs grow.
+        remote_prompters: Vec<tokio::task::AbortHandle>,
         /// Notifications processed.
         processed: Arc<AtomicU64>,
     },
@@ -247,11 +257,12 @@ impl Runner {
     /// and [`wait_until_quiet`](Runner::wait_until_quiet) process every
     /// notification in the system before they return.
     pub async fn single_threaded(system: System, store: &Store, options: ProcessOptions) -> Result<Self> {
-        let (apps, warm) = open_apps(&system, store, &options, |recorder| recorder).await?;
-        let workers = workers(&system, &apps, &warm, &options);
+        let (apps, logs, warm) = open_apps(&system, store, &options, |recorder| recorder).await?;
+        let workers = workers(&system, &apps, &logs, &warm, &options);
         let runner = Self {
             system,
             apps,
+            logs,
             warm,
             mode: Mode::SingleThreaded {
                 workers: Mutex::new(workers),
@@ -268,14 +279,15 @@ impl Runner {
     /// [`poll_interval`](ProcessOptions::poll_interval). Call it within a
     /// tokio runtime with the time driver enabled.
     pub async fn multi_task(system: System, store: &Store, options: ProcessOptions) -> Result<Self> {
-        let (apps, warm) = open_apps(&system, store, &options, |recorder| recorder).await?;
+        let (apps, logs, warm) = open_apps(&system, store, &options, |recorder| recorder).await?;
         let prompts = Prompts::new(&system, options.partitions);
         // Subscribed before the workers start, so that no commit is missed.
         let commits = store.commits().await?;
         let prompter = tokio::spawn(prompt_followers(commits, prompts.clone()));
+        let remote_prompters = prompt_followers_of_remote_logs(&system, &apps, &logs, &prompts);
         let stopping = Arc::new(AtomicBool::new(false));
         let processed = Arc::new(AtomicU64::new(0));
-        let tasks = workers(&system, &apps, &warm, &options)
+        let tasks = workers(&system, &apps, &logs, &warm, &options)
             .into_iter()
             .map(|worker| worker.counting(processed.clone()))
             .map(|worker| {
@@ -291,12 +303,14 @@ impl Runner {
         Ok(Self {
             system,
             apps,
+            logs,
             warm,
             mode: Mode::MultiTask {
                 tasks: Mutex::new(tasks),
                 stopping,
                 prompts,
                 prompter: prompter.abort_handle(),
+                remote_prompters,
                 processed,
             },
             outage_budget: options.outage_budget,
@@ -341,7 +355,8 @@ impl Runner {
     #[cfg(feature = "postgres")]
     async fn postgres_worker(system: System, store: &Store, options: ProcessOptions) -> Result<Self> {
         let board = workers::lease_board(store, &system, &options)?;
-        let (apps, warm) = open_apps(&system, store, &options, |recorder| recorder).await?;
+        let (apps, logs, warm) = open_apps(&system, store, &options, |recorder| recorder).await?;
+        let all = all_here(&apps, "workers")?;
         // After the tables (the workers' among them) are made.
         workers::check_no_other_system(&board, board.group()).await?;
         let prompts = Prompts::new(&system, options.partitions);
@@ -352,7 +367,7 @@ impl Runner {
         let status = Arc::new(workers::WorkerStatus::default());
         let coordinator = workers::Coordinator {
             system: system.clone(),
-            apps: apps.clone(),
+            apps: all,
             warm: warm.clone(),
             options: options.clone(),
             board,
@@ -365,6 +380,7 @@ impl Runner {
         Ok(Self {
             system,
             apps,
+            logs,
             warm,
             mode: Mode::Worker {
                 coordinator: Mutex::new(Some(coordinator)),
@@ -407,13 +423,26 @@ impl Runner {
     /// the single-threaded runner). Its saves tell this runner's processes
     /// what changed, which a save through another handle on the store does
     /// not (see [`ProcessOptions::cache_capacity`]).
+    ///
+    /// Fails for an application that runs in another process
+    /// ([`ProcessOptions::upstream`]): its commands go there.
     pub fn app<P: Process>(&self) -> Result<RunningApp<'_>> {
-        index_of(&self.system, P::NAME)
+        let i = index_of(&self.system, P::NAME)
             .filter(|&i| self.system.app_specs()[i].is::<P>())
-            .map(|i| RunningApp::new(&self.apps[i], &self.warm[i]))
             .ok_or_else(|| Error::Runner {
                 reason: format!("`{}` is not an application of this system", P::NAME),
-            })
+            })?;
+        self.here(i).map(|app| RunningApp::new(app, &self.warm[i]))
+    }
+
+    /// The `i`-th application of the system, if it runs here.
+    fn here(&self, i: usize) -> Result<&Application> {
+        self.apps[i].as_ref().ok_or_else(|| Error::Runner {
+            reason: format!(
+                "`{}` runs in another process, which serves its log; this runner only follows it, so send its commands to that process",
+                self.system.app_specs()[i].name
+            ),
+        })
     }
 
     /// Saves aggregates through the application `P`, then, with the
@@ -472,7 +501,9 @@ impl Runner {
                 let mut previous = None;
                 let mut outage = self
                     .apps
-                    .first()
+                    .iter()
+                    .flatten()
+                    .next()
                     .map(|app| Outage::new(None, app.recorder(), self.outage_budget));
                 loop {
                     self.check_running().await?;
@@ -533,23 +564,27 @@ impl Runner {
 
     /// Every log partition's head, and every follower's lag.
     async fn heads_and_lag(&self) -> Result<(Vec<Vec<u64>>, Vec<Lag>)> {
-        let mut heads = Vec::with_capacity(self.apps.len());
-        for app in &self.apps {
-            let recorder = app.recorder();
+        let mut heads = Vec::with_capacity(self.logs.len());
+        for (i, log) in self.logs.iter().enumerate() {
+            // A log served elsewhere matters here only if an application
+            // here follows it.
             let mut partitions = Vec::new();
-            for partition in 0..recorder.partitions() {
-                partitions.push(recorder.max_notification_id(partition).await?);
+            if self.apps[i].is_some() || self.followed_here(i) {
+                for partition in 0..log.partitions() {
+                    partitions.push(log.max_notification_id(partition).await?);
+                }
             }
             heads.push(partitions);
         }
         let mut lag = Vec::new();
         for (spec, app) in self.system.app_specs().iter().zip(&self.apps) {
+            let Some(app) = app else { continue };
             for upstream in self.system.upstreams(spec.name) {
                 let Some(u) = index_of(&self.system, upstream) else {
                     continue;
                 };
                 for (partition, &head) in (0..).zip(&heads[u]) {
-                    let position = app.recorder().tracking_position(self.apps[u].name(), partition).await?;
+                    let position = app.recorder().tracking_position(self.logs[u].app(), partition).await?;
                     lag.push(Lag {
                         app: spec.name,
                         upstream,
@@ -561,6 +596,16 @@ impl Runner {
             }
         }
         Ok((heads, lag))
+    }
+
+    /// Whether an application that runs here follows the `u`-th.
+    fn followed_here(&self, u: usize) -> bool {
+        let name = self.system.app_specs()[u].name;
+        self.system
+            .app_specs()
+            .iter()
+            .zip(&self.apps)
+            .any(|(spec, app)| app.is_some() && self.system.upstreams(spec.name).any(|up| up == name))
     }
 
     /// Every log's heads, and whether every follower has reached the heads
@@ -590,10 +635,12 @@ impl Runner {
             stopping,
             prompts,
             prompter,
+            remote_prompters,
             ..
         } = &self.mode
         {
             prompter.abort();
+            remote_prompters.iter().for_each(tokio::task::AbortHandle::abort);
             stopping.store(true, Ordering::SeqCst);
             prompts.wake_all();
             let mut first_error = None;
@@ -634,10 +681,12 @@ impl Drop for Runner {
             stopping,
             prompts,
             prompter,
+            remote_prompters,
             ..
         } = &self.mode
         {
             prompter.abort();
+            remote_prompters.iter().for_each(tokio::task::AbortHandle::abort);
             stopping.store(true, Ordering::SeqCst);
             prompts.wake_all();
         }
@@ -658,14 +707,18 @@ impl Drop for Runner {
 
 /// Checks `system` and `options`, then opens the system's applications in
 /// `store`, each with its recorder passed through `wrap` (a simulation
-/// injects its faults there) and ready for its runner.
+/// injects its faults there) and ready for its runner; and the log of each,
+/// where its followers read it: its recorder, or for an application that
+/// runs in another process ([`ProcessOptions::upstream`]) its log over
+/// HTTP, and no application here.
 pub(crate) async fn open_apps(
     system: &System,
     store: &Store,
     options: &ProcessOptions,
     wrap: impl Fn(AnyRecorder) -> AnyRecorder,
-) -> Result<(Vec<Application>, Vec<Warm>)> {
-    if let Some(stranger) = options.apps_with_settings().find(|app| index_of(system, app).is_none()) {
+) -> Result<(Vec<Option<Application>>, Vec<UpstreamLog>, Vec<Warm>)> {
+    let named = options.apps_with_settings().chain(options.apps_elsewhere());
+    if let Some(stranger) = named.into_iter().find(|app| index_of(system, app).is_none()) {
         return Err(Error::Runner {
             reason: format!(
                 "the process options give settings for `{stranger}`, which is not an application of this system; remove them, or add `{stranger}` to the system"
@@ -685,36 +738,73 @@ pub(crate) async fn open_apps(
     system.check()?;
     // Before any tables are made, as `Application::open` does.
     crate::topics::check()?;
-    let (mut apps, mut warm) = (Vec::new(), Vec::new());
+    let (mut apps, mut logs, mut warm) = (Vec::new(), Vec::new(), Vec::new());
     for spec in system.app_specs() {
+        let name = AppName::new(spec.name)?;
+        #[cfg(feature = "http")]
+        if let Some(upstream) = options.elsewhere(spec.name) {
+            apps.push(None);
+            logs.push(UpstreamLog::Http(upstream.log(name, options.partitions)?));
+            warm.push(running_app::warm(options.partitions, 0));
+            continue;
+        }
         // Every log of the system has the system's partitions: a log written
         // with another number is refused rather than followed in part.
-        let recorder = store
-            .partitioned_recorder(&AppName::new(spec.name)?, options.partitions)
-            .await?;
-        apps.push(Application::new(wrap(recorder))?);
+        let recorder = wrap(store.partitioned_recorder(&name, options.partitions).await?);
+        logs.push(UpstreamLog::Local(recorder.clone()));
+        apps.push(Some(Application::new(recorder)?));
         warm.push(running_app::warm(
             options.partitions,
             options.for_app(spec.name).cache_capacity,
         ));
     }
-    Ok((apps, warm))
+    Ok((apps, logs, warm))
 }
 
-/// A worker for each partition of each application.
-fn workers(system: &System, apps: &[Application], warm: &[Warm], options: &ProcessOptions) -> Vec<Worker> {
-    (0..apps.len())
-        .flat_map(|i| (0..options.partitions).map(move |partition| (i, partition)))
-        .map(|(i, partition)| worker(system, apps, warm, options, i, partition))
+/// Every application of the system, for `who` (workers, a simulation),
+/// which run them all here.
+pub(crate) fn all_here(apps: &[Option<Application>], who: &str) -> Result<Vec<Application>> {
+    apps.iter()
+        .map(|app| {
+            app.clone().ok_or_else(|| Error::Runner {
+                reason: format!(
+                    "{who} run every application of the system in one store, and these options say that some run in another process; use the multi-task or single-threaded runner to follow logs over HTTP"
+                ),
+            })
+        })
         .collect()
 }
 
-/// The worker of `partition` of the `i`-th application of `system`, whose
-/// applications are `apps` with their warm histories `warm`, in the same
-/// order, with that application's settings.
+/// The logs of applications that all run here.
+pub(crate) fn local_logs(apps: &[Application]) -> Vec<UpstreamLog> {
+    apps.iter()
+        .map(|app| UpstreamLog::Local(app.recorder().clone()))
+        .collect()
+}
+
+/// A worker for each partition of each application that runs here.
+fn workers(
+    system: &System,
+    apps: &[Option<Application>],
+    logs: &[UpstreamLog],
+    warm: &[Warm],
+    options: &ProcessOptions,
+) -> Vec<Worker> {
+    (0..apps.len())
+        .filter_map(|i| apps[i].as_ref().map(|app| (i, app)))
+        .flat_map(|(i, app)| (0..options.partitions).map(move |partition| (i, app, partition)))
+        .map(|(i, app, partition)| worker(system, app, logs, warm, options, i, partition))
+        .collect()
+}
+
+/// The worker of `partition` of `app`, the `i`-th application of `system`,
+/// reading the logs of the system's applications from `logs`, with its
+/// warm histories in `warm` (both in the system's order), and with that
+/// application's settings.
 pub(crate) fn worker(
     system: &System,
-    apps: &[Application],
+    app: &Application,
+    logs: &[UpstreamLog],
     warm: &[Warm],
     options: &ProcessOptions,
     i: usize,
@@ -723,17 +813,53 @@ pub(crate) fn worker(
     let spec = &system.app_specs()[i];
     let upstreams = system
         .upstreams(spec.name)
-        .filter_map(|up| index_of(system, up).map(|u| (up, system.app_specs()[u].records, apps[u].clone())))
+        .filter_map(|up| index_of(system, up).map(|u| (up, system.app_specs()[u].records, logs[u].clone())))
         .collect();
     Worker::new(
         spec.name,
         partition,
-        apps[i].clone(),
+        app.clone(),
         warm[i].get(partition as usize).cloned(),
         (spec.policy)(),
         upstreams,
         options.for_app(spec.name),
     )
+}
+
+/// A task for each partition of each log served by another process that
+/// an application here follows: it waits on the server's long poll and
+/// wakes the followers when the partition grows. (Polling stays the
+/// fallback, as for local logs.)
+fn prompt_followers_of_remote_logs(
+    system: &System,
+    apps: &[Option<Application>],
+    logs: &[UpstreamLog],
+    prompts: &Prompts,
+) -> Vec<tokio::task::AbortHandle> {
+    #[cfg(feature = "http")]
+    {
+        let followed = |name: &str| {
+            system
+                .app_specs()
+                .iter()
+                .zip(apps)
+                .any(|(spec, app)| app.is_some() && system.upstreams(spec.name).any(|up| up == name))
+        };
+        logs.iter()
+            .filter_map(|log| match log {
+                UpstreamLog::Http(log) if followed(log.app().as_str()) => Some(log),
+                _ => None,
+            })
+            .flat_map(|log| (0..log.partitions()).map(move |partition| (log, partition)))
+            .map(|(log, partition)| tokio::spawn(remote::wake_on_growth(log.clone(), partition, prompts.clone())))
+            .map(|task| task.abort_handle())
+            .collect()
+    }
+    #[cfg(not(feature = "http"))]
+    {
+        let _ = (system, apps, logs, prompts);
+        Vec::new()
+    }
 }
 
 fn index_of(system: &System, name: &str) -> Option<usize> {

@@ -17,4 +17,9 @@
 //! changes, and is served as immutable for HTTP caches; the current
 //! section has an `ETag` and answers `If-None-Match` with 304.
 
+mod client;
+mod upstream;
 mod wire;
+
+pub use client::{DEFAULT_READ_AHEAD, DEFAULT_RETRY_BUDGET, HttpLog};
+pub use upstream::Upstream;

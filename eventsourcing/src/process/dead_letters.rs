@@ -3,6 +3,7 @@
 //! it is processed exactly once however many retries race.
 
 use super::repo::{Cache, RepoCore};
+use super::upstream_log::UpstreamLog;
 use super::warm::WarmHistories;
 use super::worker::{DynProcess, error_chain, run_handler};
 use crate::{Application, DeadLetter, Error, NotificationSource, Recorder, Result, Timestamp};
@@ -20,7 +21,7 @@ pub(crate) async fn retry(
     app: &Application,
     policy: &dyn DynProcess,
     upstream_name: &'static str,
-    upstream: &Application,
+    upstream: &UpstreamLog,
     letter: &DeadLetter,
     warm: Option<&WarmHistories>,
 ) -> Result<Vec<u64>> {
@@ -31,7 +32,6 @@ pub(crate) async fn retry(
         return Err(letter.not_found());
     }
     let notification = upstream
-        .recorder()
         .select_notifications(letter.partition, letter.notification_id, 1)
         .await?
         .into_iter()

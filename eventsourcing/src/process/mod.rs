@@ -17,6 +17,7 @@ mod notified;
 mod options;
 pub(crate) mod outage;
 mod repo;
+pub(crate) mod upstream_log;
 pub(crate) mod warm;
 pub(crate) mod worker;
 

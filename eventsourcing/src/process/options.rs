@@ -71,6 +71,10 @@ pub struct ProcessOptions {
     /// has passed. Shorter fails over sooner; longer rides out longer
     /// pauses (a stop-the-world, a slow network) without handing over.
     pub lease_ttl: Duration,
+    /// The applications of the system that run in other processes, and
+    /// where they serve their logs.
+    #[cfg(feature = "http")]
+    elsewhere: Vec<(&'static str, crate::http::Upstream)>,
 }
 
 /// What a process application does with an upstream notification whose
@@ -146,6 +150,8 @@ impl Default for ProcessOptions {
             outage_budget: Duration::from_secs(60),
             partitions: 1,
             lease_ttl: Duration::from_secs(10),
+            #[cfg(feature = "http")]
+            elsewhere: Vec::new(),
         }
     }
 }
@@ -250,6 +256,47 @@ impl ProcessOptions {
                 overrides: AppOverrides::default(),
                 ..change(options)
             })
+    }
+
+    /// Says that the application `P` runs in another process, with a
+    /// store of its own, and serves its log at `upstream`: a runner given
+    /// these options does not run `P`, and the applications that follow it
+    /// read its log over HTTP (woken by the server's long poll). Their
+    /// tracking stays in their own store, so they process it exactly once.
+    /// The system stays the one `system!` declared, on both sides.
+    ///
+    /// ```
+    /// # use eventsourcing::prelude::*;
+    /// # #[derive(Default)] struct Reservations;
+    /// # #[policy(aggregates())] impl Reservations {}
+    /// use eventsourcing::http::Upstream;
+    ///
+    /// let options = ProcessOptions::default().upstream::<Reservations>(Upstream::http("http://10.0.0.5:8080"));
+    /// assert_eq!(options.elsewhere("Reservations").map(Upstream::url), Some("http://10.0.0.5:8080"));
+    /// ```
+    #[cfg(feature = "http")]
+    pub fn upstream<P: Process>(mut self, upstream: crate::http::Upstream) -> Self {
+        self.elsewhere.retain(|(app, _)| *app != P::NAME);
+        self.elsewhere.push((P::NAME, upstream));
+        self
+    }
+
+    /// Where the application named `app` serves its log, if it runs in
+    /// another process ([`upstream`](Self::upstream)).
+    #[cfg(feature = "http")]
+    pub fn elsewhere(&self, app: &str) -> Option<&crate::http::Upstream> {
+        self.elsewhere
+            .iter()
+            .find(|(name, _)| *name == app)
+            .map(|(_, upstream)| upstream)
+    }
+
+    /// The applications that run in other processes.
+    pub(crate) fn apps_elsewhere(&self) -> impl Iterator<Item = &'static str> + '_ {
+        #[cfg(feature = "http")]
+        return self.elsewhere.iter().map(|(app, _)| *app);
+        #[cfg(not(feature = "http"))]
+        std::iter::empty()
     }
 
     /// The applications given settings of their own.

@@ -24,10 +24,10 @@ use std::task::{Context, Poll};
 
 use super::outage::{self, Outage};
 use super::repo::{Cache, RepoCore};
+use super::upstream_log::UpstreamLog;
 use super::{HandlerError, Handling, OnFailure, Process, ProcessOptions, Records, Repo, UnknownTopics};
 use crate::{
-    AnyRecorder, AppName, Application, DeadLetter, Error, Notification, NotificationSource, Recorder, Result,
-    Timestamp, Tracking,
+    AppName, Application, DeadLetter, Error, Notification, NotificationSource, Recorder, Result, Timestamp, Tracking,
 };
 
 /// How often a batch is tried again after another writer changed one of
@@ -68,7 +68,7 @@ struct Upstream {
     /// What the upstream records: a topic outside it is unknown.
     records: &'static [Records],
     app: AppName,
-    recorder: AnyRecorder,
+    log: UpstreamLog,
     /// The last notification processed; `None` until read from the
     /// tracking table.
     position: Option<u64>,
@@ -124,16 +124,16 @@ impl Worker {
         app: Application,
         warm: Option<Arc<super::warm::WarmHistories>>,
         policy: Arc<dyn DynProcess>,
-        upstreams: Vec<(&'static str, &'static [Records], Application)>,
+        upstreams: Vec<(&'static str, &'static [Records], UpstreamLog)>,
         options: ProcessOptions,
     ) -> Self {
         let upstreams = upstreams
             .into_iter()
-            .map(|(name, records, upstream)| Upstream {
+            .map(|(name, records, log)| Upstream {
                 name,
                 records,
-                app: upstream.name().clone(),
-                recorder: upstream.recorder().clone(),
+                app: log.app().clone(),
+                log,
                 position: None,
                 recorded: 0,
                 failures: 0,
@@ -214,7 +214,7 @@ impl Worker {
         };
         let upstream = &self.upstreams[u];
         let batch = match upstream
-            .recorder
+            .log
             .select_notifications(self.partition, previous + 1, self.options.batch_size)
             .await
         {

@@ -42,7 +42,7 @@ impl Runner {
             });
         };
         let upstream = index_of(&self.system, upstream_name)
-            .map(|u| &self.apps[u])
+            .map(|u| &self.logs[u])
             .ok_or_else(|| letter.not_found())?;
         let policy = (spec.policy)();
         let warm = self.warm[index].get(letter.partition as usize).map(|warm| &**warm);
@@ -68,13 +68,12 @@ impl Runner {
 
     /// The application that parked `letter`, and its index.
     fn app_of(&self, letter: &DeadLetter) -> Result<(usize, &Application)> {
-        index_of(&self.system, letter.app.as_str())
-            .map(|i| (i, &self.apps[i]))
-            .ok_or_else(|| Error::Runner {
+        let i = index_of(&self.system, letter.app.as_str()).ok_or_else(|| Error::Runner {
                 reason: format!(
                     "`{}` is not an application of this system, so its parked notification {} (`{}`) of `{}` is not handled here",
                     letter.app, letter.notification_id, letter.topic, letter.upstream
                 ),
-            })
+            })?;
+        Ok((i, self.here(i)?))
     }
 }

@@ -408,10 +408,11 @@ struct World {
 
 impl World {
     async fn open(system: &System, store: Store, plan: &Arc<Mutex<Plan>>, options: &ProcessOptions) -> Result<Self> {
-        let (apps, warm) = crate::runner::open_apps(system, &store, options, |inner| {
+        let (apps, _, warm) = crate::runner::open_apps(system, &store, options, |inner| {
             AnyRecorder::Faulty(FaultyRecorder::new(inner, plan.clone()))
         })
         .await?;
+        let apps = crate::runner::all_here(&apps, "simulations")?;
         let mut world = Self {
             system: system.clone(),
             options: options.clone(),
@@ -428,7 +429,16 @@ impl World {
     }
 
     fn worker(&self, i: usize, partition: u32) -> Worker {
-        crate::runner::worker(&self.system, &self.apps, &self.warm, &self.options, i, partition)
+        let logs = crate::runner::local_logs(&self.apps);
+        crate::runner::worker(
+            &self.system,
+            &self.apps[i],
+            &logs,
+            &self.warm,
+            &self.options,
+            i,
+            partition,
+        )
     }
 
     fn apps(&self) -> Apps {

@@ -228,9 +228,11 @@ impl Coordinator {
         if let Some(warm) = self.warm[unit.app].get(unit.partition as usize) {
             warm.clear();
         }
+        let logs = crate::runner::local_logs(&self.apps);
         let worker = worker(
             &self.system,
-            &self.apps,
+            &self.apps[unit.app],
+            &logs,
             &self.warm,
             &self.options,
             unit.app,
