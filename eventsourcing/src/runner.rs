@@ -335,6 +335,9 @@ impl Runner {
     ///
     /// Fails on a store other than PostgreSQL.
     pub async fn worker(system: System, store: &Store, options: ProcessOptions) -> Result<Self> {
+        if options.apps_elsewhere().next().is_some() {
+            return Err(elsewhere_refused("workers"));
+        }
         if options.lease_ttl < Duration::from_millis(30) {
             return Err(Error::Runner {
                 reason: format!(
@@ -765,14 +768,18 @@ pub(crate) async fn open_apps(
 /// which run them all here.
 pub(crate) fn all_here(apps: &[Option<Application>], who: &str) -> Result<Vec<Application>> {
     apps.iter()
-        .map(|app| {
-            app.clone().ok_or_else(|| Error::Runner {
-                reason: format!(
-                    "{who} run every application of the system in one store, and these options say that some run in another process; use the multi-task or single-threaded runner to follow logs over HTTP"
-                ),
-            })
-        })
+        .map(|app| app.clone().ok_or_else(|| elsewhere_refused(who)))
         .collect()
+}
+
+/// The refusal of `who` to run a system some of whose applications run in
+/// another process.
+fn elsewhere_refused(who: &str) -> Error {
+    Error::Runner {
+        reason: format!(
+            "{who} run every application of the system in one store, and these options say that some run in another process; use the multi-task or single-threaded runner to follow logs over HTTP"
+        ),
+    }
 }
 
 /// The logs of applications that all run here.
