@@ -17,4 +17,7 @@
 //! changes, and is served as immutable for HTTP caches; the current
 //! section has an `ETag` and answers `If-None-Match` with 304.
 
+mod server;
 mod wire;
+
+pub use server::LogServer;
