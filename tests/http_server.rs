@@ -261,6 +261,12 @@ async fn assert_error(http: &Http, path: &str, status: u16, words: &[&str]) {
 
 async fn refuses_malformed_requests_with_json_errors(store: &Store) {
     let (app, _, _, http) = served_log(store, 4).await;
+    let server = LogServer::open(store, [app.clone()]).await.unwrap();
+    for size in [0, 10_001] {
+        let error = server.clone().with_section_size(size).unwrap_err();
+        assert!(error.to_string().contains(&format!("section size {size}")), "{error}");
+    }
+    assert!(server.with_section_size(10_000).is_ok());
     for (id, says) in [
         ("x", "first,last"),
         ("0,10", "start at 1"),
