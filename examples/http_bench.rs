@@ -40,12 +40,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 timestamp: Timestamp::now(),
                 topic: "Order.Created".into(),
                 state_version: 1,
-                state: format!("{{\"customer\":\"c{n}\",\"lines\":[{{\"sku\":\"s{}\",\"qty\":2}}]}}", n % 97).into_bytes(),
+                state: format!(
+                    "{{\"customer\":\"c{n}\",\"lines\":[{{\"sku\":\"s{}\",\"qty\":2}}]}}",
+                    n % 97
+                )
+                .into_bytes(),
             })
             .collect();
         recorder.insert(0, events, None).await?;
     }
-    let server = LogServer::open(&store, [app.clone()]).await?.with_section_size(SECTION)?;
+    let server = LogServer::open(&store, [app.clone()])
+        .await?
+        .with_section_size(SECTION)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     tokio::spawn(server.serve(listener));

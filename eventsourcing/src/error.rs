@@ -121,6 +121,19 @@ pub enum Error {
         max: u64,
     },
 
+    /// A partition that the log does not have.
+    #[error(
+        "the log of application `{app}` has no partition {partition}: it has {partitions} partition(s), numbered from 0"
+    )]
+    UnknownPartition {
+        /// The application.
+        app: String,
+        /// The partition asked for.
+        partition: u32,
+        /// The partitions the log has.
+        partitions: u32,
+    },
+
     /// Tables written by a newer version of this crate, at a schema version
     /// this build does not know: it refuses them rather than misread them.
     #[error(
@@ -498,8 +511,10 @@ pub enum Error {
         reason: String,
     },
 
-    /// A log server that could not go on serving (its listener failed).
-    #[error("the log server stopped: {reason}")]
+    /// A log server set up with options it cannot serve (a section size
+    /// out of range, an empty token, a token for an application it does
+    /// not serve), or that could not go on serving (its listener failed).
+    #[error("log server: {reason}")]
     LogServer {
         /// What happened.
         reason: String,

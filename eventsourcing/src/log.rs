@@ -153,6 +153,29 @@ impl<R: NotificationSource> NotificationLog<R> {
         Ok(self)
     }
 
+    /// Reads partition `partition` of the log (partition 0 unless chosen
+    /// otherwise).
+    ///
+    /// Fails with [`Error::UnknownPartition`] if the log has no such
+    /// partition.
+    pub fn with_partition(mut self, partition: u32) -> Result<Self> {
+        let partitions = self.recorder.partitions();
+        if partition >= partitions {
+            return Err(Error::UnknownPartition {
+                app: self.recorder.app().to_string(),
+                partition,
+                partitions,
+            });
+        }
+        self.partition = partition;
+        Ok(self)
+    }
+
+    /// The partition this log reads.
+    pub fn partition(&self) -> u32 {
+        self.partition
+    }
+
     /// Sets the widest span a section request may ask for (at least the
     /// section size); wider requests such as `"1,100000000"` are rejected.
     pub fn with_max_section_size(mut self, max: u64) -> Result<Self> {

@@ -387,16 +387,12 @@ impl HttpLog {
         self.cache().full.retain(|&(p, f), _| p != partition || f >= first);
 
         let mut notifications = Vec::with_capacity(limit.min(count as usize * size as usize));
-        let mut expected = start;
-        for n in sections.iter().flat_map(|items| items.iter()).filter(|n| n.id >= start) {
+        let read = sections.iter().flat_map(|items| items.iter()).filter(|n| n.id >= start);
+        for (expected, n) in (start..).zip(read).take(limit) {
             if n.id != expected {
                 return Ok(Err((expected - 1, n.id)));
             }
             notifications.push(n.clone());
-            expected += 1;
-            if notifications.len() == limit {
-                break;
-            }
         }
         Ok(Ok(notifications))
     }

@@ -18,8 +18,10 @@
 //! section has an `ETag` and answers `If-None-Match` with 304.
 
 mod client;
+mod server;
 mod upstream;
 mod wire;
 
 pub use client::{DEFAULT_READ_AHEAD, DEFAULT_RETRY_BUDGET, HttpLog};
+pub use server::LogServer;
 pub use upstream::Upstream;
