@@ -206,7 +206,7 @@ pub trait Recorder: NotificationSource {
 ///
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-/// use eventsourcing::{AppName, Recorder, Store};
+/// use eventsourcing::{AppName, NotificationSource, Store};
 ///
 /// let store = Store::open("memory:").await?;
 /// let recorder = store.recorder(&AppName::new("dogs")?).await?;
