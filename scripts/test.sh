@@ -9,5 +9,9 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo clippy (the runtime with each optional feature set)"
+for features in sqlite postgres http,sqlite https; do
+    cargo clippy -p eventsourcing --no-default-features --features "$features" --locked -- -D warnings
+done
 echo "== cargo test (with PostgreSQL)"
 scripts/with-postgres.sh cargo test --workspace --locked

@@ -101,6 +101,11 @@ impl HttpLog {
         if !base.starts_with("http://") && !base.starts_with("https://") {
             return Err(refuse("the URL must start with http:// or https://"));
         }
+        if base.starts_with("https://") && !cfg!(feature = "https") {
+            return Err(refuse(
+                "this build reads logs over plain HTTP only; enable the `https` feature of eventsourcing to read from https:// servers",
+            ));
+        }
         let client = reqwest::Client::builder()
             .tcp_nodelay(true)
             .build()
@@ -395,5 +400,24 @@ impl HttpLog {
             notifications.push(n.clone());
         }
         Ok(Ok(notifications))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_that_is_not_http_is_refused() {
+        let app = AppName::new("Orders").unwrap();
+        let error = HttpLog::new("ftp://example.org", app.clone()).unwrap_err();
+        assert!(error.to_string().contains("must start with http://"), "{error}");
+        let https = HttpLog::new("https://example.org/", app);
+        if cfg!(feature = "https") {
+            assert_eq!(https.unwrap().url(), "https://example.org");
+        } else {
+            let error = https.unwrap_err();
+            assert!(error.to_string().contains("enable the `https` feature"), "{error}");
+        }
     }
 }
