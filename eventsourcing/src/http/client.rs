@@ -314,14 +314,7 @@ enum Attempt {
 /// A reqwest error with its causes, which say what actually happened
 /// (`Connection refused`).
 fn describe(error: &reqwest::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    crate::process::worker::error_chain(error)
 }
 
 impl NotificationSource for HttpLog {

@@ -13,6 +13,7 @@ use serde::Serialize;
 use super::LogServer;
 use crate::Error;
 use crate::http::wire::ErrorJson;
+use crate::process::worker::error_chain;
 
 /// For a full section with a next one: it never changes.
 pub(super) const IMMUTABLE: &str = "public, max-age=31536000, immutable";
@@ -73,19 +74,6 @@ impl From<Error> for ApiError {
         };
         Self::new(status, error_chain(&error))
     }
-}
-
-/// An error's message followed by its causes', which a client cannot
-/// otherwise see.
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 impl IntoResponse for ApiError {
