@@ -375,3 +375,46 @@ async fn workers_refuse_an_upstream_over_http() {
         "{error}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_refuses_an_upstream_log_shorter_than_what_it_processed() {
+    let ponger_store = Store::open("memory:").await.unwrap();
+    let first = Store::open("memory:").await.unwrap();
+    let pinger = Application::open(&first, "Pinger").await.unwrap();
+    for _ in 0..30 {
+        pinger.save(&mut Ping::send()).await.unwrap();
+    }
+    let serve_pinger =
+        async |store: &Store| serve(LogServer::open(store, [AppName::new("Pinger").unwrap()]).await.unwrap()).await;
+    let options = |url: &str| ProcessOptions::default().upstream::<Pinger>(Upstream::http(url));
+    let url = serve_pinger(&first).await;
+    let runner = Runner::single_threaded(system!(Pinger => Ponger), &ponger_store, options(&url))
+        .await
+        .unwrap();
+    runner.shutdown().await.unwrap();
+    assert_eq!(pongs(&ponger_store).await.len(), 30);
+
+    // Pinger's store replaced by a fresh one with fewer pings: the
+    // follower's position (30) is past its end (5).
+    let replaced = Store::open("memory:").await.unwrap();
+    let pinger = Application::open(&replaced, "Pinger").await.unwrap();
+    for _ in 0..5 {
+        pinger.save(&mut Ping::send()).await.unwrap();
+    }
+    let url = serve_pinger(&replaced).await;
+    let error = Runner::single_threaded(system!(Pinger => Ponger), &ponger_store, options(&url))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &error,
+            Error::UpstreamRewound {
+                position: 30,
+                head: 5,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert_eq!(pongs(&ponger_store).await.len(), 30, "nothing more processed");
+}

@@ -481,6 +481,27 @@ pub enum Error {
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
 
+    /// A follower's tracking position past the end of the log it follows:
+    /// the upstream's store was replaced, or restored from an older copy,
+    /// since the follower processed it. Nothing more is processed, since
+    /// the notifications after the position would not be the ones it
+    /// expects.
+    #[error(
+        "application `{app}` has processed `{upstream}` partition {partition} up to notification {position}, but that log now ends at {head}: the upstream's store was replaced or restored from an older copy. Nothing was processed; restore the upstream's store, or give the follower a fresh store if it should start again"
+    )]
+    UpstreamRewound {
+        /// The following application.
+        app: String,
+        /// The application it follows.
+        upstream: String,
+        /// The partition.
+        partition: u32,
+        /// The follower's tracking position.
+        position: u64,
+        /// The log's highest notification id now.
+        head: u64,
+    },
+
     /// A log read over HTTP that the server refused or answered with what
     /// is not a log: a status such as 401, 404 or 400, a body that is not
     /// the section format, or a log that is not the one expected. Trying

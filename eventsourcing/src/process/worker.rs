@@ -386,6 +386,21 @@ impl Worker {
             .recorder()
             .tracking_position(&upstream.app, self.partition)
             .await?;
+        // A log shorter than what was processed of it is not the log that
+        // was processed: a store replaced under a follower, most likely
+        // one that runs in another process.
+        if position > 0 {
+            let head = upstream.log.max_notification_id(self.partition).await?;
+            if head < position {
+                return Err(Error::UpstreamRewound {
+                    app: self.name.to_owned(),
+                    upstream: upstream.name.to_owned(),
+                    partition: self.partition,
+                    position,
+                    head,
+                });
+            }
+        }
         upstream.position = Some(position);
         upstream.recorded = position;
         Ok(position)
