@@ -352,6 +352,56 @@ pub fn created<A: Aggregate>(mut aggregate: A, id: Uuid, event: A::Event) -> A {
     aggregate
 }
 
+/// An aggregate with no events yet: its default state, with identity `id`,
+/// at version 0. An entity "always exists": a command may record its first
+/// event on this, creation event or not.
+pub(crate) fn blank<A: Aggregate + Default>(id: Uuid) -> A {
+    let mut aggregate = A::default();
+    aggregate.meta_mut().id = id;
+    aggregate
+}
+
+/// Applies a recorded event to an entity that may have started [`blank`]:
+/// at version 1 a creation event makes the aggregate, and any other event
+/// changes the default state.
+pub(crate) fn apply_to_entity<A: Aggregate>(aggregate: A, envelope: Envelope<A::Event>) -> Result<A>
+where
+    A::Event: Clone,
+{
+    if aggregate.version() > 0 {
+        return A::apply_recorded(Some(aggregate), envelope);
+    }
+    let Envelope {
+        originator_id,
+        originator_version,
+        timestamp,
+        event,
+    } = envelope;
+    let topic = event.topic();
+    let not_applicable = |reason| Error::NotApplicable {
+        topic: topic.to_owned(),
+        originator_id,
+        version: originator_version,
+        reason,
+    };
+    if originator_version != 1 {
+        return Err(not_applicable("the aggregate's earlier events are missing"));
+    }
+    let mut aggregate = match A::create(originator_id, event.clone()) {
+        Some(created) => created,
+        None => {
+            let mut aggregate = aggregate;
+            let error = not_applicable("the aggregate does not accept it");
+            aggregate.mutate(event).map_err(|NotApplicable| error)?;
+            aggregate
+        }
+    };
+    aggregate
+        .meta_mut()
+        .advance_to(originator_id, originator_version, timestamp);
+    Ok(aggregate)
+}
+
 /// Records `event`, which has just changed `aggregate`, as pending.
 #[doc(hidden)]
 pub fn triggered<A: Aggregate>(aggregate: &mut A, event: A::Event) {

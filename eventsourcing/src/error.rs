@@ -502,6 +502,48 @@ pub enum Error {
         head: u64,
     },
 
+    /// A command sent to an entity refused: it returned an error, so
+    /// nothing was recorded and its effects were dropped. The source is the
+    /// command's own error.
+    #[error("{entity} {id} refused the command: {source}")]
+    Refused {
+        /// The entity's type.
+        entity: &'static str,
+        /// The entity's id.
+        id: Uuid,
+        /// What the command returned.
+        #[source]
+        source: crate::HandlerError,
+    },
+
+    /// A command sent to an entity lost the race to record its events every
+    /// time it ran: other writers kept changing the entity first.
+    #[error(
+        "{entity} {id} is contended: the command ran {attempts} times and each time another writer recorded an event of it first; nothing was recorded. Send it again later, or raise `EntityOptions::max_retries`"
+    )]
+    EntityContended {
+        /// The entity's type.
+        entity: &'static str,
+        /// The entity's id.
+        id: Uuid,
+        /// How many times the command ran.
+        attempts: u32,
+    },
+
+    /// An entity's task ended before it answered a command: the command
+    /// panicked, or the runtime is shutting down. The command's events
+    /// may or may not have been recorded; read the entity before sending it
+    /// again.
+    #[error(
+        "{entity} {id} stopped before it answered (its command panicked, or the runtime is shutting down); the command may or may not have been recorded, so read the entity before sending it again"
+    )]
+    EntityStopped {
+        /// The entity's type.
+        entity: &'static str,
+        /// The entity's id.
+        id: Uuid,
+    },
+
     /// A log read over HTTP that the server refused or answered with what
     /// is not a log: a status such as 401, 404 or 400, a body that is not
     /// the section format, or a log that is not the one expected. Trying

@@ -16,6 +16,7 @@ mod aggregate;
 mod app_name;
 mod application;
 pub mod codec;
+pub mod entities;
 mod error;
 mod event;
 #[cfg(feature = "http")]
@@ -49,6 +50,7 @@ pub use eventsourcing_macros::{aggregate, event, policy, system};
 
 /// What most programs need: `use eventsourcing::prelude::*;`.
 pub mod prelude {
+    pub use crate::entities::{Entities, Entity};
     pub use crate::{
         Aggregate, Application, EventType, Notified, ProcessOptions, Repo, Result, Runner, Store, System, aggregate,
         event, policy, system,

@@ -6,11 +6,15 @@ use syn::{Attribute, Ident, LitInt, LitStr, Token};
 
 use crate::errors::Errors;
 
-/// `#[aggregate]` or `#[aggregate(name = "...")]` on the impl block.
+/// `#[aggregate]`, `#[aggregate(name = "...")]` or `#[aggregate(entity)]`
+/// on the impl block.
 #[derive(Default)]
 pub struct AggregateArgs {
     /// The aggregate's name in topics and messages.
     pub name: Option<LitStr>,
+    /// An entity, which exists before its first event: it needs no
+    /// creation event.
+    pub entity: bool,
 }
 
 impl AggregateArgs {
@@ -27,11 +31,17 @@ impl AggregateArgs {
                     parsed.name = Some(value);
                 }
                 Ok(())
+            } else if meta.path.is_ident("entity") {
+                if parsed.entity {
+                    errors.push(&meta.path, "duplicate aggregate attribute `entity`");
+                }
+                parsed.entity = true;
+                Ok(())
             } else {
                 let key = meta.path.get_ident().map_or_else(|| "?".to_owned(), Ident::to_string);
                 errors.push(
                     &meta.path,
-                    format!("unknown aggregate attribute `{key}`; the one known is `name`"),
+                    format!("unknown aggregate attribute `{key}`; the known ones are `name = \"…\"` and `entity`"),
                 );
                 // Skip the value, if any, to report later mistakes too.
                 if meta.input.peek(Token![=]) {

@@ -108,11 +108,11 @@ impl AggregateImpl {
         }
         let events = check_unique(events, &mut items, errors);
         item.items = items;
-        if !events.iter().any(|e| e.creation.is_some()) {
+        if !args.entity && !events.iter().any(|e| e.creation.is_some()) {
             errors.push(
                 &item.self_ty,
                 format!(
-                    "`{ident}` has no creation event; add an `#[event(Created)]` method without `self` that returns `Self`"
+                    "`{ident}` has no creation event; add an `#[event(Created)]` method without `self` that returns `Self`, or mark it `#[aggregate(entity)]` if it exists before its first event (an entity)"
                 ),
             );
         }

@@ -1,0 +1,289 @@
+//! Active entities: a task per entity, fed by a mailbox, holding the
+//! entity's state between commands; and the register of the active ones.
+//!
+//! A sender finds the entity's mailbox in the register, or starts its task.
+//! A task idle for its timeout takes itself out of the register (under the
+//! register's lock, and only if its mailbox is empty), closes its mailbox,
+//! runs whatever slipped in before the close, and ends; a sender whose
+//! command finds the mailbox closed starts a new task.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use super::EntityOptions;
+use super::entity::{Effect, Entity};
+use crate::aggregate::{apply_to_entity, blank};
+use crate::{Aggregate, Application, Error, HandlerError, Recorder, Result, Versions};
+
+/// A command for an entity of type `A`, with its reply, erased.
+pub(super) type Job<A> =
+    Box<dyn for<'a> FnOnce(&'a mut Active<A>) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> + Send>;
+
+/// A command, its reply erased, as the task runs it.
+pub(super) type Command<'c, A> =
+    dyn FnMut(&mut Entity<'_, A>) -> std::result::Result<Box<dyn Any + Send>, HandlerError> + Send + 'c;
+
+/// What a command did, its reply erased.
+pub(super) struct SentAny {
+    pub(super) reply: Box<dyn Any + Send>,
+    pub(super) version: u64,
+    pub(super) notification_ids: Vec<u64>,
+    pub(super) retries: u32,
+}
+
+/// Each active entity's mailbox, by type and id: each value is the
+/// `mpsc::Sender<Job<A>>` of its entity's type.
+type Mailboxes = HashMap<(TypeId, Uuid), Box<dyn Any + Send + Sync>>;
+
+/// The mailboxes of the active entities.
+#[derive(Clone, Default)]
+pub(super) struct Activations {
+    mailboxes: Arc<Mutex<Mailboxes>>,
+}
+
+impl std::fmt::Debug for Activations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Activations").field("active", &self.len()).finish()
+    }
+}
+
+impl Activations {
+    fn lock(&self) -> MutexGuard<'_, Mailboxes> {
+        self.mailboxes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Puts `job` in the mailbox of the entity `id`, starting its task if
+    /// it is not active.
+    pub(super) async fn deliver<A>(
+        &self,
+        app: &Application,
+        options: &EntityOptions,
+        id: Uuid,
+        job: Job<A>,
+    ) -> Result<()>
+    where
+        A: Aggregate + Default,
+        A::Event: Clone,
+    {
+        let mut job = job;
+        loop {
+            let mailbox = self.mailbox::<A>(app, options, id);
+            match mailbox.send(job).await {
+                Ok(()) => return Ok(()),
+                // The task went idle (or stopped) as the command arrived:
+                // start another.
+                Err(mpsc::error::SendError(back)) => {
+                    self.forget::<A>(id, &mailbox);
+                    job = back;
+                }
+            }
+        }
+    }
+
+    fn mailbox<A>(&self, app: &Application, options: &EntityOptions, id: Uuid) -> mpsc::Sender<Job<A>>
+    where
+        A: Aggregate + Default,
+        A::Event: Clone,
+    {
+        let key = (TypeId::of::<A>(), id);
+        let mut mailboxes = self.lock();
+        if let Some(mailbox) = mailboxes
+            .get(&key)
+            .and_then(|mailbox| mailbox.downcast_ref::<mpsc::Sender<Job<A>>>())
+            .filter(|mailbox| !mailbox.is_closed())
+        {
+            return mailbox.clone();
+        }
+        let (mailbox, jobs) = mpsc::channel(options.mailbox);
+        mailboxes.insert(key, Box::new(mailbox.clone()));
+        let active = Active {
+            app: app.clone(),
+            id,
+            options: options.clone(),
+            state: None,
+        };
+        tokio::spawn(run(active, jobs, self.clone()));
+        mailbox
+    }
+
+    /// Takes the entity `id` out of the register if `mailbox` is still its
+    /// mailbox there.
+    fn forget<A: Aggregate>(&self, id: Uuid, mailbox: &mpsc::Sender<Job<A>>) {
+        let key = (TypeId::of::<A>(), id);
+        let mut mailboxes = self.lock();
+        let same = mailboxes
+            .get(&key)
+            .and_then(|registered| registered.downcast_ref::<mpsc::Sender<Job<A>>>())
+            .is_some_and(|registered| registered.same_channel(mailbox));
+        if same {
+            mailboxes.remove(&key);
+        }
+    }
+}
+
+/// An entity's task: runs the commands of its mailbox one after another,
+/// until it has been idle for its timeout.
+async fn run<A>(mut active: Active<A>, mut jobs: mpsc::Receiver<Job<A>>, activations: Activations)
+where
+    A: Aggregate + Default,
+    A::Event: Clone,
+{
+    let idle = active.options.idle_timeout;
+    loop {
+        match tokio::time::timeout(idle, jobs.recv()).await {
+            Ok(Some(job)) => job(&mut active).await,
+            Ok(None) => return,
+            Err(_) => {
+                let key = (TypeId::of::<A>(), active.id);
+                {
+                    let mut mailboxes = activations.lock();
+                    if !jobs.is_empty() {
+                        continue;
+                    }
+                    mailboxes.remove(&key);
+                }
+                jobs.close();
+                // Commands sent by whoever found the mailbox just before it
+                // left the register.
+                while let Some(job) = jobs.recv().await {
+                    job(&mut active).await;
+                }
+                tracing::debug!(entity = A::NAME, id = %active.id, "deactivated an idle entity");
+                return;
+            }
+        }
+    }
+}
+
+/// An active entity: its state as last read or written here.
+pub(super) struct Active<A> {
+    app: Application,
+    id: Uuid,
+    options: EntityOptions,
+    /// `None` until read, and after a failed write (the store has the truth).
+    state: Option<A>,
+}
+
+impl<A> Active<A>
+where
+    A: Aggregate + Default,
+    A::Event: Clone,
+{
+    /// Runs `command` on the latest state and commits its events, running
+    /// it again after a conflict, within the bound.
+    pub(super) async fn run(&mut self, command: &mut Command<'_, A>) -> Result<SentAny> {
+        let mut retries = 0;
+        loop {
+            let mut state = self.latest().await?;
+            let mut effects = Vec::new();
+            let outcome = command(&mut Entity::new(&mut state, &mut effects));
+            let reply = match outcome {
+                Ok(reply) => reply,
+                Err(source) => {
+                    // Events triggered before it refused are not recorded:
+                    // the state they made is dropped with them.
+                    if state.pending_events().is_empty() {
+                        self.state = Some(state);
+                    }
+                    return Err(Error::Refused {
+                        entity: A::NAME,
+                        id: self.id,
+                        source,
+                    });
+                }
+            };
+            if let Some(other) = state.pending_events().iter().find(|e| e.originator_id != self.id) {
+                return Err(Error::InvalidWrite {
+                    app: self.app.name().to_string(),
+                    reason: format!(
+                        "a command sent to {} {} recorded an event of aggregate {}; a command records events of its own entity only",
+                        A::NAME,
+                        self.id,
+                        other.originator_id
+                    ),
+                });
+            }
+            let saved = if state.pending_events().is_empty() {
+                Ok(Vec::new())
+            } else {
+                self.app.save(&mut state).await
+            };
+            match saved {
+                Ok(notification_ids) => {
+                    let version = state.version();
+                    self.state = Some(state);
+                    start(effects);
+                    return Ok(SentAny {
+                        reply,
+                        version,
+                        notification_ids,
+                        retries,
+                    });
+                }
+                // Another writer got there first: read it again, and run
+                // the command on what it recorded. The effects asked for
+                // on the stale state are dropped.
+                Err(Error::Concurrency { .. }) if retries < self.options.max_retries => {
+                    retries += 1;
+                    back_off(retries).await;
+                }
+                Err(Error::Concurrency { .. }) => {
+                    return Err(Error::EntityContended {
+                        entity: A::NAME,
+                        id: self.id,
+                        attempts: retries + 1,
+                    });
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// The entity's latest state: the one held here brought up to date with
+    /// what others recorded since, or read whole.
+    async fn latest(&mut self) -> Result<A> {
+        let state = self.state.take().unwrap_or_else(|| blank::<A>(self.id));
+        catch_up(&self.app, state).await
+    }
+}
+
+/// `state` with the events `app` recorded of it since its version applied.
+pub(super) async fn catch_up<A>(app: &Application, state: A) -> Result<A>
+where
+    A: Aggregate,
+    A::Event: Clone,
+{
+    let since = Versions {
+        from: state.version() + 1,
+        to: Versions::ALL.to,
+    };
+    let events = app.recorder().select_events(state.id(), since).await?;
+    events
+        .iter()
+        .try_fold(state, |state, stored| apply_to_entity(state, stored.decode()?))
+}
+
+/// Waits a random moment, longer after each conflict in a row (up to
+/// 6.4 ms), so that nodes racing for one entity stop colliding in step.
+async fn back_off(retries: u32) {
+    let ceiling = 100u64 << retries.min(6);
+    let micros = Uuid::new_v4().as_u128() as u64 % ceiling;
+    tokio::time::sleep(std::time::Duration::from_micros(micros)).await;
+}
+
+/// Starts the effects of a committed command.
+fn start(effects: Vec<Effect>) {
+    for effect in effects {
+        tokio::spawn(effect);
+    }
+}

@@ -1,0 +1,57 @@
+//! What a command sees: the entity's state, and a place for the effects it
+//! asks for.
+
+use std::future::Future;
+use std::ops::{Deref, DerefMut};
+use std::pin::Pin;
+
+use uuid::Uuid;
+
+use crate::Aggregate;
+
+/// An effect waiting for its command's commit.
+pub(super) type Effect = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// An entity as a command sees it: the aggregate (through `Deref`), on
+/// which the command calls its event methods, and the effects the command
+/// asks for.
+pub struct Entity<'a, A: Aggregate> {
+    aggregate: &'a mut A,
+    effects: &'a mut Vec<Effect>,
+}
+
+impl<'a, A: Aggregate> Entity<'a, A> {
+    pub(super) fn new(aggregate: &'a mut A, effects: &'a mut Vec<Effect>) -> Self {
+        Self { aggregate, effects }
+    }
+
+    /// The entity's id.
+    pub fn id(&self) -> Uuid {
+        self.aggregate.id()
+    }
+
+    /// Starts `effect` once this command's events are committed, and never
+    /// if they are not (the command refused, or lost a race with another
+    /// writer and runs again, asking again). At most once: a process that
+    /// stops between the commit and the start loses it.
+    ///
+    /// A future does nothing until it is started, so what it does happens
+    /// only then: `entity.after_commit(async move { mailer.send(notice).await; })`.
+    pub fn after_commit(&mut self, effect: impl Future<Output = ()> + Send + 'static) {
+        self.effects.push(Box::pin(effect));
+    }
+}
+
+impl<A: Aggregate> Deref for Entity<'_, A> {
+    type Target = A;
+
+    fn deref(&self) -> &A {
+        self.aggregate
+    }
+}
+
+impl<A: Aggregate> DerefMut for Entity<'_, A> {
+    fn deref_mut(&mut self) -> &mut A {
+        self.aggregate
+    }
+}
