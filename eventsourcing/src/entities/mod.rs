@@ -96,7 +96,7 @@ pub struct Sent<R> {
 
 /// The entities of one application: send a command to any of them by id.
 ///
-/// ```
+/// ```standalone_crate
 /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
 /// use eventsourcing::entities::Entities;
 /// use eventsourcing::prelude::*;
