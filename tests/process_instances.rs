@@ -36,8 +36,8 @@ pub struct Stamp {
 
 #[aggregate]
 impl Stamp {
-    #[event(Stamped)]
-    pub fn stamp(#[id] ticket: Uuid, office: String) -> Self {
+    #[event(Put)]
+    pub fn put_on(#[id] ticket: Uuid, office: String) -> Self {
         Self { office }
     }
 }
@@ -72,7 +72,7 @@ impl Stamper {
         if !self.open.load(Ordering::SeqCst) {
             return Err(format!("the {} office is closed", self.office));
         }
-        repo.add(Stamp::stamp(ticket.originator_id, self.office.clone()));
+        repo.add(Stamp::put_on(ticket.originator_id, self.office.clone()));
         self.stamped.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
@@ -189,6 +189,19 @@ async fn an_instance_of_an_application_outside_the_system_is_refused() {
         let reason = refusal(kind, system(), options).await;
         assert!(
             reason.contains("an instance of `process_instances::Impostor` for `Stamper`, but this system's `Stamper` is `process_instances::Stamper`"),
+            "{kind}: {reason}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_instance_given_inside_one_applications_settings_is_refused() {
+    for kind in [RunnerKind::SingleThreaded, RunnerKind::MultiTask] {
+        let options = ProcessOptions::default().app::<Stamper>(|o| o.instance(Stamper::new("Chur")));
+        let reason = refusal(kind, system(), options).await;
+        assert!(
+            reason.contains("the process options for `Stamper` give an instance of an application")
+                && reason.contains("not inside `ProcessOptions::app`"),
             "{kind}: {reason}"
         );
     }

@@ -100,6 +100,7 @@ pub fn expand(policy: &Policy) -> TokenStream {
                 // `Some` exactly when the type implements `Default`: see
                 // `DefaultProbe`.
                 #[doc(hidden)]
+                #[allow(clippy::needless_borrow)]
                 fn __default_maker() -> ::core::option::Option<fn() -> Self> {
                     #[allow(unused_imports)]
                     use #private::{ViaDefault as _, WithoutDefault as _};

@@ -61,6 +61,8 @@ mod tests {
     struct WithClient(#[allow(dead_code)] String);
 
     #[test]
+    // The borrows are what chooses the method.
+    #[allow(clippy::needless_borrow)]
     fn the_probe_finds_default_only_where_the_type_implements_it() {
         let plain = (&&DefaultProbe::<Plain>::new()).__default_maker();
         assert_eq!(plain.map(|make| make()), Some(Plain(0)));

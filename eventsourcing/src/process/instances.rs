@@ -93,8 +93,9 @@ impl Policy {
 
 /// Each application's policy, in the system's order: `None` for one that
 /// runs in another process. Fails, naming the application, for an
-/// instance of a type that is not an application of `system`, and for an
-/// application that runs here with neither an instance nor `Default`.
+/// instance of a type that is not an application of `system`, for one
+/// given inside an application's settings, and for an application that
+/// runs here with neither an instance nor `Default`.
 pub(crate) fn policies(system: &System, options: &ProcessOptions) -> Result<Vec<Option<Policy>>> {
     let apps = system.app_specs();
     for instance in &options.instances.0 {
@@ -111,6 +112,18 @@ pub(crate) fn policies(system: &System, options: &ProcessOptions) -> Result<Vec<
             };
             return Err(Error::Runner { reason });
         }
+    }
+    // An instance is given once for the system, not in one application's
+    // settings, where it would be ignored.
+    if let Some(app) = options
+        .apps_with_settings()
+        .find(|app| options.for_app(app).instances != options.instances)
+    {
+        return Err(Error::Runner {
+            reason: format!(
+                "the process options for `{app}` give an instance of an application; give instances with `ProcessOptions::instance` on the options for the whole system, not inside `ProcessOptions::app`"
+            ),
+        });
     }
     let elsewhere: Vec<&str> = options.apps_elsewhere().collect();
     apps.iter()

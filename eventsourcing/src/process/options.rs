@@ -277,7 +277,6 @@ impl ProcessOptions {
     pub fn for_app(&self, app: &str) -> ProcessOptions {
         let base = ProcessOptions {
             overrides: AppOverrides::default(),
-            instances: Instances::default(),
             ..self.clone()
         };
         self.overrides
@@ -285,10 +284,9 @@ impl ProcessOptions {
             .iter()
             .filter(|(name, _)| *name == app)
             .fold(base, |options, (_, change)| ProcessOptions {
-                // An application's settings cannot name other applications,
-                // nor give instances of them.
+                // An application's settings cannot name other applications.
+                // (Instances given there a runner refuses: see `instances.rs`.)
                 overrides: AppOverrides::default(),
-                instances: Instances::default(),
                 ..change(options)
             })
     }
