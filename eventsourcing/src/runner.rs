@@ -737,6 +737,7 @@ pub(crate) struct Opened {
     pub(crate) apps: Vec<Option<Application>>,
     /// Each application's log, where its followers read it.
     pub(crate) logs: Vec<UpstreamLog>,
+    /// Each application's warm histories, per partition.
     pub(crate) warm: Vec<Warm>,
     /// Each application's policy, if it runs here.
     pub(crate) policies: Vec<Option<Policy>>,
@@ -840,7 +841,7 @@ fn workers(
     options: &ProcessOptions,
 ) -> Vec<Worker> {
     (0..apps.len())
-        .filter_map(|i| apps[i].as_ref().zip(policies[i].as_ref()).map(|app| (i, app)))
+        .filter_map(|i| apps[i].as_ref().zip(policies[i].as_ref()).map(|here| (i, here)))
         .flat_map(|(i, app)| (0..options.partitions).map(move |partition| (i, app, partition)))
         .map(|(i, (app, policy), partition)| worker(system, app, logs, warm, policy, options, i, partition))
         .collect()
