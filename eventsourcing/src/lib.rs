@@ -65,7 +65,7 @@ pub mod __private {
     pub use crate::codec;
     pub use crate::event::assert_event_data;
     pub use crate::process::NoAggregates;
-    pub use crate::process::handler_result;
+    pub use crate::process::{DefaultProbe, ViaDefault, WithoutDefault, handler_result};
     pub use crate::system::checks::{dead_handler_error, follow_error, name_clash_error, topic_clash_error};
     pub use crate::topics::TopicRegistration;
     pub use crate::{Aggregate, AggregateMeta, DomainEvent, EventType, NotApplicable};

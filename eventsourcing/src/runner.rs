@@ -26,6 +26,7 @@ use std::time::Duration;
 use tokio::sync::{Mutex, Notify};
 use tokio::task::JoinHandle;
 
+use crate::process::instances::{Policy, policies};
 use crate::process::outage::Outage;
 use crate::process::upstream_log::UpstreamLog;
 use crate::process::worker::{Worker, error_chain};
@@ -186,6 +187,8 @@ pub struct Runner {
     /// Each application's warm histories, per partition: what its saves
     /// leave for its process (see `process/warm.rs`).
     warm: Vec<Warm>,
+    /// Each application's policy, if it runs here.
+    policies: Vec<Option<Policy>>,
     mode: Mode,
     /// How long [`wait_until_quiet`](Runner::wait_until_quiet) rides out
     /// an unreachable database.
@@ -257,13 +260,19 @@ impl Runner {
     /// and [`wait_until_quiet`](Runner::wait_until_quiet) process every
     /// notification in the system before they return.
     pub async fn single_threaded(system: System, store: &Store, options: ProcessOptions) -> Result<Self> {
-        let (apps, logs, warm) = open_apps(&system, store, &options, |recorder| recorder).await?;
-        let workers = workers(&system, &apps, &logs, &warm, &options);
+        let Opened {
+            apps,
+            logs,
+            warm,
+            policies,
+        } = open_apps(&system, store, &options, |recorder| recorder).await?;
+        let workers = workers(&system, &apps, &logs, &warm, &policies, &options);
         let runner = Self {
             system,
             apps,
             logs,
             warm,
+            policies,
             mode: Mode::SingleThreaded {
                 workers: Mutex::new(workers),
             },
@@ -279,7 +288,12 @@ impl Runner {
     /// [`poll_interval`](ProcessOptions::poll_interval). Call it within a
     /// tokio runtime with the time driver enabled.
     pub async fn multi_task(system: System, store: &Store, options: ProcessOptions) -> Result<Self> {
-        let (apps, logs, warm) = open_apps(&system, store, &options, |recorder| recorder).await?;
+        let Opened {
+            apps,
+            logs,
+            warm,
+            policies,
+        } = open_apps(&system, store, &options, |recorder| recorder).await?;
         let prompts = Prompts::new(&system, options.partitions);
         // Subscribed before the workers start, so that no commit is missed.
         let commits = store.commits().await?;
@@ -287,7 +301,7 @@ impl Runner {
         let remote_prompters = prompt_followers_of_remote_logs(&system, &apps, &logs, &prompts);
         let stopping = Arc::new(AtomicBool::new(false));
         let processed = Arc::new(AtomicU64::new(0));
-        let tasks = workers(&system, &apps, &logs, &warm, &options)
+        let tasks = workers(&system, &apps, &logs, &warm, &policies, &options)
             .into_iter()
             .map(|worker| worker.counting(processed.clone()))
             .map(|worker| {
@@ -305,6 +319,7 @@ impl Runner {
             apps,
             logs,
             warm,
+            policies,
             mode: Mode::MultiTask {
                 tasks: Mutex::new(tasks),
                 stopping,
@@ -358,8 +373,14 @@ impl Runner {
     #[cfg(feature = "postgres")]
     async fn postgres_worker(system: System, store: &Store, options: ProcessOptions) -> Result<Self> {
         let board = workers::lease_board(store, &system, &options)?;
-        let (apps, logs, warm) = open_apps(&system, store, &options, |recorder| recorder).await?;
+        let Opened {
+            apps,
+            logs,
+            warm,
+            policies,
+        } = open_apps(&system, store, &options, |recorder| recorder).await?;
         let all = all_here(&apps, "workers")?;
+        let all_policies = all_here(&policies, "workers")?;
         // After the tables (the workers' among them) are made.
         workers::check_no_other_system(&board, board.group()).await?;
         let prompts = Prompts::new(&system, options.partitions);
@@ -372,6 +393,7 @@ impl Runner {
             system: system.clone(),
             apps: all,
             warm: warm.clone(),
+            policies: all_policies,
             options: options.clone(),
             board,
             prompts,
@@ -385,6 +407,7 @@ impl Runner {
             apps,
             logs,
             warm,
+            policies,
             mode: Mode::Worker {
                 coordinator: Mutex::new(Some(coordinator)),
                 stopping,
@@ -708,18 +731,31 @@ impl Drop for Runner {
     }
 }
 
+/// A system's applications opened in a store, each in the system's order.
+pub(crate) struct Opened {
+    /// Each application, if it runs here.
+    pub(crate) apps: Vec<Option<Application>>,
+    /// Each application's log, where its followers read it.
+    pub(crate) logs: Vec<UpstreamLog>,
+    /// Each application's warm histories, per partition.
+    pub(crate) warm: Vec<Warm>,
+    /// Each application's policy, if it runs here.
+    pub(crate) policies: Vec<Option<Policy>>,
+}
+
 /// Checks `system` and `options`, then opens the system's applications in
 /// `store`, each with its recorder passed through `wrap` (a simulation
-/// injects its faults there) and ready for its runner; and the log of each,
-/// where its followers read it: its recorder, or for an application that
-/// runs in another process ([`ProcessOptions::upstream`]) its log over
-/// HTTP, and no application here.
+/// injects its faults there) and ready for its runner, with its policy;
+/// and the log of each, where its followers read it: its recorder, or for
+/// an application that runs in another process
+/// ([`ProcessOptions::upstream`]) its log over HTTP, and no application
+/// here.
 pub(crate) async fn open_apps(
     system: &System,
     store: &Store,
     options: &ProcessOptions,
     wrap: impl Fn(AnyRecorder) -> AnyRecorder,
-) -> Result<(Vec<Option<Application>>, Vec<UpstreamLog>, Vec<Warm>)> {
+) -> Result<Opened> {
     let named = options.apps_with_settings().chain(options.apps_elsewhere());
     if let Some(stranger) = named.into_iter().find(|app| index_of(system, app).is_none()) {
         return Err(Error::Runner {
@@ -739,6 +775,7 @@ pub(crate) async fn open_apps(
         });
     }
     system.check()?;
+    let policies = policies(system, options)?;
     // Before any tables are made, as `Application::open` does.
     crate::topics::check()?;
     let (mut apps, mut logs, mut warm) = (Vec::new(), Vec::new(), Vec::new());
@@ -761,12 +798,17 @@ pub(crate) async fn open_apps(
             options.for_app(spec.name).cache_capacity,
         ));
     }
-    Ok((apps, logs, warm))
+    Ok(Opened {
+        apps,
+        logs,
+        warm,
+        policies,
+    })
 }
 
-/// Every application of the system, for `who` (workers, a simulation),
-/// which run them all here.
-pub(crate) fn all_here(apps: &[Option<Application>], who: &str) -> Result<Vec<Application>> {
+/// Every application of the system (or its policy), for `who` (workers, a
+/// simulation), which run them all here.
+pub(crate) fn all_here<T: Clone>(apps: &[Option<T>], who: &str) -> Result<Vec<T>> {
     apps.iter()
         .map(|app| app.clone().ok_or_else(|| elsewhere_refused(who)))
         .collect()
@@ -795,24 +837,27 @@ fn workers(
     apps: &[Option<Application>],
     logs: &[UpstreamLog],
     warm: &[Warm],
+    policies: &[Option<Policy>],
     options: &ProcessOptions,
 ) -> Vec<Worker> {
     (0..apps.len())
-        .filter_map(|i| apps[i].as_ref().map(|app| (i, app)))
+        .filter_map(|i| apps[i].as_ref().zip(policies[i].as_ref()).map(|here| (i, here)))
         .flat_map(|(i, app)| (0..options.partitions).map(move |partition| (i, app, partition)))
-        .map(|(i, app, partition)| worker(system, app, logs, warm, options, i, partition))
+        .map(|(i, (app, policy), partition)| worker(system, app, logs, warm, policy, options, i, partition))
         .collect()
 }
 
 /// The worker of `partition` of `app`, the `i`-th application of `system`,
 /// reading the logs of the system's applications from `logs`, with its
 /// warm histories in `warm` (both in the system's order), and with that
-/// application's settings.
+/// application's policy and settings.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn worker(
     system: &System,
     app: &Application,
     logs: &[UpstreamLog],
     warm: &[Warm],
+    policy: &Policy,
     options: &ProcessOptions,
     i: usize,
     partition: u32,
@@ -827,7 +872,7 @@ pub(crate) fn worker(
         partition,
         app.clone(),
         warm[i].get(partition as usize).cloned(),
-        (spec.policy)(),
+        policy.make(),
         upstreams,
         options.for_app(spec.name),
     )

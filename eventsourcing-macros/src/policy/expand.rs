@@ -97,6 +97,16 @@ pub fn expand(policy: &Policy) -> TokenStream {
                 #[doc(hidden)]
                 const __TYPE: &'static str = #type_identity;
 
+                // `Some` exactly when the type implements `Default`: see
+                // `DefaultProbe`.
+                #[doc(hidden)]
+                #[allow(clippy::needless_borrow)]
+                fn __default_maker() -> ::core::option::Option<fn() -> Self> {
+                    #[allow(unused_imports)]
+                    use #private::{ViaDefault as _, WithoutDefault as _};
+                    (&&#private::DefaultProbe::<Self>::new()).__default_maker()
+                }
+
                 #[allow(unused_variables)]
                 fn handle<'a>(
                     &'a self,

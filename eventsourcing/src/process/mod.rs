@@ -12,7 +12,9 @@
 //! [`System`]: crate::System
 
 pub(crate) mod dead_letters;
+mod defaults;
 mod fifo;
+pub(crate) mod instances;
 mod notified;
 mod options;
 pub(crate) mod outage;
@@ -24,6 +26,7 @@ pub(crate) mod worker;
 use std::future::Future;
 use std::pin::Pin;
 
+pub use defaults::{DefaultProbe, ViaDefault, WithoutDefault};
 pub use notified::Notified;
 pub use options::{OnFailure, ProcessOptions, UnknownTopics};
 pub use repo::{DeclaredBy, Declares, Loading, NoAggregates, Repo, RepoIter};
@@ -42,12 +45,17 @@ pub type Handling<'a> = Pin<Box<dyn Future<Output = Result<(), HandlerError>> + 
 /// `#[policy]` implements this from an `impl` block of handler methods; the
 /// constants describe the policy so that `system!` can check the wiring
 /// while compiling.
+///
+/// A runner makes an application that implements `Default` itself. One
+/// that holds dependencies (an HTTP client, a configuration, a connection
+/// pool) is made by the caller and given to the runner with
+/// [`ProcessOptions::instance`]; a runner refuses to start without one.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a process application",
     label = "not a process application",
     note = "put `#[policy(aggregates(...))]` on an `impl {Self}` block, naming the aggregates it records, with a handler method for each event type it responds to"
 )]
-pub trait Process: Default + Send + Sync + 'static {
+pub trait Process: Sized + Send + Sync + 'static {
     /// The application's name, which names its tables: the type's name
     /// unless `#[policy(name = "…")]` says otherwise.
     const NAME: &'static str;
@@ -72,6 +80,13 @@ pub trait Process: Default + Send + Sync + 'static {
         notification: &'a Notification,
         repo: &'a mut Repo<Self>,
     ) -> Option<Handling<'a>>;
+
+    /// How to make this application without its dependencies: `Some`
+    /// where it implements `Default` (`#[policy]` finds out).
+    #[doc(hidden)]
+    fn __default_maker() -> Option<fn() -> Self> {
+        None
+    }
 
     /// This application as a part of a [`System`](crate::System).
     #[doc(hidden)]

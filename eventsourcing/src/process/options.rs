@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Process;
+use super::instances::Instances;
 
 /// Settings for the loops that process upstream notifications.
 ///
@@ -50,6 +51,8 @@ pub struct ProcessOptions {
     pub on_failure: OnFailure,
     /// Settings for one application, over the ones above.
     overrides: AppOverrides,
+    /// The applications made by the caller, with their dependencies.
+    pub(crate) instances: Instances,
     /// How long the database may stay unreachable (a restart, a failover, a
     /// network cut) before the application stops with
     /// [`Error::Outage`](crate::Error::Outage). Until then every read and
@@ -147,6 +150,7 @@ impl Default for ProcessOptions {
             unknown_topics: UnknownTopics::Warn,
             on_failure: OnFailure::Stop,
             overrides: AppOverrides::default(),
+            instances: Instances::default(),
             outage_budget: Duration::from_secs(60),
             partitions: 1,
             lease_ttl: Duration::from_secs(10),
@@ -240,6 +244,34 @@ impl ProcessOptions {
         self
     }
 
+    /// The application `P` as the runner runs it: `policy`, made by the
+    /// caller with its dependencies (an HTTP client, a configuration, a
+    /// connection pool), rather than `P::default()`. An application
+    /// without `Default` needs one: a runner refuses to start without it,
+    /// and refuses an instance of a type that is not an application of its
+    /// system. Given twice, the last one counts.
+    ///
+    /// The one instance is shared by all the application's workers (every
+    /// partition, every task of a multi-task runner) and by
+    /// [`Runner::retry_dead_letter`](crate::Runner::retry_dead_letter), so
+    /// its handlers, which take `&self`, may run at the same time: state
+    /// that changes goes behind a lock or an atomic. Without an instance,
+    /// each worker makes its own `P::default()`.
+    ///
+    /// ```
+    /// # use eventsourcing::prelude::*;
+    /// struct Notifier {
+    ///     endpoint: String,
+    /// }
+    /// # #[policy(aggregates())] impl Notifier {}
+    ///
+    /// let options = ProcessOptions::default().instance(Notifier { endpoint: "http://10.0.0.7/notices".into() });
+    /// ```
+    pub fn instance<P: Process>(mut self, policy: P) -> Self {
+        self.instances.add(policy);
+        self
+    }
+
     /// The settings the application named `app` runs with: these, changed
     /// by whatever [`app`](Self::app) gave for it.
     pub fn for_app(&self, app: &str) -> ProcessOptions {
@@ -253,6 +285,7 @@ impl ProcessOptions {
             .filter(|(name, _)| *name == app)
             .fold(base, |options, (_, change)| ProcessOptions {
                 // An application's settings cannot name other applications.
+                // (Instances given there a runner refuses: see `instances.rs`.)
                 overrides: AppOverrides::default(),
                 ..change(options)
             })

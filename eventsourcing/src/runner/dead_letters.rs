@@ -44,7 +44,7 @@ impl Runner {
         let upstream = index_of(&self.system, upstream_name)
             .map(|u| &self.logs[u])
             .ok_or_else(|| letter.not_found())?;
-        let policy = (spec.policy)();
+        let policy = self.policies[index].as_ref().ok_or_else(|| letter.not_found())?.make();
         let warm = self.warm[index].get(letter.partition as usize).map(|warm| &**warm);
         dead_letters::retry(app, &*policy, upstream_name, upstream, letter, warm).await
     }

@@ -34,6 +34,7 @@ pub use faults::{Faults, FaultyRecorder};
 
 use self::checks::Histories;
 use self::faults::{Plan, Rng};
+use crate::process::instances::{Instances, Policy};
 use crate::process::worker::Worker;
 use crate::runner::Warm;
 use crate::{AnyRecorder, Application, Error, Process, ProcessOptions, Result, RunningApp, Store, System};
@@ -102,6 +103,8 @@ pub struct Simulation {
     command: Arc<Command>,
     faults: Faults,
     backend: Backend,
+    /// The applications made by the caller, with their dependencies.
+    instances: Instances,
     reference: OnceCell<Histories>,
 }
 
@@ -179,6 +182,7 @@ impl Simulation {
             command: Arc::new(move |apps, i| Box::pin(command(apps, i))),
             faults: Faults::default(),
             backend: Backend::Memory,
+            instances: Instances::default(),
             reference: OnceCell::new(),
         }
     }
@@ -186,6 +190,15 @@ impl Simulation {
     /// Sets how often each fault strikes.
     pub fn faults(mut self, faults: Faults) -> Self {
         self.faults = faults;
+        self
+    }
+
+    /// Runs the application `P` as `policy`, made with its dependencies,
+    /// as [`ProcessOptions::instance`] does for a runner: an application
+    /// without `Default` needs one. It is shared by every run, every
+    /// worker and every restart after a crash.
+    pub fn instance<P: Process>(mut self, policy: P) -> Self {
+        self.instances.add(policy);
         self
     }
 
@@ -246,10 +259,11 @@ impl Simulation {
     async fn run_with(&self, seed: u64, faults: Faults, backend: &Backend) -> Result<(Report, Histories)> {
         let _reproducible = crate::ids::Reproducible::enable();
         let mut rng = Rng::new(seed);
-        let options = ProcessOptions::default()
+        let mut options = ProcessOptions::default()
             .batch_size(1 + rng.below(4))
             .retries(0, Duration::ZERO)
             .cache_capacity([0, 3, 1000][rng.below(3)]);
+        options.instances = self.instances.clone();
         let plan = Plan::new(seed, faults);
         let file = match backend {
             Backend::Memory => None,
@@ -401,6 +415,8 @@ struct World {
     options: ProcessOptions,
     apps: Arc<[Application]>,
     warm: Arc<[Warm]>,
+    /// Each application's policy.
+    policies: Vec<Policy>,
     /// Each worker with the index of its application; duplicates included.
     workers: Vec<(usize, Worker)>,
     crashed: bool,
@@ -408,16 +424,18 @@ struct World {
 
 impl World {
     async fn open(system: &System, store: Store, plan: &Arc<Mutex<Plan>>, options: &ProcessOptions) -> Result<Self> {
-        let (apps, _, warm) = crate::runner::open_apps(system, &store, options, |inner| {
+        let opened = crate::runner::open_apps(system, &store, options, |inner| {
             AnyRecorder::Faulty(FaultyRecorder::new(inner, plan.clone()))
         })
         .await?;
-        let apps = crate::runner::all_here(&apps, "simulations")?;
+        let apps = crate::runner::all_here(&opened.apps, "simulations")?;
+        let policies = crate::runner::all_here(&opened.policies, "simulations")?;
         let mut world = Self {
             system: system.clone(),
             options: options.clone(),
             apps: apps.into(),
-            warm: warm.into(),
+            warm: opened.warm.into(),
+            policies,
             workers: Vec::new(),
             crashed: false,
         };
@@ -435,6 +453,7 @@ impl World {
             &self.apps[i],
             &logs,
             &self.warm,
+            &self.policies[i],
             &self.options,
             i,
             partition,

@@ -7,9 +7,8 @@
 pub mod checks;
 
 use std::any::TypeId;
-use std::sync::Arc;
 
-use crate::process::worker::DynProcess;
+use crate::process::instances::{MakeDefault, default_of};
 use crate::{Error, Process, Result};
 
 /// Process applications and who follows whom: the input of a
@@ -43,9 +42,11 @@ pub struct SystemApp {
     pub(crate) name: &'static str,
     /// The aggregates it records, whose topics its followers expect.
     pub(crate) records: &'static [crate::Records],
-    type_id: TypeId,
-    type_name: &'static str,
-    pub(crate) policy: fn() -> Arc<dyn DynProcess>,
+    pub(crate) type_id: TypeId,
+    pub(crate) type_name: &'static str,
+    /// How to make it when the runner was given no instance of it: `None`
+    /// unless it implements `Default`.
+    pub(crate) default: Option<MakeDefault>,
 }
 
 impl SystemApp {
@@ -55,7 +56,7 @@ impl SystemApp {
             records: P::RECORDS,
             type_id: TypeId::of::<P>(),
             type_name: std::any::type_name::<P>(),
-            policy: make::<P>,
+            default: default_of::<P>(),
         }
     }
 
@@ -72,10 +73,6 @@ impl std::fmt::Debug for System {
             .field("edges", &self.edges)
             .finish()
     }
-}
-
-fn make<P: Process>() -> Arc<dyn DynProcess> {
-    Arc::new(P::default())
 }
 
 impl System {

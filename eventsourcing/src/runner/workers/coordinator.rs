@@ -39,6 +39,8 @@ pub(crate) struct Coordinator {
     pub(crate) system: System,
     pub(crate) apps: Vec<Application>,
     pub(crate) warm: Vec<super::super::Warm>,
+    /// Each application's policy.
+    pub(crate) policies: Vec<crate::process::instances::Policy>,
     pub(crate) options: ProcessOptions,
     pub(crate) board: LeaseBoard,
     pub(crate) prompts: Prompts,
@@ -234,6 +236,7 @@ impl Coordinator {
             &self.apps[unit.app],
             &logs,
             &self.warm,
+            &self.policies[unit.app],
             &self.options,
             unit.app,
             unit.partition,
