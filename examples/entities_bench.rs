@@ -67,7 +67,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "{} sends per measurement, {} clients, {ENTITIES} entities, {cores} cores",
         options.sends, options.clients
     );
-    println!("{:<11} {:<24} {:>10} {:>9} {:>9}", "store", "load", "sends/s", "p50 ms", "p99 ms");
+    println!(
+        "{:<11} {:<24} {:>10} {:>9} {:>9}",
+        "store", "load", "sends/s", "p50 ms", "p99 ms"
+    );
 
     let sqlite_path = std::env::temp_dir().join(format!("entities_bench-{}.db", Uuid::new_v4().simple()));
     let mut stores = vec![
@@ -83,12 +86,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let hot = Uuid::new_v4();
         let many: Arc<Vec<Uuid>> = Arc::new((0..ENTITIES).map(|_| Uuid::new_v4()).collect());
         let runs = [
-            ("one hot entity", measure(&entities, options.sends, options.clients, move |_| hot).await?),
+            (
+                "one hot entity",
+                measure(&entities, options.sends, options.clients, move |_| hot).await?,
+            ),
             ("10,000 entities", {
                 let many = many.clone();
                 measure(&entities, options.sends, options.clients, move |n| many[n % ENTITIES]).await?
             }),
-            ("10,000 at 1,000 sends/s", paced(&entities, &many, 1_000.0, Duration::from_secs(3)).await?),
+            (
+                "10,000 at 1,000 sends/s",
+                paced(&entities, &many, 1_000.0, Duration::from_secs(3)).await?,
+            ),
         ];
         for (load, (rate, latencies)) in runs {
             println!(
