@@ -10,11 +10,14 @@
 //! ```
 //!
 //! Options: `--sends N` per measurement (20,000), `--clients N` (64),
-//! `--postgres URL` (or `EVENTSOURCING_TEST_POSTGRES_URL`).
+//! `--partitions P` of the entities' log (1: commits to one partition wait
+//! for each other, to keep it gapless), `--postgres URL` (or
+//! `EVENTSOURCING_TEST_POSTGRES_URL`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use eventsourcing::AppName;
 use eventsourcing::entities::{Entities, Entity};
 use eventsourcing::prelude::*;
 
@@ -42,6 +45,7 @@ const ENTITIES: usize = 10_000;
 struct Options {
     sends: usize,
     clients: usize,
+    partitions: u32,
     postgres: Option<String>,
 }
 
@@ -50,6 +54,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut options = Options {
         sends: 20_000,
         clients: 64,
+        partitions: 1,
         postgres: std::env::var("EVENTSOURCING_TEST_POSTGRES_URL").ok(),
     };
     let mut args = std::env::args().skip(1);
@@ -58,14 +63,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         match arg.as_str() {
             "--sends" => options.sends = value.parse()?,
             "--clients" => options.clients = value.parse()?,
+            "--partitions" => options.partitions = value.parse()?,
             "--postgres" => options.postgres = Some(value),
             other => return Err(format!("unknown option `{other}`; see the top of examples/entities_bench.rs").into()),
         }
     }
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     println!(
-        "{} sends per measurement, {} clients, {ENTITIES} entities, {cores} cores",
-        options.sends, options.clients
+        "{} sends per measurement, {} clients, {ENTITIES} entities, {} partition(s), {cores} cores",
+        options.sends, options.clients, options.partitions
     );
     println!(
         "{:<11} {:<24} {:>10} {:>9} {:>9}",
@@ -82,7 +88,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     for (name, url) in stores {
         let store = Store::open(&url).await?;
-        let entities = Entities::open(&store, &format!("bench_{}", Uuid::new_v4().simple())[..20]).await?;
+        let app = AppName::new(&format!("bench_{}", Uuid::new_v4().simple())[..20])?;
+        let recorder = store.partitioned_recorder(&app, options.partitions).await?;
+        let entities = Entities::new(Application::new(recorder)?);
         let hot = Uuid::new_v4();
         let many: Arc<Vec<Uuid>> = Arc::new((0..ENTITIES).map(|_| Uuid::new_v4()).collect());
         let runs = [

@@ -186,11 +186,51 @@ async fn two_nodes_hammering_one_entity_lose_no_update(store: &Store) {
     assert_eq!(sent + contended, 120, "{retries} retries in all");
 }
 
+async fn a_node_answers_from_the_latest_state_whoever_wrote_it(store: &Store) {
+    let name = unique_app("entities");
+    let (a, b) = (
+        Entities::open(store, name.as_str()).await.unwrap(),
+        Entities::open(store, name.as_str()).await.unwrap(),
+    );
+    let id = Uuid::new_v4();
+    a.send(id, increase).await.unwrap();
+    b.send(id, increase).await.unwrap();
+    // Node a holds the entity at version 1; b has recorded version 2.
+    let read = a
+        .send(id, |c: &mut Entity<Counter>| Ok::<_, &str>(c.count))
+        .await
+        .unwrap();
+    assert_eq!((read.reply, read.version), (2, 2), "a read sees the other node's write");
+
+    // A refusal on a stale state is not given: the command runs again on
+    // the latest, where it succeeds.
+    let account = Uuid::new_v4();
+    let refused = a
+        .send(account, |acc: &mut Entity<Account>| acc.withdraw(30))
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, Error::Refused { .. }));
+    b.send(account, |acc: &mut Entity<Account>| {
+        acc.deposit(100);
+        Ok::<_, String>(())
+    })
+    .await
+    .unwrap();
+    let withdrawn = a
+        .send(account, |acc: &mut Entity<Account>| {
+            acc.withdraw(30).map(|()| acc.balance)
+        })
+        .await
+        .unwrap();
+    assert_eq!((withdrawn.reply, withdrawn.version), (70, 2));
+}
+
 eventsourcing_tests::on_every_backend!(
     an_entity_exists_before_its_first_event,
     a_refused_command_records_nothing_and_starts_no_effect,
     sends_to_one_entity_run_in_order_and_each_sees_the_last,
     two_nodes_hammering_one_entity_lose_no_update,
+    a_node_answers_from_the_latest_state_whoever_wrote_it,
 );
 
 /// Records an event of `id` through another handle on the store, from

@@ -181,25 +181,53 @@ where
 {
     /// Runs `command` on the latest state and commits its events, running
     /// it again after a conflict, within the bound.
+    ///
+    /// The command runs on the state held here without asking the store
+    /// first: if it records events, the commit's version check says whether
+    /// another writer got there first. Only an answer that commits nothing
+    /// (a read, a refusal) on a held state is checked against the store
+    /// before it is given, one query that a write does not need.
     pub(super) async fn run(&mut self, command: &mut Command<'_, A>) -> Result<SentAny> {
         let mut retries = 0;
         loop {
-            let mut state = self.latest().await?;
+            let (mut state, fresh) = match self.state.take() {
+                Some(state) => (state, false),
+                None => (catch_up(&self.app, blank::<A>(self.id)).await?, true),
+            };
+            let before = state.version();
             let mut effects = Vec::new();
             let outcome = command(&mut Entity::new(&mut state, &mut effects));
+            let dirty = !state.pending_events().is_empty();
             let reply = match outcome {
-                Ok(reply) => reply,
-                Err(source) => {
-                    // Events triggered before it refused are not recorded:
+                Ok(reply) if dirty => reply,
+                // Nothing to commit: the answer stands if the state it came
+                // from is still the latest.
+                outcome => {
+                    if !fresh && self.changed_since(before).await? {
+                        self.lost_race(&mut retries).await?;
+                        continue;
+                    }
+                    // Events triggered before a refusal are not recorded:
                     // the state they made is dropped with them.
-                    if state.pending_events().is_empty() {
+                    if !dirty {
                         self.state = Some(state);
                     }
-                    return Err(Error::Refused {
-                        entity: A::NAME,
-                        id: self.id,
-                        source,
-                    });
+                    return match outcome {
+                        Ok(reply) => {
+                            start(effects);
+                            Ok(SentAny {
+                                reply,
+                                version: before,
+                                notification_ids: Vec::new(),
+                                retries,
+                            })
+                        }
+                        Err(source) => Err(Error::Refused {
+                            entity: A::NAME,
+                            id: self.id,
+                            source,
+                        }),
+                    };
                 }
             };
             if let Some(other) = state.pending_events().iter().find(|e| e.originator_id != self.id) {
@@ -213,12 +241,7 @@ where
                     ),
                 });
             }
-            let saved = if state.pending_events().is_empty() {
-                Ok(Vec::new())
-            } else {
-                self.app.save(&mut state).await
-            };
-            match saved {
+            match self.app.save(&mut state).await {
                 Ok(notification_ids) => {
                     let version = state.version();
                     self.state = Some(state);
@@ -233,27 +256,36 @@ where
                 // Another writer got there first: read it again, and run
                 // the command on what it recorded. The effects asked for
                 // on the stale state are dropped.
-                Err(Error::Concurrency { .. }) if retries < self.options.max_retries => {
-                    retries += 1;
-                    back_off(retries).await;
-                }
-                Err(Error::Concurrency { .. }) => {
-                    return Err(Error::EntityContended {
-                        entity: A::NAME,
-                        id: self.id,
-                        attempts: retries + 1,
-                    });
-                }
+                Err(Error::Concurrency { .. }) => self.lost_race(&mut retries).await?,
                 Err(error) => return Err(error),
             }
         }
     }
 
-    /// The entity's latest state: the one held here brought up to date with
-    /// what others recorded since, or read whole.
-    async fn latest(&mut self) -> Result<A> {
-        let state = self.state.take().unwrap_or_else(|| blank::<A>(self.id));
-        catch_up(&self.app, state).await
+    /// Whether the store has events of this entity after `version`.
+    async fn changed_since(&self, version: u64) -> Result<bool> {
+        let since = Versions {
+            from: version + 1,
+            to: Versions::ALL.to,
+        };
+        Ok(!self.app.recorder().select_events(self.id, since).await?.is_empty())
+    }
+
+    /// After another writer changed the entity first: forgets the state
+    /// held here and waits a moment before the next attempt, or fails once
+    /// the attempts are spent.
+    async fn lost_race(&mut self, retries: &mut u32) -> Result<()> {
+        self.state = None;
+        if *retries >= self.options.max_retries {
+            return Err(Error::EntityContended {
+                entity: A::NAME,
+                id: self.id,
+                attempts: *retries + 1,
+            });
+        }
+        *retries += 1;
+        back_off(*retries).await;
+        Ok(())
     }
 }
 
