@@ -17,9 +17,12 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::EntityOptions;
+use super::commits::Committer;
 use super::entity::{Effect, Entity};
 use crate::aggregate::{apply_to_entity, blank};
-use crate::{Aggregate, Application, Error, HandlerError, Recorder, Result, Versions};
+use crate::{
+    Aggregate, Application, Error, HandlerError, NotificationSource, Recorder, Result, Versions, partition_of,
+};
 
 /// A command for an entity of type `A`, with its reply, erased.
 pub(super) type Job<A> =
@@ -67,6 +70,7 @@ impl Activations {
     pub(super) async fn deliver<A>(
         &self,
         app: &Application,
+        committer: &Committer,
         options: &EntityOptions,
         id: Uuid,
         job: Job<A>,
@@ -77,7 +81,7 @@ impl Activations {
     {
         let mut job = job;
         loop {
-            let mailbox = self.mailbox::<A>(app, options, id);
+            let mailbox = self.mailbox::<A>(app, committer, options, id);
             match mailbox.send(job).await {
                 Ok(()) => return Ok(()),
                 // The task went idle (or stopped) as the command arrived:
@@ -90,7 +94,13 @@ impl Activations {
         }
     }
 
-    fn mailbox<A>(&self, app: &Application, options: &EntityOptions, id: Uuid) -> mpsc::Sender<Job<A>>
+    fn mailbox<A>(
+        &self,
+        app: &Application,
+        committer: &Committer,
+        options: &EntityOptions,
+        id: Uuid,
+    ) -> mpsc::Sender<Job<A>>
     where
         A: Aggregate + Default,
         A::Event: Clone,
@@ -108,6 +118,7 @@ impl Activations {
         mailboxes.insert(key, Box::new(mailbox.clone()));
         let active = Active {
             app: app.clone(),
+            committer: committer.clone(),
             id,
             options: options.clone(),
             state: None,
@@ -168,6 +179,7 @@ where
 /// An active entity: its state as last read or written here.
 pub(super) struct Active<A> {
     app: Application,
+    committer: Committer,
     id: Uuid,
     options: EntityOptions,
     /// `None` until read, and after a failed write (the store has the truth).
@@ -241,8 +253,10 @@ where
                     ),
                 });
             }
-            match self.app.save(&mut state).await {
+            let partition = partition_of(self.id, self.app.recorder().partitions());
+            match self.committer.commit(partition, state.encode_pending()?).await {
                 Ok(notification_ids) => {
+                    state.clear_pending();
                     let version = state.version();
                     self.state = Some(state);
                     start(effects);

@@ -18,6 +18,7 @@
 //! and never for an attempt that lost a concurrency race or was refused.
 
 mod activation;
+mod commits;
 mod entity;
 
 use std::any::Any;
@@ -131,6 +132,7 @@ pub struct Sent<R> {
 #[derive(Clone, Debug)]
 pub struct Entities {
     app: Application,
+    committer: commits::Committer,
     options: EntityOptions,
     activations: Activations,
 }
@@ -144,6 +146,7 @@ impl Entities {
     /// The entities whose events `app` keeps.
     pub fn new(app: Application) -> Self {
         Self {
+            committer: commits::Committer::new(app.recorder().clone()),
             app,
             options: EntityOptions::default(),
             activations: Activations::default(),
@@ -213,7 +216,9 @@ impl Entities {
                 let _ = reply.send(sent);
             })
         });
-        self.activations.deliver::<A>(&self.app, &self.options, id, job).await?;
+        self.activations
+            .deliver::<A>(&self.app, &self.committer, &self.options, id, job)
+            .await?;
         let sent = answer
             .await
             .map_err(|_| Error::EntityStopped { entity: A::NAME, id })??;
