@@ -1,5 +1,6 @@
 //! The recorder's promises, written once and checked against every backend.
 
+use eventsourcing::store::{Outgoing, OutgoingChange};
 use eventsourcing::{
     Aggregate, AppName, Error, NotificationSource, Recorder, Store, StoredEvent, Timestamp, Tracking, Versions,
 };
@@ -672,7 +673,113 @@ async fn refuses_a_write_fenced_by_a_lease_it_does_not_hold(store: &Store) {
     }
 }
 
+/// Effects recorded with their command's events, in the outbox until
+/// delivered: all or nothing with the events, completed once, failed with
+/// a next time or parked, unparked.
+async fn keeps_an_outbox_written_with_the_events(store: &Store) {
+    let recorder = store.recorder(&unique_app("outbox")).await.unwrap();
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    let notice = Outgoing::new("notify_admin", b"{\"threshold\":10}".to_vec(), a, 1);
+    let mail = Outgoing::new("send_mail", vec![0, 1, 2], a, 1);
+    let ids = recorder
+        .insert_with_outbox(
+            0,
+            vec![event(a, 1, "Counter.Increased", b"{}")],
+            vec![notice.clone(), mail.clone()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids, [1]);
+    let now = Timestamp::now();
+    let due = recorder.due_outgoing(now, 10).await.unwrap();
+    let mut expected = vec![notice.clone(), mail.clone()];
+    expected.sort_by_key(|o| (o.due_at, o.id));
+    assert_eq!(due, expected, "every field kept");
+    assert_eq!(
+        recorder.due_outgoing(now, 1).await.unwrap().len(),
+        1,
+        "at most the limit"
+    );
+
+    // A write whose events conflict records no effect either.
+    let lost = Outgoing::new("notify_admin", Vec::new(), a, 1);
+    let error = recorder
+        .insert_with_outbox(
+            0,
+            vec![
+                event(b, 1, "Counter.Increased", b"{}"),
+                event(a, 1, "Counter.Increased", b"{}"),
+            ],
+            vec![lost.clone()],
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::Concurrency { .. }), "{error}");
+    assert_eq!(recorder.due_outgoing(Timestamp::now(), 10).await.unwrap().len(), 2);
+    assert_eq!(recorder.max_notification_id(0).await.unwrap(), 1);
+
+    // Completed once: the second completion finds it gone.
+    assert!(
+        recorder
+            .change_outgoing(OutgoingChange::Complete(notice.id))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !recorder
+            .change_outgoing(OutgoingChange::Complete(notice.id))
+            .await
+            .unwrap()
+    );
+
+    // A failed delivery: due again later, with its attempts and error.
+    let later = Timestamp::from_micros(Timestamp::now().as_micros() + 60_000_000);
+    let failed = OutgoingChange::Fail {
+        id: mail.id,
+        attempts: 1,
+        error: "HTTP 503".to_owned(),
+        due_at: Some(later),
+    };
+    assert!(recorder.change_outgoing(failed).await.unwrap());
+    assert!(recorder.due_outgoing(Timestamp::now(), 10).await.unwrap().is_empty());
+    let retried = recorder.due_outgoing(later, 10).await.unwrap();
+    assert_eq!(retried.len(), 1);
+    assert_eq!(
+        (retried[0].attempts, retried[0].last_error.as_deref()),
+        (1, Some("HTTP 503"))
+    );
+
+    // Parked: listed, never due, until unparked.
+    let parked = OutgoingChange::Fail {
+        id: mail.id,
+        attempts: 5,
+        error: "HTTP 400".to_owned(),
+        due_at: None,
+    };
+    assert!(recorder.change_outgoing(parked).await.unwrap());
+    assert!(recorder.due_outgoing(later, 10).await.unwrap().is_empty());
+    let listed = recorder.parked_outgoing().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0].parked && listed[0].attempts == 5);
+    let now = Timestamp::now();
+    let unpark = OutgoingChange::Unpark {
+        id: mail.id,
+        due_at: now,
+    };
+    assert!(recorder.change_outgoing(unpark.clone()).await.unwrap());
+    assert!(!recorder.change_outgoing(unpark).await.unwrap(), "not parked any more");
+    assert_eq!(recorder.due_outgoing(now, 10).await.unwrap().len(), 1);
+    assert!(recorder.parked_outgoing().await.unwrap().is_empty());
+    assert!(
+        !recorder
+            .change_outgoing(OutgoingChange::Complete(Uuid::new_v4()))
+            .await
+            .unwrap()
+    );
+}
+
 eventsourcing_tests::on_every_backend!(
+    keeps_an_outbox_written_with_the_events,
     refuses_a_write_fenced_by_a_lease_it_does_not_hold,
     numbers_each_partition_on_its_own,
     refuses_another_number_of_partitions,

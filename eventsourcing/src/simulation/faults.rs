@@ -303,4 +303,25 @@ impl Recorder for FaultyRecorder {
         let upstream = upstream.clone();
         Box::pin(async move { self.inner.tracking_position(&upstream, partition).await })
     }
+
+    fn insert_with_outbox(
+        &self,
+        partition: u32,
+        events: Vec<StoredEvent>,
+        outbox: Vec<crate::store::Outgoing>,
+    ) -> Boxed<'_, Vec<u64>> {
+        Box::pin(self.inner.insert_with_outbox(partition, events, outbox))
+    }
+
+    fn due_outgoing(&self, due_by: crate::Timestamp, limit: usize) -> Boxed<'_, Vec<crate::store::Outgoing>> {
+        Box::pin(self.inner.due_outgoing(due_by, limit))
+    }
+
+    fn parked_outgoing(&self) -> Boxed<'_, Vec<crate::store::Outgoing>> {
+        Box::pin(self.inner.parked_outgoing())
+    }
+
+    fn change_outgoing(&self, change: crate::store::OutgoingChange) -> Boxed<'_, bool> {
+        Box::pin(self.inner.change_outgoing(change))
+    }
 }

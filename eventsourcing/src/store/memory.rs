@@ -5,8 +5,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use uuid::Uuid;
 
-use super::{CommitFeed, DeadLetter, Recorder, Tracking, Versions, check_partition, check_write, duplicate_in_batch};
-use crate::{AppName, Error, Notification, NotificationSource, Result, StoredEvent};
+use super::{
+    CommitFeed, DeadLetter, Outgoing, OutgoingChange, Recorder, Tracking, Versions, check_partition, check_write,
+    duplicate_in_batch,
+};
+use crate::{AppName, Error, Notification, NotificationSource, Result, StoredEvent, Timestamp};
 
 /// A store in this process's memory. Clones share the same data, and so do
 /// recorders opened twice for one application.
@@ -86,6 +89,8 @@ struct Tables {
     tracking: HashMap<(String, u32), u64>,
     /// Parked notifications by (upstream, partition, notification id).
     dead_letters: BTreeMap<(String, u32, u64), DeadLetter>,
+    /// Effects not yet delivered, by id.
+    outbox: BTreeMap<Uuid, Outgoing>,
 }
 
 fn dead_letter_key(letter: &DeadLetter) -> (String, u32, u64) {
@@ -273,6 +278,82 @@ impl Recorder for MemoryRecorder {
         parked.error.clone_from(&letter.error);
         parked.last_failed_at = letter.last_failed_at;
         Ok(parked.attempts)
+    }
+
+    async fn insert_with_outbox(
+        &self,
+        partition: u32,
+        events: Vec<StoredEvent>,
+        outbox: Vec<Outgoing>,
+    ) -> Result<Vec<u64>> {
+        check_partition(&self.app, self.partitions, partition)?;
+        check_write(&self.app, &events, None)?;
+        let ids = {
+            let mut tables = self.tables();
+            self.check(&tables, &events, None)?;
+            if let Some(taken) = outbox.iter().find(|o| tables.outbox.contains_key(&o.id)) {
+                return Err(Error::InvalidWrite {
+                    app: self.app.to_string(),
+                    reason: format!("an effect with id {} is in the outbox already", taken.id),
+                });
+            }
+            let ids = self.apply(&mut tables, partition, events, None);
+            tables.outbox.extend(outbox.into_iter().map(|o| (o.id, o)));
+            ids
+        };
+        if let Some(&head) = ids.last() {
+            self.feed.committed(&self.app, partition, head);
+        }
+        Ok(ids)
+    }
+
+    async fn due_outgoing(&self, due_by: Timestamp, limit: usize) -> Result<Vec<Outgoing>> {
+        let tables = self.tables();
+        let mut due: Vec<Outgoing> = tables
+            .outbox
+            .values()
+            .filter(|o| !o.parked && o.due_at <= due_by)
+            .cloned()
+            .collect();
+        due.sort_by_key(|o| (o.due_at, o.id));
+        due.truncate(limit);
+        Ok(due)
+    }
+
+    async fn parked_outgoing(&self) -> Result<Vec<Outgoing>> {
+        let mut parked: Vec<Outgoing> = self.tables().outbox.values().filter(|o| o.parked).cloned().collect();
+        parked.sort_by_key(|o| (o.created_at, o.id));
+        Ok(parked)
+    }
+
+    async fn change_outgoing(&self, change: OutgoingChange) -> Result<bool> {
+        let mut tables = self.tables();
+        Ok(match change {
+            OutgoingChange::Complete(id) => tables.outbox.remove(&id).is_some(),
+            OutgoingChange::Fail {
+                id,
+                attempts,
+                error,
+                due_at,
+            } => match tables.outbox.get_mut(&id) {
+                Some(o) => {
+                    o.attempts = attempts;
+                    o.last_error = Some(error);
+                    o.due_at = due_at.unwrap_or_else(Timestamp::now);
+                    o.parked = due_at.is_none();
+                    true
+                }
+                None => false,
+            },
+            OutgoingChange::Unpark { id, due_at } => match tables.outbox.get_mut(&id) {
+                Some(o) if o.parked => {
+                    o.parked = false;
+                    o.due_at = due_at;
+                    true
+                }
+                _ => false,
+            },
+        })
     }
 }
 

@@ -25,6 +25,7 @@
 mod commits;
 mod dead_letter;
 pub mod memory;
+mod outbox;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -38,13 +39,14 @@ use std::ops::{Bound, RangeBounds};
 
 use uuid::Uuid;
 
-use crate::{AppName, Notification, NotificationSource, Result, StoredEvent};
+use crate::{AppName, Notification, NotificationSource, Result, StoredEvent, Timestamp};
 
 pub(crate) use commits::CommitFeed;
 pub use commits::{Commits, Committed, Prompt};
 pub use dead_letter::DeadLetter;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) use dead_letter::DeadLetterWrite;
+pub use outbox::{Outgoing, OutgoingChange};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use sql::migrations::SCHEMA_VERSION;
 pub use url::{DEFAULT_STORE_URL, STORE_URL_ENV};
@@ -198,6 +200,28 @@ pub trait Recorder: NotificationSource {
     /// Fails with [`Error::DeadLetterNotFound`](crate::Error::DeadLetterNotFound)
     /// if it is no longer there.
     fn record_failed_retry(&self, letter: &DeadLetter) -> impl Future<Output = Result<u32>> + Send;
+
+    /// Records `events` in `partition` and the effects `outbox` in the
+    /// outbox, in one transaction: an effect is there only if its command's
+    /// events are. Fails like [`insert`](Recorder::insert), writing nothing.
+    fn insert_with_outbox(
+        &self,
+        partition: u32,
+        events: Vec<StoredEvent>,
+        outbox: Vec<Outgoing>,
+    ) -> impl Future<Output = Result<Vec<u64>>> + Send;
+
+    /// Up to `limit` effects of the outbox that are due by `due_by` and not
+    /// parked, the earliest due first.
+    fn due_outgoing(&self, due_by: Timestamp, limit: usize) -> impl Future<Output = Result<Vec<Outgoing>>> + Send;
+
+    /// The parked effects of the outbox, oldest first.
+    fn parked_outgoing(&self) -> impl Future<Output = Result<Vec<Outgoing>>> + Send;
+
+    /// Completes, fails or unparks one effect. Returns whether it was there
+    /// (and, to unpark, parked): of two completions of one effect, one
+    /// returns `false`.
+    fn change_outgoing(&self, change: OutgoingChange) -> impl Future<Output = Result<bool>> + Send;
 }
 
 /// A connection to where events are kept: in memory, a SQLite file, or a
@@ -375,6 +399,27 @@ impl Recorder for AnyRecorder {
 
     async fn record_failed_retry(&self, letter: &DeadLetter) -> Result<u32> {
         dispatch!(self, r => r.record_failed_retry(letter).await)
+    }
+
+    async fn insert_with_outbox(
+        &self,
+        partition: u32,
+        events: Vec<StoredEvent>,
+        outbox: Vec<Outgoing>,
+    ) -> Result<Vec<u64>> {
+        dispatch!(self, r => r.insert_with_outbox(partition, events, outbox).await)
+    }
+
+    async fn due_outgoing(&self, due_by: Timestamp, limit: usize) -> Result<Vec<Outgoing>> {
+        dispatch!(self, r => r.due_outgoing(due_by, limit).await)
+    }
+
+    async fn parked_outgoing(&self) -> Result<Vec<Outgoing>> {
+        dispatch!(self, r => r.parked_outgoing().await)
+    }
+
+    async fn change_outgoing(&self, change: OutgoingChange) -> Result<bool> {
+        dispatch!(self, r => r.change_outgoing(change).await)
     }
 }
 

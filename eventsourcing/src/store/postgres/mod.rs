@@ -181,7 +181,7 @@ impl Dialect for Postgres {
     /// with a dead letter (rare) in a transaction of a few statements.
     async fn write(recorder: &SqlRecorder<Self>, write: Write) -> Result<Vec<u64>> {
         let pool = &recorder.handle;
-        let written = if write.dead_letter.is_some() {
+        let written = if write.has_side_writes() {
             match pool.begin().await {
                 Ok(mut tx) => match recorder.write_in(&mut tx, &write).await {
                     Ok(ids) => tx.commit().await.map(|()| ids).map_err(recorder.abort("committing")),

@@ -133,6 +133,36 @@ const MIGRATIONS: &[Migration] = &[
             ]
         },
     },
+    Migration {
+        what: "the outbox: effects recorded with their command's events, until delivered",
+        statements: |p, t| {
+            let ColumnTypes {
+                int,
+                bigint,
+                uuid,
+                text,
+                bytes,
+                ..
+            } = t;
+            vec![
+                format!(
+                    "CREATE TABLE {p}_outbox (
+                        id {uuid} PRIMARY KEY,
+                        handler {text} NOT NULL,
+                        payload {bytes} NOT NULL,
+                        originator_id {uuid} NOT NULL,
+                        originator_version {bigint} NOT NULL,
+                        created_at {bigint} NOT NULL,
+                        attempts {int} NOT NULL,
+                        due_at {bigint} NOT NULL,
+                        last_error {text},
+                        parked {int} NOT NULL
+                    )"
+                ),
+                format!("CREATE INDEX {p}_outbox_due ON {p}_outbox (parked, due_at)"),
+            ]
+        },
+    },
 ];
 
 /// The workers alive in each system (see `Runner::worker`).

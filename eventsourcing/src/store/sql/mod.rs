@@ -14,10 +14,10 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 pub(crate) use self::dialect::{ColumnTypes, Dialect};
-use self::rows::{DeadLetterRow, EventRow, NotificationRow};
+use self::rows::{DeadLetterRow, EventRow, NotificationRow, OutgoingRow};
 pub(crate) use self::statements::{Statements, statement};
-use super::{DeadLetter, DeadLetterWrite, Tracking, Versions, db_error, duplicate_in_batch};
-use crate::{AppName, Error, Notification, Result, StoredEvent};
+use super::{DeadLetter, DeadLetterWrite, Outgoing, Tracking, Versions, db_error, duplicate_in_batch};
+use crate::{AppName, Error, Notification, Result, StoredEvent, Timestamp};
 
 /// Writes an `impl` block of [`SqlRecorder`] over any dialect, with the
 /// driver bounds its statements need: that the connection runs queries,
@@ -33,7 +33,8 @@ macro_rules! with_sql_bounds {
             for<'q> uuid::Uuid: sqlx::Encode<'q, D::Db> + sqlx::Decode<'q, D::Db> + sqlx::Type<D::Db>,
             for<'q> &'q str: sqlx::Encode<'q, D::Db> + sqlx::Decode<'q, D::Db> + sqlx::Type<D::Db>,
             for<'q> String: sqlx::Encode<'q, D::Db> + sqlx::Decode<'q, D::Db> + sqlx::Type<D::Db>,
-            for<'q> Vec<u8>: sqlx::Decode<'q, D::Db> + sqlx::Type<D::Db>,
+            for<'q> Vec<u8>: sqlx::Encode<'q, D::Db> + sqlx::Decode<'q, D::Db> + sqlx::Type<D::Db>,
+            for<'q> Option<String>: sqlx::Encode<'q, D::Db> + sqlx::Decode<'q, D::Db> + sqlx::Type<D::Db>,
             usize: sqlx::ColumnIndex<<D::Db as sqlx::Database>::Row>,
             &'static str: sqlx::ColumnIndex<<D::Db as sqlx::Database>::Row>,
         {
@@ -76,6 +77,35 @@ pub(crate) struct Write {
     pub(crate) events: Vec<StoredEvent>,
     pub(crate) tracking: Option<Tracking>,
     pub(crate) dead_letter: Option<DeadLetterWrite>,
+    /// Effects recorded with the events.
+    pub(crate) outbox: Vec<Outgoing>,
+    /// A change to one effect already in the outbox (a write of its own).
+    pub(crate) outbox_op: Option<OutboxOp>,
+}
+
+impl Write {
+    /// Whether the write goes statement by statement in a transaction:
+    /// it has more than events and a tracking move.
+    pub(crate) fn has_side_writes(&self) -> bool {
+        self.dead_letter.is_some() || !self.outbox.is_empty() || self.outbox_op.is_some()
+    }
+}
+
+/// A change to one effect in the outbox.
+#[derive(Debug)]
+pub(crate) enum OutboxOp {
+    /// Delivered: removed.
+    Complete(Uuid),
+    /// A delivery failed: its attempts and error, and when it is due
+    /// again, or parked (`None`).
+    Fail {
+        id: Uuid,
+        attempts: u32,
+        error: String,
+        due_at: Option<Timestamp>,
+    },
+    /// A parked effect, due again at `due_at`.
+    Unpark { id: Uuid, due_at: Timestamp },
 }
 
 /// Why a write stopped before its commit; [`SqlRecorder::explain`] turns
@@ -141,6 +171,12 @@ with_sql_bounds! {
         if let Some(op) = &write.dead_letter {
             answer = self.write_dead_letter(&mut *conn, op).await?;
         }
+        for outgoing in &write.outbox {
+            self.insert_outgoing(&mut *conn, outgoing).await?;
+        }
+        if let Some(op) = &write.outbox_op {
+            answer = vec![u64::from(self.write_outbox_op(&mut *conn, op).await?)];
+        }
         if write.events.is_empty() {
             return Ok(answer);
         }
@@ -179,6 +215,64 @@ with_sql_bounds! {
             .await
             .map_err(self.abort("moving the tracking position"))?;
         if D::rows_affected(&moved) == 1 { Ok(()) } else { Err(Abort::Tracking) }
+    }
+
+    async fn insert_outgoing(
+        &self,
+        conn: &mut <D::Db as sqlx::Database>::Connection,
+        o: &Outgoing,
+    ) -> Result<(), Abort> {
+        sqlx::query(self.sql.insert_outgoing.clone())
+            .bind(o.id)
+            .bind(o.handler.as_str())
+            .bind(o.payload.clone())
+            .bind(o.originator_id)
+            .bind(to_i64(o.originator_version))
+            .bind(o.created_at.as_micros())
+            .bind(to_i32(o.attempts))
+            .bind(o.due_at.as_micros())
+            .bind(o.last_error.clone())
+            .bind(i32::from(o.parked))
+            .execute(conn)
+            .await
+            .map_err(self.abort("recording an effect in the outbox"))?;
+        Ok(())
+    }
+
+    /// Completes, fails or unparks one effect; whether it was there.
+    async fn write_outbox_op(
+        &self,
+        conn: &mut <D::Db as sqlx::Database>::Connection,
+        op: &OutboxOp,
+    ) -> Result<bool, Abort> {
+        let done = match op {
+            OutboxOp::Complete(id) => sqlx::query(self.sql.complete_outgoing.clone())
+                .bind(*id)
+                .execute(conn)
+                .await
+                .map_err(self.abort("completing an effect"))?,
+            OutboxOp::Fail {
+                id,
+                attempts,
+                error,
+                due_at,
+            } => sqlx::query(self.sql.fail_outgoing.clone())
+                .bind(to_i32(*attempts))
+                .bind(error.as_str())
+                .bind(due_at.unwrap_or_else(Timestamp::now).as_micros())
+                .bind(i32::from(due_at.is_none()))
+                .bind(*id)
+                .execute(conn)
+                .await
+                .map_err(self.abort("recording a failed delivery"))?,
+            OutboxOp::Unpark { id, due_at } => sqlx::query(self.sql.unpark_outgoing.clone())
+                .bind(due_at.as_micros())
+                .bind(*id)
+                .execute(conn)
+                .await
+                .map_err(self.abort("unparking an effect"))?,
+        };
+        Ok(D::rows_affected(&done) == 1)
     }
 
     /// Parks, removes or records a failed retry of a dead letter.
@@ -379,6 +473,22 @@ with_sql_bounds! {
         self.select_tracking(&mut conn, upstream, partition).await
     }
 
+    /// Effects in the outbox: parked, or (not parked) due by `due_by`,
+    /// at most `limit`.
+    pub(crate) async fn outgoing(&self, due_by: Option<Timestamp>, limit: usize) -> Result<Vec<Outgoing>> {
+        let query = match due_by {
+            Some(due_by) => sqlx::query_as(self.sql.select_due_outgoing.clone())
+                .bind(due_by.as_micros())
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX)),
+            None => sqlx::query_as(self.sql.select_parked_outgoing.clone()),
+        };
+        let rows: Vec<OutgoingRow> = query
+            .fetch_all(D::readers(&self.handle))
+            .await
+            .map_err(db_error(&self.app, "reading the outbox"))?;
+        Ok(rows.into_iter().map(|row| row.0).collect())
+    }
+
     pub(crate) async fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
         let rows: Vec<DeadLetterRow> = sqlx::query_as(self.sql.select_dead_letters.clone())
             .fetch_all(D::readers(&self.handle))
@@ -488,6 +598,55 @@ macro_rules! recorder_over_sql {
                     .first()
                     .map_or(0, |&attempts| u32::try_from(attempts).unwrap_or(u32::MAX)))
             }
+
+            async fn insert_with_outbox(
+                &self,
+                partition: u32,
+                events: Vec<$crate::StoredEvent>,
+                outbox: Vec<$crate::store::Outgoing>,
+            ) -> $crate::Result<Vec<u64>> {
+                $crate::store::check_partition(&self.0.app, self.0.partitions, partition)?;
+                $crate::store::check_write(&self.0.app, &events, None)?;
+                self.write_with_outbox(partition, events, None, None, outbox, None)
+                    .await
+            }
+
+            async fn due_outgoing(
+                &self,
+                due_by: $crate::Timestamp,
+                limit: usize,
+            ) -> $crate::Result<Vec<$crate::store::Outgoing>> {
+                self.0.outgoing(Some(due_by), limit).await
+            }
+
+            async fn parked_outgoing(&self) -> $crate::Result<Vec<$crate::store::Outgoing>> {
+                self.0.outgoing(None, 0).await
+            }
+
+            async fn change_outgoing(&self, change: $crate::store::OutgoingChange) -> $crate::Result<bool> {
+                let op = match change {
+                    $crate::store::OutgoingChange::Complete(id) => $crate::store::sql::OutboxOp::Complete(id),
+                    $crate::store::OutgoingChange::Fail {
+                        id,
+                        attempts,
+                        error,
+                        due_at,
+                    } => $crate::store::sql::OutboxOp::Fail {
+                        id,
+                        attempts,
+                        error,
+                        due_at,
+                    },
+                    $crate::store::OutgoingChange::Unpark { id, due_at } => {
+                        $crate::store::sql::OutboxOp::Unpark { id, due_at }
+                    }
+                };
+                let partition = $crate::store::DEFAULT_PARTITION;
+                let answer = self
+                    .write_with_outbox(partition, Vec::new(), None, None, Vec::new(), Some(op))
+                    .await?;
+                Ok(answer.first() == Some(&1))
+            }
         }
 
         impl $recorder {
@@ -498,12 +657,27 @@ macro_rules! recorder_over_sql {
                 tracking: Option<$crate::Tracking>,
                 dead_letter: Option<$crate::store::DeadLetterWrite>,
             ) -> $crate::Result<Vec<u64>> {
+                self.write_with_outbox(partition, events, tracking, dead_letter, Vec::new(), None)
+                    .await
+            }
+
+            async fn write_with_outbox(
+                &self,
+                partition: u32,
+                events: Vec<$crate::StoredEvent>,
+                tracking: Option<$crate::Tracking>,
+                dead_letter: Option<$crate::store::DeadLetterWrite>,
+                outbox: Vec<$crate::store::Outgoing>,
+                outbox_op: Option<$crate::store::sql::OutboxOp>,
+            ) -> $crate::Result<Vec<u64>> {
                 let has_events = !events.is_empty();
                 let write = $crate::store::sql::Write {
                     partition,
                     events,
                     tracking,
                     dead_letter,
+                    outbox,
+                    outbox_op,
                 };
                 let ids = <$dialect as $crate::store::sql::Dialect>::write(&self.0, write).await?;
                 if has_events && let Some(&head) = ids.last() {

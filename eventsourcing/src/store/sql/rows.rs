@@ -5,7 +5,7 @@ use sqlx::{ColumnIndex, Decode, FromRow, Row, Type};
 use uuid::Uuid;
 
 use super::to_u64;
-use crate::store::DeadLetter;
+use crate::store::{DeadLetter, Outgoing};
 use crate::topics::Topic;
 use crate::{AppName, Result, StoredEvent, Timestamp};
 
@@ -101,5 +101,35 @@ impl DeadLetterRow {
             parked_at: Timestamp::from_micros(self.parked_at),
             last_failed_at: Timestamp::from_micros(self.last_failed_at),
         })
+    }
+}
+
+/// A row of `{app}_outbox`.
+pub(super) struct OutgoingRow(pub(super) Outgoing);
+
+impl<'r, R: Row> FromRow<'r, R> for OutgoingRow
+where
+    &'static str: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    i32: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+    Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
+    Uuid: Decode<'r, R::Database> + Type<R::Database>,
+{
+    fn from_row(row: &'r R) -> sqlx::Result<Self> {
+        let count = |value: i32| u32::try_from(value).unwrap_or_default();
+        Ok(Self(Outgoing {
+            id: row.try_get("id")?,
+            handler: row.try_get("handler")?,
+            payload: row.try_get("payload")?,
+            originator_id: row.try_get("originator_id")?,
+            originator_version: to_u64(row.try_get("originator_version")?),
+            created_at: Timestamp::from_micros(row.try_get("created_at")?),
+            attempts: count(row.try_get("attempts")?),
+            due_at: Timestamp::from_micros(row.try_get("due_at")?),
+            last_error: row.try_get("last_error")?,
+            parked: row.try_get::<i32, _>("parked")? != 0,
+        }))
     }
 }

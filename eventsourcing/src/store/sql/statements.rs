@@ -27,12 +27,20 @@ pub(crate) struct Statements<D: Dialect> {
     pub(crate) remove_dead_letter: SqlStr,
     pub(crate) record_failed_retry: SqlStr,
     pub(crate) select_dead_letters: SqlStr,
+    pub(crate) insert_outgoing: SqlStr,
+    pub(crate) select_due_outgoing: SqlStr,
+    pub(crate) select_parked_outgoing: SqlStr,
+    pub(crate) complete_outgoing: SqlStr,
+    pub(crate) fail_outgoing: SqlStr,
+    pub(crate) unpark_outgoing: SqlStr,
     /// The statements of this database only.
     pub(crate) dialect: D::Statements,
 }
 
 /// The columns of a notification or an event, as `rows.rs` decodes them.
 const EVENT_COLUMNS: &str = "originator_id, originator_version, recorded_at, topic, state_version, state";
+const OUTBOX_COLUMNS: &str =
+    "id, handler, payload, originator_id, originator_version, created_at, attempts, due_at, last_error, parked";
 const DEAD_LETTER_COLUMNS: &str =
     "upstream, partition_id, notification_id, topic, error, attempts, parked_at, last_failed_at";
 
@@ -94,6 +102,22 @@ impl<D: Dialect> Statements<D> {
             )),
             select_dead_letters: s(format!(
                 "SELECT {DEAD_LETTER_COLUMNS} FROM {p}_dead_letters ORDER BY upstream, partition_id, notification_id"
+            )),
+            insert_outgoing: s(format!(
+                "INSERT INTO {p}_outbox ({OUTBOX_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            )),
+            select_due_outgoing: s(format!(
+                "SELECT {OUTBOX_COLUMNS} FROM {p}_outbox WHERE parked = 0 AND due_at <= ? ORDER BY due_at, id LIMIT ?"
+            )),
+            select_parked_outgoing: s(format!(
+                "SELECT {OUTBOX_COLUMNS} FROM {p}_outbox WHERE parked = 1 ORDER BY created_at, id"
+            )),
+            complete_outgoing: s(format!("DELETE FROM {p}_outbox WHERE id = ?")),
+            fail_outgoing: s(format!(
+                "UPDATE {p}_outbox SET attempts = ?, last_error = ?, due_at = ?, parked = ? WHERE id = ?"
+            )),
+            unpark_outgoing: s(format!(
+                "UPDATE {p}_outbox SET parked = 0, due_at = ? WHERE id = ? AND parked = 1"
             )),
             dialect: D::statements(p),
         }

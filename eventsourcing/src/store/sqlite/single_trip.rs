@@ -127,7 +127,7 @@ pub(super) struct Prepared {
 /// events and a tracking move, not a dead letter (those go statement by
 /// statement).
 pub(super) fn prepare(recorder: &SqlRecorder<Sqlite>, write: &Write) -> Option<Prepared> {
-    if write.dead_letter.is_some() {
+    if write.has_side_writes() {
         return None;
     }
     let tracking = match &write.tracking {
