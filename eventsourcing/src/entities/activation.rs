@@ -18,8 +18,10 @@ use uuid::Uuid;
 
 use super::EntityOptions;
 use super::commits::Committer;
+use super::effects::PendingEffect;
 use super::entity::{Effect, Entity};
 use crate::aggregate::{apply_to_entity, blank};
+use crate::store::Outgoing;
 use crate::{
     Aggregate, Application, Error, HandlerError, NotificationSource, Recorder, Result, Versions, partition_of,
 };
@@ -207,8 +209,8 @@ where
                 None => (catch_up(&self.app, blank::<A>(self.id)).await?, true),
             };
             let before = state.version();
-            let mut effects = Vec::new();
-            let outcome = command(&mut Entity::new(&mut state, &mut effects));
+            let (mut effects, mut outbox) = (Vec::new(), Vec::new());
+            let outcome = command(&mut Entity::new(&mut state, &mut effects, &mut outbox));
             let dirty = !state.pending_events().is_empty();
             let reply = match outcome {
                 Ok(reply) if dirty => reply,
@@ -226,6 +228,13 @@ where
                     }
                     return match outcome {
                         Ok(reply) => {
+                            // Reliable effects of a command that recorded no
+                            // event are recorded on their own.
+                            if !outbox.is_empty() {
+                                let outbox = self.outgoing(outbox, before)?;
+                                let partition = partition_of(self.id, self.app.recorder().partitions());
+                                self.committer.commit(partition, Vec::new(), outbox).await?;
+                            }
                             start(effects);
                             Ok(SentAny {
                                 reply,
@@ -253,8 +262,9 @@ where
                     ),
                 });
             }
+            let outbox = self.outgoing(outbox, state.version())?;
             let partition = partition_of(self.id, self.app.recorder().partitions());
-            match self.committer.commit(partition, state.encode_pending()?).await {
+            match self.committer.commit(partition, state.encode_pending()?, outbox).await {
                 Ok(notification_ids) => {
                     state.clear_pending();
                     let version = state.version();
@@ -274,6 +284,26 @@ where
                 Err(error) => return Err(error),
             }
         }
+    }
+
+    /// The reliable effects a command asked for, as outbox rows of this
+    /// entity at `version`; or why one cannot be recorded.
+    fn outgoing(&self, pending: Vec<PendingEffect>, version: u64) -> Result<Vec<Outgoing>> {
+        pending
+            .into_iter()
+            .map(|effect| match effect.payload {
+                Ok(payload) => Ok(Outgoing::new(effect.handler, payload, self.id, version)),
+                Err(error) => Err(Error::InvalidWrite {
+                    app: self.app.name().to_string(),
+                    reason: format!(
+                        "a command sent to {} {} asked for an effect for `{}` that cannot be encoded: {error}",
+                        A::NAME,
+                        self.id,
+                        effect.handler
+                    ),
+                }),
+            })
+            .collect()
     }
 
     /// Whether the store has events of this entity after `version`.

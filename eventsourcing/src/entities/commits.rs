@@ -13,14 +13,16 @@ use std::sync::{Arc, OnceLock};
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::store::Outgoing;
 use crate::{AnyRecorder, NotificationSource, Recorder, Result, StoredEvent};
 
 /// The most commits written in one transaction.
 const MAX_GROUP: usize = 256;
 
-/// One entity's events, and where its answer goes.
+/// One entity's events and effects, and where its answer goes.
 struct Commit {
     events: Vec<StoredEvent>,
+    outbox: Vec<Outgoing>,
     answer: oneshot::Sender<Result<Vec<u64>>>,
 }
 
@@ -40,9 +42,15 @@ impl Committer {
         }
     }
 
-    /// Records `events` (of one entity) in `partition`, with whatever other
-    /// commits to it are waiting; returns their notification ids.
-    pub(super) async fn commit(&self, partition: u32, events: Vec<StoredEvent>) -> Result<Vec<u64>> {
+    /// Records `events` (of one entity) in `partition` and its effects in
+    /// the outbox, with whatever other commits to it are waiting; returns
+    /// the events' notification ids.
+    pub(super) async fn commit(
+        &self,
+        partition: u32,
+        events: Vec<StoredEvent>,
+        outbox: Vec<Outgoing>,
+    ) -> Result<Vec<u64>> {
         let lanes = self.lanes.get_or_init(|| {
             (0..self.recorder.partitions())
                 .map(|partition| {
@@ -53,13 +61,16 @@ impl Committer {
                 .collect()
         });
         let (answer, answered) = oneshot::channel();
-        let commit = Commit { events, answer };
+        let commit = Commit { events, outbox, answer };
         match lanes.get(partition as usize).map(|lane| lane.send(commit)) {
             Some(Ok(())) => {}
             // No lane (a partition the log lacks) or a lane that stopped:
             // the recorder's own answer says what is wrong.
             Some(Err(mpsc::error::SendError(commit))) => {
-                return self.recorder.insert(partition, commit.events, None).await;
+                return self
+                    .recorder
+                    .insert_with_outbox(partition, commit.events, commit.outbox)
+                    .await;
             }
             None => return self.recorder.insert(partition, Vec::new(), None).await,
         }
@@ -84,23 +95,24 @@ async fn write(recorder: AnyRecorder, partition: u32, mut commits: mpsc::Unbound
             }
         }
         if group.len() == 1 {
-            for Commit { events, answer } in group {
-                let _ = answer.send(recorder.insert(partition, events, None).await);
+            for Commit { events, outbox, answer } in group {
+                let _ = answer.send(recorder.insert_with_outbox(partition, events, outbox).await);
             }
             continue;
         }
-        let all: Vec<StoredEvent> = group.iter().flat_map(|c| c.events.iter().cloned()).collect();
-        match recorder.insert(partition, all, None).await {
+        let events: Vec<StoredEvent> = group.iter().flat_map(|c| c.events.iter().cloned()).collect();
+        let outbox: Vec<Outgoing> = group.iter().flat_map(|c| c.outbox.iter().cloned()).collect();
+        match recorder.insert_with_outbox(partition, events, outbox).await {
             Ok(ids) => {
                 let mut ids = ids.into_iter();
-                for Commit { events, answer } in group {
+                for Commit { events, answer, .. } in group {
                     let _ = answer.send(Ok(ids.by_ref().take(events.len()).collect()));
                 }
             }
             Err(error) => {
                 tracing::debug!(%error, commits = group.len(), "a group of entity commits failed; writing them one by one");
-                for Commit { events, answer } in group {
-                    let _ = answer.send(recorder.insert(partition, events, None).await);
+                for Commit { events, outbox, answer } in group {
+                    let _ = answer.send(recorder.insert_with_outbox(partition, events, outbox).await);
                 }
             }
         }
@@ -134,9 +146,9 @@ mod tests {
         // On this one-thread runtime the three are queued before the lane
         // runs: they are written as one group, which the conflict fails.
         let (y_ids, taken_ids, z_ids) = tokio::join!(
-            committer.commit(0, vec![event(y)]),
-            committer.commit(0, vec![event(taken)]),
-            committer.commit(0, vec![event(z)]),
+            committer.commit(0, vec![event(y)], Vec::new()),
+            committer.commit(0, vec![event(taken)], Vec::new()),
+            committer.commit(0, vec![event(z)], Vec::new()),
         );
         assert!(matches!(taken_ids, Err(Error::Concurrency { originator_id, .. }) if originator_id == taken));
         let mut ids = [y_ids.unwrap(), z_ids.unwrap()].concat();
@@ -155,7 +167,7 @@ mod tests {
                 let committer = committer.clone();
                 tokio::spawn(async move {
                     committer
-                        .commit(0, vec![event(Uuid::new_v4()), event(Uuid::new_v4())])
+                        .commit(0, vec![event(Uuid::new_v4()), event(Uuid::new_v4())], Vec::new())
                         .await
                 })
             })

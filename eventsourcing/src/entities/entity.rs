@@ -7,6 +7,7 @@ use std::pin::Pin;
 
 use uuid::Uuid;
 
+use super::effects::{EffectHandler, PendingEffect};
 use crate::Aggregate;
 
 /// An effect waiting for its command's commit.
@@ -18,11 +19,16 @@ pub(super) type Effect = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 pub struct Entity<'a, A: Aggregate> {
     aggregate: &'a mut A,
     effects: &'a mut Vec<Effect>,
+    outbox: &'a mut Vec<PendingEffect>,
 }
 
 impl<'a, A: Aggregate> Entity<'a, A> {
-    pub(super) fn new(aggregate: &'a mut A, effects: &'a mut Vec<Effect>) -> Self {
-        Self { aggregate, effects }
+    pub(super) fn new(aggregate: &'a mut A, effects: &'a mut Vec<Effect>, outbox: &'a mut Vec<PendingEffect>) -> Self {
+        Self {
+            aggregate,
+            effects,
+            outbox,
+        }
     }
 
     /// The entity's id.
@@ -39,6 +45,16 @@ impl<'a, A: Aggregate> Entity<'a, A> {
     /// only then: `entity.after_commit(async move { mailer.send(notice).await; })`.
     pub fn after_commit(&mut self, effect: impl Future<Output = ()> + Send + 'static) {
         self.effects.push(Box::pin(effect));
+    }
+
+    /// Records `effect` for the handler `H` in the outbox, in the
+    /// transaction of this command's events: it exists only if they are
+    /// committed, and a [`Dispatcher`](super::Dispatcher) delivers it at
+    /// least once, with its id as the idempotency key. (A command that
+    /// records no event has its effects recorded on their own, once its
+    /// answer is found to come from the latest state.)
+    pub fn reliable<H: EffectHandler>(&mut self, effect: H::Effect) {
+        self.outbox.push(PendingEffect::new::<H>(&effect));
     }
 }
 

@@ -19,6 +19,7 @@
 
 mod activation;
 mod commits;
+mod effects;
 mod entity;
 
 use std::any::Any;
@@ -29,6 +30,7 @@ use uuid::Uuid;
 
 use crate::{Aggregate, Application, Error, HandlerError, Result, Store};
 
+pub use effects::{DispatchOptions, Dispatched, Dispatcher, Dispatching, EffectHandler};
 pub use entity::Entity;
 
 use activation::{Activations, Job};
