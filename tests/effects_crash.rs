@@ -1,0 +1,110 @@
+//! The crash test of reliable effects: the entities example, which fills
+//! counters and notifies an admin endpoint (served here) of each full one,
+//! killed with SIGKILL at random moments while it sends commands and
+//! dispatches notices, then run to completion. Every notice reaches the
+//! endpoint at least once, and the endpoint, keeping each idempotency key
+//! once, sees exactly one per counter, for a counter at ten.
+
+#[path = "../examples/entities/admin.rs"]
+mod admin;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime};
+
+const COUNTERS: u64 = 2_000;
+const KILLS: usize = 8;
+
+/// A small xorshift generator: kill times need to vary, not to be secure.
+struct Random(u64);
+
+impl Random {
+    fn below(&mut self, bound: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % bound
+    }
+}
+
+fn program(url: &str, admin_url: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_entities"));
+    command
+        .args([
+            "--url",
+            url,
+            "--counters",
+            &COUNTERS.to_string(),
+            "--admin-url",
+            admin_url,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    command
+}
+
+#[test]
+fn killed_at_random_moments_the_entities_program_notifies_once_per_counter() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let admin = admin::Admin::default();
+    let admin_url = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/notices", listener.local_addr().unwrap());
+        admin.serve(listener);
+        url
+    });
+    let file = eventsourcing_tests::TempSqlite::new();
+    let seed = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+        | 1;
+    let mut random = Random(seed);
+    eprintln!("effects crash test seed {seed}");
+
+    let mut finished_early = 0;
+    for _ in 0..KILLS {
+        let mut child = program(&file.url(), &admin_url).spawn().expect("the program starts");
+        std::thread::sleep(Duration::from_millis(20 + random.below(250)));
+        if child.try_wait().expect("the program can be waited for").is_some() {
+            finished_early += 1;
+            continue;
+        }
+        child.kill().expect("SIGKILL reaches the program");
+        child.wait().expect("the killed program is reaped");
+    }
+    eprintln!(
+        "{} kills, {finished_early} runs finished before their kill",
+        KILLS - finished_early
+    );
+    assert!(
+        finished_early < KILLS,
+        "raise COUNTERS so that the program is killed mid-run"
+    );
+
+    let status = program(&file.url(), &admin_url)
+        .status()
+        .expect("the program runs to completion");
+    assert!(
+        status.success(),
+        "the final run fills every counter and empties the outbox"
+    );
+
+    assert_eq!(admin.unique() as u64, COUNTERS, "one notice per counter");
+    assert!(admin.deliveries() as u64 >= COUNTERS);
+    let mut counters: Vec<String> = admin
+        .bodies()
+        .iter()
+        .map(|body| {
+            assert!(body.contains("\"count\":10"), "a notice for a full counter: {body}");
+            body.split('"').nth(3).unwrap_or_default().to_owned()
+        })
+        .collect();
+    counters.sort_unstable();
+    counters.dedup();
+    assert_eq!(counters.len() as u64, COUNTERS, "for every counter, once");
+    eprintln!("{} deliveries for {} notices", admin.deliveries(), admin.unique());
+    drop(runtime);
+}
