@@ -1,6 +1,6 @@
 //! The recorder's promises, written once and checked against every backend.
 
-use eventsourcing::store::{Outgoing, OutgoingChange};
+use eventsourcing::store::{OutboxWrite, Outgoing, OutgoingChange};
 use eventsourcing::{
     Aggregate, AppName, Error, NotificationSource, Recorder, Store, StoredEvent, Timestamp, Tracking, Versions,
 };
@@ -685,7 +685,7 @@ async fn keeps_an_outbox_written_with_the_events(store: &Store) {
         .insert_with_outbox(
             0,
             vec![event(a, 1, "Counter.Increased", b"{}")],
-            vec![notice.clone(), mail.clone()],
+            OutboxWrite::add(vec![notice.clone(), mail.clone()]),
         )
         .await
         .unwrap();
@@ -710,7 +710,7 @@ async fn keeps_an_outbox_written_with_the_events(store: &Store) {
                 event(b, 1, "Counter.Increased", b"{}"),
                 event(a, 1, "Counter.Increased", b"{}"),
             ],
-            vec![lost.clone()],
+            OutboxWrite::add(vec![lost.clone()]),
         )
         .await
         .unwrap_err();
@@ -775,6 +775,30 @@ async fn keeps_an_outbox_written_with_the_events(store: &Store) {
             .change_outgoing(OutgoingChange::Complete(Uuid::new_v4()))
             .await
             .unwrap()
+    );
+
+    // A delivery consumes its message in the transaction of its events:
+    // once. The second delivery fails and writes nothing.
+    let c = Uuid::new_v4();
+    let delivered = OutboxWrite::default().consuming(mail.id);
+    let head = recorder.max_notification_id(0).await.unwrap();
+    recorder
+        .insert_with_outbox(0, vec![event(c, 1, "Counter.Increased", b"{}")], delivered.clone())
+        .await
+        .unwrap();
+    assert!(recorder.due_outgoing(now, 10).await.unwrap().is_empty(), "consumed");
+    let again = recorder
+        .insert_with_outbox(0, vec![event(c, 2, "Counter.Increased", b"{}")], delivered)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(again, Error::EffectGone { id, .. } if id == mail.id),
+        "{again}"
+    );
+    assert_eq!(
+        recorder.max_notification_id(0).await.unwrap(),
+        head + 1,
+        "the second wrote nothing"
     );
 }
 

@@ -502,6 +502,18 @@ pub enum Error {
         head: u64,
     },
 
+    /// An effect to consume that is not in the outbox: it was delivered
+    /// (or discarded) already, so its delivery is not recorded again.
+    #[error(
+        "effect {id} is not in the outbox of application `{app}`: it was delivered or discarded already; nothing was written"
+    )]
+    EffectGone {
+        /// The application whose outbox it was in.
+        app: String,
+        /// The effect.
+        id: Uuid,
+    },
+
     /// A command sent to an entity refused: it returned an error, so
     /// nothing was recorded and its effects were dropped. The source is the
     /// command's own error.

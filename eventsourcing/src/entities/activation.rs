@@ -21,7 +21,7 @@ use super::commits::Committer;
 use super::effects::PendingEffect;
 use super::entity::{Effect, Entity};
 use crate::aggregate::{apply_to_entity, blank};
-use crate::store::Outgoing;
+use crate::store::{OutboxWrite, Outgoing};
 use crate::{
     Aggregate, Application, Error, HandlerError, NotificationSource, Recorder, Result, Versions, partition_of,
 };
@@ -201,7 +201,11 @@ where
     /// another writer got there first. Only an answer that commits nothing
     /// (a read, a refusal) on a held state is checked against the store
     /// before it is given, one query that a write does not need.
-    pub(super) async fn run(&mut self, command: &mut Command<'_, A>) -> Result<SentAny> {
+    ///
+    /// With `consume`, the command is the delivery of that message: the
+    /// commit removes it from the outbox, or fails with
+    /// [`Error::EffectGone`] if it was delivered already.
+    pub(super) async fn run(&mut self, command: &mut Command<'_, A>, consume: Option<Uuid>) -> Result<SentAny> {
         let mut retries = 0;
         loop {
             let (mut state, fresh) = match self.state.take() {
@@ -230,8 +234,11 @@ where
                         Ok(reply) => {
                             // Reliable effects of a command that recorded no
                             // event are recorded on their own.
-                            if !outbox.is_empty() {
-                                let outbox = self.outgoing(outbox, before)?;
+                            if !outbox.is_empty() || consume.is_some() {
+                                let outbox = OutboxWrite {
+                                    add: self.outgoing(outbox, before)?,
+                                    consume,
+                                };
                                 let partition = partition_of(self.id, self.app.recorder().partitions());
                                 self.committer.commit(partition, Vec::new(), outbox).await?;
                             }
@@ -262,7 +269,10 @@ where
                     ),
                 });
             }
-            let outbox = self.outgoing(outbox, state.version())?;
+            let outbox = OutboxWrite {
+                add: self.outgoing(outbox, state.version())?,
+                consume,
+            };
             let partition = partition_of(self.id, self.app.recorder().partitions());
             match self.committer.commit(partition, state.encode_pending()?, outbox).await {
                 Ok(notification_ids) => {

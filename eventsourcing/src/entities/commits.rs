@@ -13,7 +13,7 @@ use std::sync::{Arc, OnceLock};
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::Outgoing;
+use crate::store::{OutboxWrite, Outgoing};
 use crate::{AnyRecorder, NotificationSource, Recorder, Result, StoredEvent};
 
 /// The most commits written in one transaction.
@@ -22,7 +22,7 @@ const MAX_GROUP: usize = 256;
 /// One entity's events and effects, and where its answer goes.
 struct Commit {
     events: Vec<StoredEvent>,
-    outbox: Vec<Outgoing>,
+    outbox: OutboxWrite,
     answer: oneshot::Sender<Result<Vec<u64>>>,
 }
 
@@ -49,7 +49,7 @@ impl Committer {
         &self,
         partition: u32,
         events: Vec<StoredEvent>,
-        outbox: Vec<Outgoing>,
+        outbox: OutboxWrite,
     ) -> Result<Vec<u64>> {
         let lanes = self.lanes.get_or_init(|| {
             (0..self.recorder.partitions())
@@ -94,15 +94,24 @@ async fn write(recorder: AnyRecorder, partition: u32, mut commits: mpsc::Unbound
                 Err(_) => break,
             }
         }
-        if group.len() == 1 {
+        // A delivery that consumes a message is written on its own: one
+        // consumed effect per transaction.
+        let (alone, group): (Vec<Commit>, Vec<Commit>) = group.into_iter().partition(|c| c.outbox.consume.is_some());
+        for Commit { events, outbox, answer } in alone {
+            let _ = answer.send(recorder.insert_with_outbox(partition, events, outbox).await);
+        }
+        if group.len() <= 1 {
             for Commit { events, outbox, answer } in group {
                 let _ = answer.send(recorder.insert_with_outbox(partition, events, outbox).await);
             }
             continue;
         }
         let events: Vec<StoredEvent> = group.iter().flat_map(|c| c.events.iter().cloned()).collect();
-        let outbox: Vec<Outgoing> = group.iter().flat_map(|c| c.outbox.iter().cloned()).collect();
-        match recorder.insert_with_outbox(partition, events, outbox).await {
+        let added: Vec<Outgoing> = group.iter().flat_map(|c| c.outbox.add.iter().cloned()).collect();
+        match recorder
+            .insert_with_outbox(partition, events, OutboxWrite::add(added))
+            .await
+        {
             Ok(ids) => {
                 let mut ids = ids.into_iter();
                 for Commit { events, answer, .. } in group {
@@ -146,9 +155,9 @@ mod tests {
         // On this one-thread runtime the three are queued before the lane
         // runs: they are written as one group, which the conflict fails.
         let (y_ids, taken_ids, z_ids) = tokio::join!(
-            committer.commit(0, vec![event(y)], Vec::new()),
-            committer.commit(0, vec![event(taken)], Vec::new()),
-            committer.commit(0, vec![event(z)], Vec::new()),
+            committer.commit(0, vec![event(y)], OutboxWrite::default()),
+            committer.commit(0, vec![event(taken)], OutboxWrite::default()),
+            committer.commit(0, vec![event(z)], OutboxWrite::default()),
         );
         assert!(matches!(taken_ids, Err(Error::Concurrency { originator_id, .. }) if originator_id == taken));
         let mut ids = [y_ids.unwrap(), z_ids.unwrap()].concat();
@@ -167,7 +176,11 @@ mod tests {
                 let committer = committer.clone();
                 tokio::spawn(async move {
                     committer
-                        .commit(0, vec![event(Uuid::new_v4()), event(Uuid::new_v4())], Vec::new())
+                        .commit(
+                            0,
+                            vec![event(Uuid::new_v4()), event(Uuid::new_v4())],
+                            OutboxWrite::default(),
+                        )
                         .await
                 })
             })

@@ -204,16 +204,37 @@ impl Entities {
         E: Into<HandlerError>,
         C: FnMut(&mut Entity<'_, A>) -> std::result::Result<R, E> + Send + 'static,
     {
+        self.send_consuming(id, command, None).await
+    }
+
+    /// Sends like [`send`](Self::send); with `consume`, the command is the
+    /// delivery of that message, removed from the outbox by its commit.
+    pub(crate) async fn send_consuming<A, R, E, C>(
+        &self,
+        id: Uuid,
+        command: C,
+        consume: Option<Uuid>,
+    ) -> Result<Sent<R>>
+    where
+        A: Aggregate + Default,
+        A::Event: Clone,
+        R: Send + 'static,
+        E: Into<HandlerError>,
+        C: FnMut(&mut Entity<'_, A>) -> std::result::Result<R, E> + Send + 'static,
+    {
         let (reply, answer) = oneshot::channel();
         let mut command = command;
         let job: Job<A> = Box::new(move |active| {
             Box::pin(async move {
                 let sent = active
-                    .run(&mut |entity| {
-                        command(entity)
-                            .map(|r| Box::new(r) as Box<dyn Any + Send>)
-                            .map_err(Into::into)
-                    })
+                    .run(
+                        &mut |entity| {
+                            command(entity)
+                                .map(|r| Box::new(r) as Box<dyn Any + Send>)
+                                .map_err(Into::into)
+                        },
+                        consume,
+                    )
                     .await;
                 let _ = reply.send(sent);
             })

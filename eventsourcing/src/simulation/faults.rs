@@ -308,7 +308,7 @@ impl Recorder for FaultyRecorder {
         &self,
         partition: u32,
         events: Vec<StoredEvent>,
-        outbox: Vec<crate::store::Outgoing>,
+        outbox: crate::store::OutboxWrite,
     ) -> Boxed<'_, Vec<u64>> {
         Box::pin(self.inner.insert_with_outbox(partition, events, outbox))
     }

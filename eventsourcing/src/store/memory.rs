@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use uuid::Uuid;
 
 use super::{
-    CommitFeed, DeadLetter, Outgoing, OutgoingChange, Recorder, Tracking, Versions, check_partition, check_write,
-    duplicate_in_batch,
+    CommitFeed, DeadLetter, OutboxWrite, Outgoing, OutgoingChange, Recorder, Tracking, Versions, check_partition,
+    check_write, duplicate_in_batch,
 };
 use crate::{AppName, Error, Notification, NotificationSource, Result, StoredEvent, Timestamp};
 
@@ -284,21 +284,30 @@ impl Recorder for MemoryRecorder {
         &self,
         partition: u32,
         events: Vec<StoredEvent>,
-        outbox: Vec<Outgoing>,
+        outbox: OutboxWrite,
     ) -> Result<Vec<u64>> {
         check_partition(&self.app, self.partitions, partition)?;
         check_write(&self.app, &events, None)?;
         let ids = {
             let mut tables = self.tables();
             self.check(&tables, &events, None)?;
-            if let Some(taken) = outbox.iter().find(|o| tables.outbox.contains_key(&o.id)) {
+            if let Some(id) = outbox.consume.filter(|id| !tables.outbox.contains_key(id)) {
+                return Err(Error::EffectGone {
+                    app: self.app.to_string(),
+                    id,
+                });
+            }
+            if let Some(taken) = outbox.add.iter().find(|o| tables.outbox.contains_key(&o.id)) {
                 return Err(Error::InvalidWrite {
                     app: self.app.to_string(),
                     reason: format!("an effect with id {} is in the outbox already", taken.id),
                 });
             }
             let ids = self.apply(&mut tables, partition, events, None);
-            tables.outbox.extend(outbox.into_iter().map(|o| (o.id, o)));
+            if let Some(id) = outbox.consume {
+                tables.outbox.remove(&id);
+            }
+            tables.outbox.extend(outbox.add.into_iter().map(|o| (o.id, o)));
             ids
         };
         if let Some(&head) = ids.last() {

@@ -46,7 +46,7 @@ pub use commits::{Commits, Committed, Prompt};
 pub use dead_letter::DeadLetter;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) use dead_letter::DeadLetterWrite;
-pub use outbox::{Outgoing, OutgoingChange};
+pub use outbox::{OutboxWrite, Outgoing, OutgoingChange};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use sql::migrations::SCHEMA_VERSION;
 pub use url::{DEFAULT_STORE_URL, STORE_URL_ENV};
@@ -201,14 +201,17 @@ pub trait Recorder: NotificationSource {
     /// if it is no longer there.
     fn record_failed_retry(&self, letter: &DeadLetter) -> impl Future<Output = Result<u32>> + Send;
 
-    /// Records `events` in `partition` and the effects `outbox` in the
-    /// outbox, in one transaction: an effect is there only if its command's
-    /// events are. Fails like [`insert`](Recorder::insert), writing nothing.
+    /// Records `events` in `partition` and changes the outbox as `outbox`
+    /// says, in one transaction: an effect is there only if its command's
+    /// events are, and a consumed effect is gone only if the events of its
+    /// delivery are recorded. Fails like [`insert`](Recorder::insert), and
+    /// with [`Error::EffectGone`](crate::Error::EffectGone) if the effect to
+    /// consume is not there, writing nothing.
     fn insert_with_outbox(
         &self,
         partition: u32,
         events: Vec<StoredEvent>,
-        outbox: Vec<Outgoing>,
+        outbox: OutboxWrite,
     ) -> impl Future<Output = Result<Vec<u64>>> + Send;
 
     /// Up to `limit` effects of the outbox that are due by `due_by` and not
@@ -405,7 +408,7 @@ impl Recorder for AnyRecorder {
         &self,
         partition: u32,
         events: Vec<StoredEvent>,
-        outbox: Vec<Outgoing>,
+        outbox: OutboxWrite,
     ) -> Result<Vec<u64>> {
         dispatch!(self, r => r.insert_with_outbox(partition, events, outbox).await)
     }

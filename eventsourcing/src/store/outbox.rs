@@ -58,6 +58,40 @@ impl Outgoing {
     }
 }
 
+/// What a write does to the outbox besides recording its events: effects
+/// to add, and one to consume (a message the write is the delivery of).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OutboxWrite {
+    /// Effects recorded with the events.
+    pub add: Vec<Outgoing>,
+    /// An effect removed in the same transaction; if it is not there (it
+    /// was delivered already), the write fails with
+    /// [`Error::EffectGone`](crate::Error::EffectGone) and writes nothing.
+    pub consume: Option<Uuid>,
+}
+
+impl OutboxWrite {
+    /// Adds `effects`.
+    pub fn add(effects: Vec<Outgoing>) -> Self {
+        Self {
+            add: effects,
+            consume: None,
+        }
+    }
+
+    /// Also consumes the effect `id`.
+    pub fn consuming(mut self, id: Uuid) -> Self {
+        self.consume = Some(id);
+        self
+    }
+
+    /// Whether it changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.add.is_empty() && self.consume.is_none()
+    }
+}
+
 /// A change to one effect in the outbox, by a dispatcher or by hand.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]

@@ -106,6 +106,8 @@ pub(crate) enum OutboxOp {
     },
     /// A parked effect, due again at `due_at`.
     Unpark { id: Uuid, due_at: Timestamp },
+    /// Delivered by this write's events: removed, or the write fails.
+    Consume(Uuid),
 }
 
 /// Why a write stopped before its commit; [`SqlRecorder::explain`] turns
@@ -175,7 +177,14 @@ with_sql_bounds! {
             self.insert_outgoing(&mut *conn, outgoing).await?;
         }
         if let Some(op) = &write.outbox_op {
-            answer = vec![u64::from(self.write_outbox_op(&mut *conn, op).await?)];
+            let done = self.write_outbox_op(&mut *conn, op).await?;
+            if let (OutboxOp::Consume(id), false) = (op, done) {
+                return Err(Abort::Other(Error::EffectGone {
+                    app: self.app.to_string(),
+                    id: *id,
+                }));
+            }
+            answer = vec![u64::from(done)];
         }
         if write.events.is_empty() {
             return Ok(answer);
@@ -246,7 +255,7 @@ with_sql_bounds! {
         op: &OutboxOp,
     ) -> Result<bool, Abort> {
         let done = match op {
-            OutboxOp::Complete(id) => sqlx::query(self.sql.complete_outgoing.clone())
+            OutboxOp::Complete(id) | OutboxOp::Consume(id) => sqlx::query(self.sql.complete_outgoing.clone())
                 .bind(*id)
                 .execute(conn)
                 .await
@@ -603,11 +612,12 @@ macro_rules! recorder_over_sql {
                 &self,
                 partition: u32,
                 events: Vec<$crate::StoredEvent>,
-                outbox: Vec<$crate::store::Outgoing>,
+                outbox: $crate::store::OutboxWrite,
             ) -> $crate::Result<Vec<u64>> {
                 $crate::store::check_partition(&self.0.app, self.0.partitions, partition)?;
                 $crate::store::check_write(&self.0.app, &events, None)?;
-                self.write_with_outbox(partition, events, None, None, outbox, None)
+                let consume = outbox.consume.map($crate::store::sql::OutboxOp::Consume);
+                self.write_with_outbox(partition, events, None, None, outbox.add, consume)
                     .await
             }
 
