@@ -38,10 +38,10 @@ pub trait EffectHandler: Send + Sync + 'static {
     fn deliver(&self, key: Uuid, effect: Self::Effect) -> impl Future<Output = Result<(), HandlerError>> + Send;
 }
 
-type Delivery<'a> = Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send + 'a>>;
+pub(super) type Delivery<'a> = Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send + 'a>>;
 
 /// A handler, its effect type erased.
-trait DynHandler: Send + Sync {
+pub(super) trait DynHandler: Send + Sync {
     fn deliver_bytes(&self, key: Uuid, payload: Vec<u8>) -> Delivery<'_>;
 }
 
@@ -170,6 +170,13 @@ impl Dispatcher {
         self
     }
 
+    /// Delivers the effects named `name` with `handler` (an entity
+    /// message's deliverer).
+    pub(super) fn handler_named(mut self, name: &'static str, handler: Arc<dyn DynHandler>) -> Self {
+        self.handlers.insert(name, handler);
+        self
+    }
+
     /// With `options`.
     pub fn with_options(mut self, options: DispatchOptions) -> Self {
         self.options = options;
@@ -231,7 +238,7 @@ impl Dispatcher {
             }
             Err(Some(error)) => error,
             Err(None) => format!(
-                "no handler named `{}` in this dispatcher; give it one with `Dispatcher::handler`, then retry the effect",
+                "no handler named `{}` in this dispatcher; give it one (an effect's with `Dispatcher::handler`, an entity message's with `Entities::with_message` and `Entities::dispatcher`), then retry the effect",
                 outgoing.handler
             ),
         };

@@ -8,6 +8,7 @@ use std::pin::Pin;
 use uuid::Uuid;
 
 use super::effects::{EffectHandler, PendingEffect};
+use super::messages::{Addressed, Message};
 use crate::Aggregate;
 
 /// An effect waiting for its command's commit.
@@ -55,6 +56,18 @@ impl<'a, A: Aggregate> Entity<'a, A> {
     /// answer is found to come from the latest state.)
     pub fn reliable<H: EffectHandler>(&mut self, effect: H::Effect) {
         self.outbox.push(PendingEffect::new::<H>(&effect));
+    }
+
+    /// Sends `message` to the entity `target`, exactly once: it is recorded
+    /// in the outbox with this command's events, and delivered by the
+    /// [`Entities::dispatcher`](super::Entities::dispatcher) of entities
+    /// that know it ([`Entities::with_message`](super::Entities::with_message)),
+    /// as a command whose commit removes it from the outbox.
+    pub fn send_message<M: Message>(&mut self, target: Uuid, message: M) {
+        self.outbox.push(PendingEffect {
+            handler: M::NAME,
+            payload: crate::codec::encode(&Addressed { target, message }),
+        });
     }
 }
 

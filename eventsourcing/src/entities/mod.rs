@@ -21,6 +21,7 @@ mod activation;
 mod commits;
 mod effects;
 mod entity;
+mod messages;
 
 use std::any::Any;
 use std::time::Duration;
@@ -32,6 +33,7 @@ use crate::{Aggregate, Application, Error, HandlerError, Result, Store};
 
 pub use effects::{DispatchOptions, Dispatched, Dispatcher, Dispatching, EffectHandler};
 pub use entity::Entity;
+pub use messages::Message;
 
 use activation::{Activations, Job};
 
@@ -135,6 +137,8 @@ pub struct Sent<R> {
 pub struct Entities {
     app: Application,
     committer: commits::Committer,
+    /// The messages these entities exchange, each with what delivers it.
+    messages: Vec<(&'static str, messages::MakeHandler)>,
     options: EntityOptions,
     activations: Activations,
 }
@@ -149,6 +153,7 @@ impl Entities {
     pub fn new(app: Application) -> Self {
         Self {
             committer: commits::Committer::new(app.recorder().clone()),
+            messages: Vec::new(),
             app,
             options: EntityOptions::default(),
             activations: Activations::default(),
@@ -159,6 +164,26 @@ impl Entities {
     pub fn with_options(mut self, options: EntityOptions) -> Self {
         self.options = options;
         self
+    }
+
+    /// Lets these entities exchange messages of type `M`
+    /// ([`Entity::send_message`]): the [`dispatcher`](Self::dispatcher)
+    /// delivers them.
+    pub fn with_message<M: Message>(mut self) -> Self {
+        self.messages.retain(|(name, _)| *name != M::NAME);
+        self.messages.push((M::NAME, messages::make_handler::<M>));
+        self
+    }
+
+    /// A dispatcher of these entities' outbox that delivers their messages
+    /// ([`with_message`](Self::with_message)); give it the handlers of
+    /// their reliable effects with [`Dispatcher::handler`].
+    pub fn dispatcher(&self) -> Dispatcher {
+        self.messages
+            .iter()
+            .fold(Dispatcher::new(&self.app), |dispatcher, (name, make)| {
+                dispatcher.handler_named(name, make(self.clone()))
+            })
     }
 
     /// The application that keeps the entities' events.
