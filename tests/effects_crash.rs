@@ -1,17 +1,21 @@
-//! The crash test of reliable effects: the entities example, which fills
-//! counters and notifies an admin endpoint (served here) of each full one,
-//! killed with SIGKILL at random moments while it sends commands and
-//! dispatches notices, then run to completion. Every notice reaches the
-//! endpoint at least once, and the endpoint, keeping each idempotency key
-//! once, sees exactly one per counter, for a counter at ten.
+//! The crash test of reliable effects and messages: the entities example,
+//! which fills counters and notifies an admin endpoint (served here) of
+//! each full one, then has accounts pay each other with messages, killed
+//! with SIGKILL at random moments, then run to completion; on SQLite and on
+//! PostgreSQL. Every notice reaches the endpoint at least once, and the
+//! endpoint, keeping each idempotency key once, sees exactly one per
+//! counter, for a counter at ten; every deposit is applied exactly once.
 
+#[path = "../examples/entities/accounts.rs"]
+mod accounts;
 #[path = "../examples/entities/admin.rs"]
 mod admin;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
-const COUNTERS: u64 = 2_000;
+const COUNTERS: u64 = 1_000;
+const PAIRS: u64 = 100;
 const KILLS: usize = 8;
 
 /// A small xorshift generator: kill times need to vary, not to be secure.
@@ -37,13 +41,31 @@ fn program(url: &str, admin_url: &str) -> Command {
             "--admin-url",
             admin_url,
         ])
+        .args(["--pairs", &PAIRS.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
     command
 }
 
 #[test]
-fn killed_at_random_moments_the_entities_program_notifies_once_per_counter() {
+fn killed_at_random_moments_on_sqlite_the_entities_program_notifies_and_pays_once() {
+    let file = eventsourcing_tests::TempSqlite::new();
+    killed_at_random_moments(&file.url());
+}
+
+#[test]
+fn killed_at_random_moments_on_postgres_the_entities_program_notifies_and_pays_once() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let Some(url) = runtime.block_on(eventsourcing_tests::fresh_postgres_url()) else {
+        return;
+    };
+    killed_at_random_moments(&url);
+}
+
+fn killed_at_random_moments(url: &str) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -56,7 +78,6 @@ fn killed_at_random_moments_the_entities_program_notifies_once_per_counter() {
         admin.serve(listener);
         url
     });
-    let file = eventsourcing_tests::TempSqlite::new();
     let seed = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64)
@@ -66,8 +87,8 @@ fn killed_at_random_moments_the_entities_program_notifies_once_per_counter() {
 
     let mut finished_early = 0;
     for _ in 0..KILLS {
-        let mut child = program(&file.url(), &admin_url).spawn().expect("the program starts");
-        std::thread::sleep(Duration::from_millis(20 + random.below(250)));
+        let mut child = program(url, &admin_url).spawn().expect("the program starts");
+        std::thread::sleep(Duration::from_millis(20 + random.below(500)));
         if child.try_wait().expect("the program can be waited for").is_some() {
             finished_early += 1;
             continue;
@@ -84,7 +105,7 @@ fn killed_at_random_moments_the_entities_program_notifies_once_per_counter() {
         "raise COUNTERS so that the program is killed mid-run"
     );
 
-    let status = program(&file.url(), &admin_url)
+    let status = program(url, &admin_url)
         .status()
         .expect("the program runs to completion");
     assert!(
@@ -106,5 +127,19 @@ fn killed_at_random_moments_the_entities_program_notifies_once_per_counter() {
     counters.dedup();
     assert_eq!(counters.len() as u64, COUNTERS, "for every counter, once");
     eprintln!("{} deliveries for {} notices", admin.deliveries(), admin.unique());
+
+    // Every deposit applied once: each payee holds what its payer had.
+    runtime.block_on(async {
+        let store = eventsourcing::Store::open(url).await.unwrap();
+        let entities = eventsourcing::entities::Entities::open(&store, "entities")
+            .await
+            .unwrap();
+        for n in 0..PAIRS {
+            let (payer, payee) = accounts::pair(n);
+            let payer: accounts::Account = entities.load(payer).await.unwrap();
+            let payee: accounts::Account = entities.load(payee).await.unwrap();
+            assert_eq!((payer.balance, payee.balance), (0, accounts::OPENING), "pair {n}");
+        }
+    });
     drop(runtime);
 }

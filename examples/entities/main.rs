@@ -4,27 +4,34 @@
 //! the outbox with the tenth event, and POSTed by a dispatcher to the
 //! admin's HTTP endpoint (an axum server in this program, or `--admin-url`)
 //! with the effect's id as its `Idempotency-Key`, until it is accepted.
+//! Then pairs of accounts pay each other: each transfer withdraws from one
+//! account and sends the other a deposit, a message between entities
+//! delivered exactly once.
 //!
 //! ```text
 //! cargo run --release --example entities
 //! cargo run --release --example entities -- --counters 1000 --fresh
 //! ```
 //!
-//! Options: `--counters N` (100), `--url URL` (the SQLite file
-//! `entities.db`), `--fresh` (delete it first), `--admin-url URL` (post to
-//! an endpoint elsewhere instead of starting one).
+//! Options: `--counters N` (100), `--pairs N` of accounts (50), `--url URL`
+//! (the SQLite file `entities.db`), `--fresh` (delete it first),
+//! `--admin-url URL` (post to an endpoint elsewhere instead of starting
+//! one).
 //!
 //! Kill it at any moment and run it again: it increases only counters not
-//! yet at ten, and delivers the notices still in the outbox. Every counter
-//! ends at ten, and the admin sees one notice per counter (a notice posted
-//! again after a crash carries the same key).
+//! yet at ten, pays only what is left to pay, and delivers what is still in
+//! the outbox. Every counter ends at ten, the admin sees one notice per
+//! counter (a notice posted again after a crash carries the same key), and
+//! every paid account ends with exactly what its payer paid.
 
+#[path = "accounts.rs"]
+mod accounts;
 #[path = "admin.rs"]
 mod admin;
 
 use std::time::{Duration, Instant};
 
-use eventsourcing::entities::{DispatchOptions, Dispatcher, EffectHandler, Entities, Entity};
+use eventsourcing::entities::{DispatchOptions, EffectHandler, Entities, Entity};
 use eventsourcing::prelude::*;
 use eventsourcing::{HandlerError, Recorder, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -105,6 +112,7 @@ fn counter_id(n: u64) -> Uuid {
 
 struct Options {
     counters: u64,
+    pairs: u64,
     url: String,
     fresh: bool,
     admin_url: Option<String>,
@@ -113,6 +121,7 @@ struct Options {
 fn options() -> Result<Options, String> {
     let mut options = Options {
         counters: 100,
+        pairs: 50,
         url: "sqlite://entities.db".to_owned(),
         fresh: false,
         admin_url: None,
@@ -122,6 +131,7 @@ fn options() -> Result<Options, String> {
         let mut value = || args.next().ok_or(format!("{arg} needs a value"));
         match arg.as_str() {
             "--counters" => options.counters = value()?.parse().map_err(|e| format!("--counters: {e}"))?,
+            "--pairs" => options.pairs = value()?.parse().map_err(|e| format!("--pairs: {e}"))?,
             "--url" => options.url = value()?,
             "--fresh" => options.fresh = true,
             "--admin-url" => options.admin_url = Some(value()?),
@@ -168,8 +178,11 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     };
 
     let store = Store::open(&options.url).await?;
-    let entities = Entities::open(&store, "counters").await?;
-    let dispatching = Dispatcher::new(entities.app())
+    let entities = Entities::open(&store, "entities")
+        .await?
+        .with_message::<accounts::Deposit>();
+    let dispatching = entities
+        .dispatcher()
         .handler(PostToAdmin {
             client: reqwest::Client::new(),
             url: admin_url,
@@ -215,7 +228,48 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         sends as f64 / seconds
     );
 
-    // Then until every notice is out of the outbox.
+    // Each payer pays its payee in transfers until it is empty.
+    let started = Instant::now();
+    let payers: Vec<_> = (0..10)
+        .map(|client| {
+            let entities = entities.clone();
+            let pairs = options.pairs;
+            tokio::spawn(async move {
+                let mut transfers = 0u64;
+                for n in (client..pairs).step_by(10) {
+                    let (payer, payee) = accounts::pair(n);
+                    entities
+                        .send(payer, |a: &mut Entity<accounts::Account>| {
+                            a.open(accounts::OPENING);
+                            Ok::<_, &str>(())
+                        })
+                        .await?;
+                    loop {
+                        match entities
+                            .send(payer, move |a: &mut Entity<_>| accounts::pay(a, payee))
+                            .await
+                        {
+                            Ok(_) => transfers += 1,
+                            Err(eventsourcing::Error::Refused { .. }) => break,
+                            Err(error) => return Err(error),
+                        }
+                    }
+                }
+                Ok(transfers)
+            })
+        })
+        .collect();
+    let mut transfers = 0;
+    for payer in payers {
+        transfers += payer.await??;
+    }
+    println!(
+        "{} payers paid out: {transfers} transfers in {:.2} s",
+        options.pairs,
+        started.elapsed().as_secs_f64()
+    );
+
+    // Then until every notice and deposit is out of the outbox.
     let outbox = entities.app().recorder().clone();
     loop {
         let due = outbox.due_outgoing(Timestamp::from_micros(i64::MAX), 1).await?;
@@ -235,6 +289,25 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     dispatching.stop().await;
     println!("all {} notices delivered", options.counters);
+    for n in 0..options.pairs {
+        let (payer, payee) = accounts::pair(n);
+        let (payer, payee): (accounts::Account, accounts::Account) =
+            (entities.load(payer).await?, entities.load(payee).await?);
+        if (payer.balance, payee.balance) != (0, accounts::OPENING) {
+            return Err(format!(
+                "pair {n}: the payer has {} and the payee {}, not 0 and {}",
+                payer.balance,
+                payee.balance,
+                accounts::OPENING
+            )
+            .into());
+        }
+    }
+    println!(
+        "all {} deposits delivered once: every payee holds {}",
+        options.pairs * accounts::OPENING / accounts::TRANSFER,
+        accounts::OPENING
+    );
     if options.admin_url.is_none() {
         // Notices of counters filled by an earlier run went to its admin.
         println!(
