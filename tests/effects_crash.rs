@@ -6,7 +6,9 @@
 //! endpoint, keeping each idempotency key once, sees exactly one per
 //! counter, for a counter at ten; every deposit is applied exactly once.
 
+// The accounts of the program, read back here: it uses the rest.
 #[path = "../examples/entities/accounts.rs"]
+#[allow(dead_code)]
 mod accounts;
 #[path = "../examples/entities/admin.rs"]
 mod admin;
