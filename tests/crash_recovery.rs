@@ -11,7 +11,7 @@ mod domain;
 mod orders_check;
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use eventsourcing::Store;
 
@@ -19,18 +19,6 @@ use eventsourcing::Store;
 const KILLS: usize = 24;
 /// Enough orders that the program is still busy after all the kills.
 const ORDERS: u64 = 30_000;
-
-/// A small xorshift generator: kill times need to vary, not to be secure.
-struct Random(u64);
-
-impl Random {
-    fn below(&mut self, bound: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % bound
-    }
-}
 
 fn orders_program(url: &str, runner: &str) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_orders"));
@@ -45,12 +33,7 @@ fn orders_program(url: &str, runner: &str) -> Command {
 #[test]
 fn killed_at_random_moments_the_orders_program_ends_as_if_never_stopped() {
     let file = eventsourcing_tests::TempSqlite::new();
-    let seed = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64)
-        | 1;
-    let mut random = Random(seed);
-    eprintln!("crash test seed {seed}");
+    let mut random = eventsourcing_tests::Random::from_clock("crash test");
 
     let started = Instant::now();
     let mut kills = 0;

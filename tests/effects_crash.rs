@@ -14,23 +14,11 @@ mod accounts;
 mod admin;
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 const COUNTERS: u64 = 1_000;
 const PAIRS: u64 = 100;
 const KILLS: usize = 8;
-
-/// A small xorshift generator: kill times need to vary, not to be secure.
-struct Random(u64);
-
-impl Random {
-    fn below(&mut self, bound: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % bound
-    }
-}
 
 fn program(url: &str, admin_url: &str) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_entities"));
@@ -80,12 +68,7 @@ fn killed_at_random_moments(url: &str) {
         admin.serve(listener);
         url
     });
-    let seed = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64)
-        | 1;
-    let mut random = Random(seed);
-    eprintln!("effects crash test seed {seed}");
+    let mut random = eventsourcing_tests::Random::from_clock("effects crash test");
 
     let mut finished_early = 0;
     for _ in 0..KILLS {

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use eventsourcing::{AppName, Notification, NotificationSource, Recorder, Store, Versions};
 use eventsourcing_tests::TempSqlite;
@@ -25,18 +25,6 @@ const ORDERS: u64 = 1_500;
 const RATE: u64 = 250;
 /// Kills of each side.
 const KILLS: usize = 3;
-
-/// A small xorshift generator: kill times need to vary, not to be secure.
-struct Random(u64);
-
-impl Random {
-    fn below(&mut self, bound: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % bound
-    }
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -152,12 +140,7 @@ fn count_by_order(log: &[Notification], topic: &str) -> HashMap<Uuid, u32> {
 
 #[test]
 fn killed_on_either_side_the_split_orders_system_ends_as_if_never_stopped() {
-    let seed = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64)
-        | 1;
-    let mut random = Random(seed);
-    eprintln!("split crash test seed {seed}");
+    let mut random = eventsourcing_tests::Random::from_clock("split crash test");
 
     let (shop_port, warehouse_port) = (free_port(), free_port());
     let mut warehouse = Side::new("warehouse", warehouse_port, shop_port);

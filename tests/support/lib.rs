@@ -207,6 +207,31 @@ macro_rules! on_every_fresh_backend {
 
 /// An application name no other test uses, so tests sharing one database
 /// never see each other's tables.
+/// A small xorshift generator for crash tests' kill times, which need to
+/// vary from run to run, not to be secure.
+pub struct Random(u64);
+
+impl Random {
+    /// Seeded from the clock; the seed is printed, labelled `what`, so a
+    /// failing run can be told apart.
+    pub fn from_clock(what: &str) -> Self {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::SystemTime::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+            | 1;
+        eprintln!("{what} seed {seed}");
+        Self(seed)
+    }
+
+    /// A number below `bound`.
+    pub fn below(&mut self, bound: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % bound
+    }
+}
+
 pub fn unique_app(prefix: &str) -> AppName {
     AppName::new(format!("{prefix}_{}", &Uuid::new_v4().simple().to_string()[..12])).expect("valid name")
 }
