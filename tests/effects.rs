@@ -277,3 +277,41 @@ async fn a_running_dispatcher_delivers_what_is_recorded_while_it_runs() {
     expected.sort_unstable();
     assert_eq!(counters, expected, "one notice per counter");
 }
+
+/// A handler that panics on every delivery.
+struct Panics;
+
+impl EffectHandler for Panics {
+    type Effect = Notice;
+    const NAME: &'static str = "notify_admin";
+
+    async fn deliver(&self, _: Uuid, _: Notice) -> Result<(), HandlerError> {
+        panic!("the handler's bug")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_that_panics_counts_as_a_failure_and_is_parked() {
+    let store = Store::open("memory:").await.unwrap();
+    let entities = open(&store).await;
+    let id = Uuid::new_v4();
+    for _ in 0..3 {
+        entities.send(id, increase).await.unwrap();
+    }
+    let dispatcher = Dispatcher::new(entities.app()).handler(Panics).with_options(
+        DispatchOptions::default()
+            .max_attempts(2)
+            .backoff(Duration::ZERO, Duration::ZERO),
+    );
+    assert_eq!(dispatcher.dispatch_due().await.unwrap().failed, 1);
+    assert_eq!(
+        dispatcher.dispatch_due().await.unwrap().parked,
+        1,
+        "not retried for ever"
+    );
+    let parked = dispatcher.parked().await.unwrap();
+    assert_eq!(
+        (parked[0].attempts, parked[0].last_error.as_deref()),
+        (2, Some("the handler panicked"))
+    );
+}

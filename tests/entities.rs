@@ -344,3 +344,26 @@ async fn an_idle_entity_is_deactivated_and_comes_back_on_the_next_send() {
     assert_eq!(sent.reply, 2, "read again from the store");
     assert_eq!(entities.active(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_that_panics_stops_only_its_own_send() {
+    let store = Store::open("memory:").await.unwrap();
+    let entities = open(&store).await;
+    let id = Uuid::new_v4();
+    entities.send(id, increase).await.unwrap();
+    let error = entities
+        .send(id, |c: &mut Entity<Counter>| -> std::result::Result<(), &str> {
+            c.increase(1);
+            panic!("a bug in the command")
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, Error::EntityStopped { entity: "Counter", .. }),
+        "{error}"
+    );
+    // The entity comes back, as the store has it: the panicking command
+    // recorded nothing.
+    let sent = entities.send(id, increase).await.unwrap();
+    assert_eq!((sent.reply, sent.version), (2, 2));
+}

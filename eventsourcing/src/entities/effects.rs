@@ -188,33 +188,30 @@ impl Dispatcher {
     pub async fn dispatch_due(&self) -> Result<Dispatched> {
         let due = self.recorder.due_outgoing(Timestamp::now(), self.options.batch).await?;
         let mut deliveries = JoinSet::new();
+        // Each delivery's effect, by its task: a task that panics leaves its
+        // failure to be recorded like any other.
+        let mut in_flight = HashMap::new();
         for outgoing in due {
             let handler = self.handlers.get(outgoing.handler.as_str()).cloned();
             let timeout = self.options.timeout;
-            deliveries.spawn(async move {
-                let result = match handler {
-                    None => Err(None),
-                    Some(handler) => {
-                        match tokio::time::timeout(
-                            timeout,
-                            handler.deliver_bytes(outgoing.id, outgoing.payload.clone()),
-                        )
-                        .await
-                        {
-                            Ok(Ok(())) => Ok(()),
-                            Ok(Err(error)) => Err(Some(crate::process::worker::error_chain(&*error))),
-                            Err(_) => Err(Some(format!("no answer within {timeout:?}"))),
-                        }
-                    }
-                };
-                (outgoing, result)
+            let (key, payload) = (outgoing.id, outgoing.payload.clone());
+            let task = deliveries.spawn(async move {
+                let Some(handler) = handler else { return Err(None) };
+                match tokio::time::timeout(timeout, handler.deliver_bytes(key, payload)).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(error)) => Err(Some(crate::process::worker::error_chain(&*error))),
+                    Err(_) => Err(Some(format!("no answer within {timeout:?}"))),
+                }
             });
+            in_flight.insert(task.id(), outgoing);
         }
         let mut dispatched = Dispatched::default();
-        while let Some(joined) = deliveries.join_next().await {
-            let Ok((outgoing, result)) = joined else {
-                // A handler that panicked: its effect is due again as it was.
-                dispatched.failed += 1;
+        while let Some(joined) = deliveries.join_next_with_id().await {
+            let (task, result) = match joined {
+                Ok(done) => done,
+                Err(error) => (error.id(), Err(Some("the handler panicked".to_owned()))),
+            };
+            let Some(outgoing) = in_flight.remove(&task) else {
                 continue;
             };
             match self.record(&outgoing, result).await? {
