@@ -418,3 +418,15 @@ async fn a_follower_refuses_an_upstream_log_shorter_than_what_it_processed() {
     );
     assert_eq!(pongs(&ponger_store).await.len(), 30, "nothing more processed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_of_an_application_that_runs_elsewhere_is_refused() {
+    let store = Store::open("memory:").await.unwrap();
+    let options = ProcessOptions::default()
+        .upstream::<Pinger>(Upstream::http("http://127.0.0.1:9"))
+        .instance(Pinger);
+    let error = Runner::single_threaded(system!(Pinger => Ponger), &store, options)
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("runs in another process"), "{error}");
+}

@@ -129,6 +129,14 @@ pub(crate) fn policies(system: &System, options: &ProcessOptions) -> Result<Vec<
     apps.iter()
         .map(|app| {
             if elsewhere.contains(&app.name) {
+                if options.instances.of(app).is_some() {
+                    return Err(Error::Runner {
+                        reason: format!(
+                            "the process options give an instance of `{}` and say that it runs in another process (`ProcessOptions::upstream`), where its instance is made; remove one or the other",
+                            app.name
+                        ),
+                    });
+                }
                 return Ok(None);
             }
             match (options.instances.of(app), &app.default) {
