@@ -178,7 +178,7 @@ async fn a_failing_delivery_is_retried_with_backoff_then_parked_retried_and_disc
     inbox.failures.store(100, Ordering::SeqCst);
     let options = DispatchOptions::default()
         .max_attempts(3)
-        .backoff(Duration::from_millis(20), Duration::from_millis(40));
+        .backoff(Duration::from_millis(300), Duration::from_millis(600));
     let dispatcher = Dispatcher::new(entities.app())
         .handler(inbox.clone())
         .with_options(options);
@@ -194,9 +194,9 @@ async fn a_failing_delivery_is_retried_with_backoff_then_parked_retried_and_disc
         0,
         "not due again before its backoff"
     );
-    tokio::time::sleep(Duration::from_millis(60)).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(dispatcher.dispatch_due().await.unwrap().failed, 1);
-    tokio::time::sleep(Duration::from_millis(60)).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(
         dispatcher.dispatch_due().await.unwrap().parked,
         1,
@@ -207,7 +207,7 @@ async fn a_failing_delivery_is_retried_with_backoff_then_parked_retried_and_disc
     assert_eq!(parked.len(), 1);
     assert_eq!(parked[0].attempts, 3);
     assert_eq!(parked[0].last_error.as_deref(), Some("the mail server is down"));
-    tokio::time::sleep(Duration::from_millis(60)).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(
         dispatcher.dispatch_due().await.unwrap(),
         Default::default(),

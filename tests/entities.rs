@@ -333,12 +333,12 @@ async fn an_idle_entity_is_deactivated_and_comes_back_on_the_next_send() {
     let store = Store::open("memory:").await.unwrap();
     let entities = open(&store)
         .await
-        .with_options(EntityOptions::default().idle_timeout(Duration::from_millis(50)));
+        .with_options(EntityOptions::default().idle_timeout(Duration::from_millis(400)));
     let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
     entities.send(a, increase).await.unwrap();
     entities.send(b, increase).await.unwrap();
     assert_eq!(entities.active(), 2);
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(entities.active(), 0, "both went idle");
     let sent = entities.send(a, increase).await.unwrap();
     assert_eq!(sent.reply, 2, "read again from the store");
