@@ -595,7 +595,7 @@ impl Runner {
             // A log served elsewhere matters here only if an application
             // here follows it.
             let mut partitions = Vec::new();
-            if self.apps[i].is_some() || self.followed_here(i) {
+            if self.apps[i].is_some() || followed_here(&self.system, &self.apps, self.system.app_specs()[i].name) {
                 for partition in 0..log.partitions() {
                     partitions.push(log.max_notification_id(partition).await?);
                 }
@@ -622,16 +622,6 @@ impl Runner {
             }
         }
         Ok((heads, lag))
-    }
-
-    /// Whether an application that runs here follows the `u`-th.
-    fn followed_here(&self, u: usize) -> bool {
-        let name = self.system.app_specs()[u].name;
-        self.system
-            .app_specs()
-            .iter()
-            .zip(&self.apps)
-            .any(|(spec, app)| app.is_some() && self.system.upstreams(spec.name).any(|up| up == name))
     }
 
     /// Every log's heads, and whether every follower has reached the heads
@@ -878,6 +868,16 @@ pub(crate) fn worker(
     )
 }
 
+/// Whether an application of `system` that runs here (`apps`, in the
+/// system's order) follows the application `name`.
+fn followed_here(system: &System, apps: &[Option<Application>], name: &str) -> bool {
+    system
+        .app_specs()
+        .iter()
+        .zip(apps)
+        .any(|(spec, app)| app.is_some() && system.upstreams(spec.name).any(|up| up == name))
+}
+
 /// A task for each partition of each log served by another process that
 /// an application here follows: it waits on the server's long poll and
 /// wakes the followers when the partition grows. (Polling stays the
@@ -890,16 +890,9 @@ fn prompt_followers_of_remote_logs(
 ) -> Vec<tokio::task::AbortHandle> {
     #[cfg(feature = "http")]
     {
-        let followed = |name: &str| {
-            system
-                .app_specs()
-                .iter()
-                .zip(apps)
-                .any(|(spec, app)| app.is_some() && system.upstreams(spec.name).any(|up| up == name))
-        };
         logs.iter()
             .filter_map(|log| match log {
-                UpstreamLog::Http(log) if followed(log.app().as_str()) => Some(log),
+                UpstreamLog::Http(log) if followed_here(system, apps, log.app().as_str()) => Some(log),
                 _ => None,
             })
             .flat_map(|log| (0..log.partitions()).map(move |partition| (log, partition)))

@@ -97,13 +97,9 @@ async fn write(recorder: AnyRecorder, partition: u32, mut commits: mpsc::Unbound
         // A delivery that consumes a message is written on its own: one
         // consumed effect per transaction.
         let (alone, group): (Vec<Commit>, Vec<Commit>) = group.into_iter().partition(|c| c.outbox.consume.is_some());
-        for Commit { events, outbox, answer } in alone {
-            let _ = answer.send(recorder.insert_with_outbox(partition, events, outbox).await);
-        }
+        write_each(&recorder, partition, alone).await;
         if group.len() <= 1 {
-            for Commit { events, outbox, answer } in group {
-                let _ = answer.send(recorder.insert_with_outbox(partition, events, outbox).await);
-            }
+            write_each(&recorder, partition, group).await;
             continue;
         }
         let events: Vec<StoredEvent> = group.iter().flat_map(|c| c.events.iter().cloned()).collect();
@@ -120,11 +116,16 @@ async fn write(recorder: AnyRecorder, partition: u32, mut commits: mpsc::Unbound
             }
             Err(error) => {
                 tracing::debug!(%error, commits = group.len(), "a group of entity commits failed; writing them one by one");
-                for Commit { events, outbox, answer } in group {
-                    let _ = answer.send(recorder.insert_with_outbox(partition, events, outbox).await);
-                }
+                write_each(&recorder, partition, group).await;
             }
         }
+    }
+}
+
+/// Writes `commits` one by one, each answered with its own outcome.
+async fn write_each(recorder: &AnyRecorder, partition: u32, commits: Vec<Commit>) {
+    for Commit { events, outbox, answer } in commits {
+        let _ = answer.send(recorder.insert_with_outbox(partition, events, outbox).await);
     }
 }
 
