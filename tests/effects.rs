@@ -258,7 +258,8 @@ async fn a_running_dispatcher_delivers_what_is_recorded_while_it_runs() {
     let running = Dispatcher::new(entities.app())
         .handler(inbox.clone())
         .with_options(DispatchOptions::default().poll_interval(Duration::from_millis(10)))
-        .start();
+        .start()
+        .unwrap();
     let ids: Vec<Uuid> = (0..20).map(|_| Uuid::new_v4()).collect();
     for id in &ids {
         for _ in 0..3 {
@@ -314,4 +315,51 @@ async fn a_handler_that_panics_counts_as_a_failure_and_is_parked() {
         (parked[0].attempts, parked[0].last_error.as_deref()),
         (2, Some("the handler panicked"))
     );
+}
+
+/// Another handler that says its effects are `notify_admin` too.
+struct AlsoNotifies;
+
+impl EffectHandler for AlsoNotifies {
+    type Effect = Notice;
+    const NAME: &'static str = "notify_admin";
+
+    async fn deliver(&self, _: Uuid, _: Notice) -> Result<(), HandlerError> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_handlers_of_one_name_are_refused_and_nothing_is_delivered() {
+    let store = Store::open("memory:").await.unwrap();
+    let entities = open(&store).await;
+    let id = Uuid::new_v4();
+    for _ in 0..3 {
+        entities.send(id, increase).await.unwrap();
+    }
+    let inbox = Inbox::default();
+    let dispatcher = Dispatcher::new(entities.app())
+        .handler(inbox.clone())
+        .handler(AlsoNotifies);
+    let error = dispatcher.dispatch_due().await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::HandlerClash {
+                name: "notify_admin",
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert!(error.to_string().contains("AlsoNotifies"), "{error}");
+    assert!(dispatcher.clone().start().is_err());
+    assert!(inbox.notices().is_empty());
+    let due = entities
+        .app()
+        .recorder()
+        .due_outgoing(Timestamp::now(), 10)
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 1, "the effect waits, undelivered and unparked");
 }

@@ -177,3 +177,39 @@ async fn a_message_no_dispatcher_knows_is_parked_and_says_how_to_fix_it() {
     let error = dispatcher.parked().await.unwrap()[0].last_error.clone().unwrap();
     assert!(error.contains("Entities::with_message"), "{error}");
 }
+
+/// Another message type that says it is a `deposit`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Refund {
+    pub amount: u64,
+}
+
+impl Message for Refund {
+    type Target = Account;
+    const NAME: &'static str = "deposit";
+
+    fn apply(self, account: &mut Entity<'_, Account>) -> Result<(), HandlerError> {
+        account.deposit(self.amount);
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_message_types_of_one_name_are_refused() {
+    let store = Store::open("memory:").await.unwrap();
+    let entities = Entities::open(&store, unique_app("accounts").as_str())
+        .await
+        .unwrap()
+        .with_message::<Deposit>()
+        .with_message::<Refund>()
+        // The same type twice is one handler.
+        .with_message::<Refund>();
+    let error = entities.dispatcher().dispatch_due().await.unwrap_err();
+    assert!(matches!(error, Error::HandlerClash { name: "deposit", .. }), "{error}");
+    let fine = Entities::open(&store, unique_app("accounts").as_str())
+        .await
+        .unwrap()
+        .with_message::<Deposit>()
+        .with_message::<Deposit>();
+    assert!(fine.dispatcher().dispatch_due().await.is_ok());
+}

@@ -514,6 +514,21 @@ pub enum Error {
         id: Uuid,
     },
 
+    /// Two handlers of effects (or entity messages) given one name: an
+    /// effect finds its handler by the name it carries, so it could not
+    /// tell them apart. The dispatcher delivers nothing.
+    #[error(
+        "two handlers of effects are named `{name}`: `{first}` and `{second}`; an effect finds its handler by name, so give each a NAME of its own"
+    )]
+    HandlerClash {
+        /// The name both carry.
+        name: &'static str,
+        /// The first handler's type.
+        first: &'static str,
+        /// The second handler's type.
+        second: &'static str,
+    },
+
     /// A command sent to an entity refused: it returned an error, so
     /// nothing was recorded and its effects were dropped. The source is the
     /// command's own error.

@@ -192,7 +192,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
                 .poll_interval(Duration::from_millis(20))
                 .backoff(Duration::from_millis(50), Duration::from_secs(2)),
         )
-        .start();
+        .start()?;
 
     // Every counter to ten, ten clients at a time: each sends to its own
     // counters, one increase after another, until it refuses.

@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 use uuid::Uuid;
 
 use crate::store::{Outgoing, OutgoingChange};
-use crate::{AnyRecorder, Application, HandlerError, Recorder, Result, Timestamp};
+use crate::{AnyRecorder, Application, Error, HandlerError, Recorder, Result, Timestamp};
 
 /// Delivers one kind of reliable effect: a notice, an email, an HTTP call.
 /// Construct it with its dependencies (a client, a configuration) and give
@@ -128,7 +128,11 @@ impl DispatchOptions {
 #[derive(Clone)]
 pub struct Dispatcher {
     recorder: AnyRecorder,
-    handlers: HashMap<&'static str, Arc<dyn DynHandler>>,
+    /// Each handler by the name its effects carry, with its type's name.
+    handlers: HashMap<&'static str, (Arc<dyn DynHandler>, &'static str)>,
+    /// Two handlers given one name (it, and their types), which effects
+    /// could not tell apart.
+    clash: Option<(&'static str, &'static str, &'static str)>,
     options: DispatchOptions,
 }
 
@@ -160,21 +164,42 @@ impl Dispatcher {
         Self {
             recorder: app.recorder().clone(),
             handlers: HashMap::new(),
+            clash: None,
             options: DispatchOptions::default(),
         }
     }
 
     /// Delivers the effects named [`H::NAME`](EffectHandler::NAME) with `handler`.
-    pub fn handler<H: EffectHandler>(mut self, handler: H) -> Self {
-        self.handlers.insert(H::NAME, Arc::new(handler));
-        self
+    ///
+    /// Two handlers of one name (or a handler named like an entity message)
+    /// cannot both be found from their effects: the dispatcher then refuses
+    /// to deliver, with [`Error::HandlerClash`].
+    pub fn handler<H: EffectHandler>(self, handler: H) -> Self {
+        self.handler_named(H::NAME, std::any::type_name::<H>(), Arc::new(handler))
     }
 
     /// Delivers the effects named `name` with `handler` (an entity
     /// message's deliverer).
-    pub(super) fn handler_named(mut self, name: &'static str, handler: Arc<dyn DynHandler>) -> Self {
-        self.handlers.insert(name, handler);
+    pub(super) fn handler_named(
+        mut self,
+        name: &'static str,
+        type_name: &'static str,
+        handler: Arc<dyn DynHandler>,
+    ) -> Self {
+        if let Some((_, first)) = self.handlers.insert(name, (handler, type_name))
+            && self.clash.is_none()
+        {
+            self.clash = Some((name, first, type_name));
+        }
         self
+    }
+
+    /// Fails if two handlers share a name.
+    fn check_names(&self) -> Result<()> {
+        match self.clash {
+            Some((name, first, second)) => Err(Error::HandlerClash { name, first, second }),
+            None => Ok(()),
+        }
     }
 
     /// With `options`.
@@ -185,14 +210,18 @@ impl Dispatcher {
 
     /// Delivers the effects due now (up to [`DispatchOptions::batch`]), at
     /// once, and records how each went.
+    ///
+    /// Fails with [`Error::HandlerClash`] if two of its handlers share a
+    /// name, delivering nothing.
     pub async fn dispatch_due(&self) -> Result<Dispatched> {
+        self.check_names()?;
         let due = self.recorder.due_outgoing(Timestamp::now(), self.options.batch).await?;
         let mut deliveries = JoinSet::new();
         // Each delivery's effect, by its task: a task that panics leaves its
         // failure to be recorded like any other.
         let mut in_flight = HashMap::new();
         for outgoing in due {
-            let handler = self.handlers.get(outgoing.handler.as_str()).cloned();
+            let handler = self.handlers.get(outgoing.handler.as_str()).map(|(h, _)| h.clone());
             let timeout = self.options.timeout;
             let (key, payload) = (outgoing.id, outgoing.payload.clone());
             let task = deliveries.spawn(async move {
@@ -267,7 +296,11 @@ impl Dispatcher {
     /// Delivers due effects every [`DispatchOptions::poll_interval`] until
     /// stopped, on a task of its own. A pass that fails (the store is
     /// unreachable) is logged and tried again at the next interval.
-    pub fn start(self) -> Dispatching {
+    ///
+    /// Fails with [`Error::HandlerClash`] if two of its handlers share a
+    /// name.
+    pub fn start(self) -> Result<Dispatching> {
+        self.check_names()?;
         let interval = self.options.poll_interval;
         let task = tokio::spawn(async move {
             loop {
@@ -285,7 +318,7 @@ impl Dispatcher {
                 tokio::time::sleep(interval).await;
             }
         });
-        Dispatching { task }
+        Ok(Dispatching { task })
     }
 
     /// The parked effects, oldest first.

@@ -137,8 +137,9 @@ pub struct Sent<R> {
 pub struct Entities {
     app: Application,
     committer: commits::Committer,
-    /// The messages these entities exchange, each with what delivers it.
-    messages: Vec<(&'static str, messages::MakeHandler)>,
+    /// The messages these entities exchange, each with its type's name and
+    /// what delivers it.
+    messages: Vec<(&'static str, &'static str, messages::MakeHandler)>,
     options: EntityOptions,
     activations: Activations,
 }
@@ -169,9 +170,14 @@ impl Entities {
     /// Lets these entities exchange messages of type `M`
     /// ([`Entity::send_message`]): the [`dispatcher`](Self::dispatcher)
     /// delivers them.
+    ///
+    /// Two message types of one name cannot be told apart in the outbox:
+    /// the dispatcher then refuses to deliver, with [`Error::HandlerClash`].
     pub fn with_message<M: Message>(mut self) -> Self {
-        self.messages.retain(|(name, _)| *name != M::NAME);
-        self.messages.push((M::NAME, messages::make_handler::<M>));
+        let type_name = std::any::type_name::<M>();
+        self.messages
+            .retain(|(name, other, _)| *name != M::NAME || *other != type_name);
+        self.messages.push((M::NAME, type_name, messages::make_handler::<M>));
         self
     }
 
@@ -181,8 +187,8 @@ impl Entities {
     pub fn dispatcher(&self) -> Dispatcher {
         self.messages
             .iter()
-            .fold(Dispatcher::new(&self.app), |dispatcher, (name, make)| {
-                dispatcher.handler_named(name, make(self.clone()))
+            .fold(Dispatcher::new(&self.app), |dispatcher, (name, type_name, make)| {
+                dispatcher.handler_named(name, type_name, make(self.clone()))
             })
     }
 
