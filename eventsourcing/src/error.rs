@@ -22,6 +22,32 @@ pub enum Error {
         reason: &'static str,
     },
 
+    /// Another process application runs an application of this name in
+    /// this store (and namespace): two systems would share its tables.
+    #[error(
+        "application `{app}`{} is run by `{claimed_by}` in this store, and `{claimant}` is another application of that name: the two systems would share its tables and tracking, and one of them would process nothing. Give one system a namespace of its own (`store.namespaced(\"…\")`), or one application another name (`#[policy(name = \"…\")]`); if `{claimant}` is `{claimed_by}` moved or renamed, release the old claim with `store.release_claim(&AppName::new(\"{app}\")?)` while none of its runners run",
+        in_namespace(namespace.as_deref())
+    )]
+    SystemClash {
+        /// The application's name.
+        app: String,
+        /// Its namespace, if any.
+        namespace: Option<String>,
+        /// The process application that runs it (its module path).
+        claimed_by: String,
+        /// The one that was refused.
+        claimant: String,
+    },
+
+    /// A namespace that cannot name tables.
+    #[error("invalid namespace `{namespace}`: {reason}")]
+    InvalidNamespace {
+        /// The namespace as given.
+        namespace: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// Another writer recorded this aggregate version first: optimistic
     /// concurrency control rejected the whole transaction.
     #[error(
@@ -638,3 +664,8 @@ pub enum Error {
 
 /// The runtime's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// ` in namespace `ns`` for a namespace, or nothing.
+fn in_namespace(namespace: Option<&str>) -> String {
+    namespace.map(|ns| format!(" in namespace `{ns}`")).unwrap_or_default()
+}

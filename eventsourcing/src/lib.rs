@@ -15,6 +15,7 @@ extern crate self as eventsourcing;
 mod aggregate;
 mod app_name;
 mod application;
+
 pub mod codec;
 pub mod entities;
 mod error;
@@ -32,7 +33,7 @@ mod timestamp;
 pub mod topics;
 
 pub use aggregate::{Aggregate, AggregateMeta, NotApplicable};
-pub use app_name::{AppName, MAX_APP_NAME_LEN};
+pub use app_name::{AppName, MAX_APP_NAME_LEN, MAX_NAMESPACE_LEN, Namespace};
 pub use application::{Application, Unsaved};
 pub use error::{Error, Result};
 pub use event::{DomainEvent, Envelope, EventType, Notification, StoredEvent};

@@ -780,7 +780,7 @@ pub(crate) async fn open_apps(
         }
         // Every log of the system has the system's partitions: a log written
         // with another number is refused rather than followed in part.
-        let recorder = wrap(store.partitioned_recorder(&name, options.partitions).await?);
+        let recorder = wrap(store.claimed_recorder(&name, options.partitions, spec.path).await?);
         logs.push(UpstreamLog::Local(recorder.clone()));
         apps.push(Some(Application::new(recorder)?));
         warm.push(running_app::warm(

@@ -46,6 +46,11 @@ pub fn expand(policy: &Policy) -> TokenStream {
             impl #private::Declares<#private::NoAggregates> for #self_ty {}
         });
     }
+    let type_path = quote!(::core::concat!(
+        ::core::module_path!(),
+        "::",
+        ::core::stringify!(#self_ty)
+    ));
     let type_identity = quote!(::core::concat!(
         ::core::module_path!(),
         "::",
@@ -96,6 +101,8 @@ pub fn expand(policy: &Policy) -> TokenStream {
                 const HANDLERS: &'static [#private::Handler] = &[#(#handler_infos),*];
                 #[doc(hidden)]
                 const __TYPE: &'static str = #type_identity;
+                #[doc(hidden)]
+                const __PATH: &'static str = #type_path;
 
                 // `Some` exactly when the type implements `Default`: see
                 // `DefaultProbe`.

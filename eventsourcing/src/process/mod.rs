@@ -72,6 +72,12 @@ pub trait Process: Sized + Send + Sync + 'static {
     #[doc(hidden)]
     const __TYPE: &'static str;
 
+    /// The type's path (module and name): what a store records as running
+    /// this application, to tell two systems' applications of one name
+    /// apart.
+    #[doc(hidden)]
+    const __PATH: &'static str;
+
     /// Calls the handler for `notification`'s topic, or returns `None` if
     /// the policy handles no event of that topic.
     fn handle<'a>(

@@ -242,7 +242,9 @@ mod tests {
     #[tokio::test]
     async fn an_outage_longer_than_the_budget_surfaces() {
         let recorder = AnyRecorder::Memory(
-            crate::store::memory::MemoryStore::new().recorder(&crate::AppName::new("Orders").unwrap()),
+            crate::store::memory::MemoryStore::new()
+                .recorder(&crate::AppName::new("Orders").unwrap())
+                .unwrap(),
         );
         let budget = Duration::from_millis(400);
         let mut outage = Outage::new(Some("Reservations"), &recorder, budget);

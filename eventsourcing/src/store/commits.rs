@@ -12,7 +12,7 @@
 
 use tokio::sync::broadcast;
 
-use crate::AppName;
+use crate::{AppName, Namespace};
 
 /// How many prompts a subscriber may fall behind by before it is told it
 /// missed some.
@@ -21,7 +21,7 @@ const CAPACITY: usize = 4096;
 /// Events committed to one partition of an application's log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Committed {
-    /// The application whose log grew.
+    /// The application whose log grew (with its namespace, if it has one).
     pub app: AppName,
     /// The partition.
     pub partition: u32,
@@ -43,6 +43,9 @@ pub enum Prompt {
 #[derive(Debug)]
 pub struct Commits {
     receiver: broadcast::Receiver<Prompt>,
+    /// The namespace whose commits this subscription hears: a store's
+    /// feed carries those of every namespace.
+    namespace: Option<Namespace>,
     /// What must live while someone listens (the PostgreSQL listener),
     /// whether or not the store that started it still does.
     _keep_alive: Option<std::sync::Arc<dyn std::fmt::Debug + Send + Sync>>,
@@ -60,10 +63,13 @@ impl Commits {
 
     /// The next prompt; `None` once the store is gone.
     pub async fn next(&mut self) -> Option<Prompt> {
-        match self.receiver.recv().await {
-            Ok(prompt) => Some(prompt),
-            Err(broadcast::error::RecvError::Lagged(_)) => Some(Prompt::Missed),
-            Err(broadcast::error::RecvError::Closed) => None,
+        loop {
+            match self.receiver.recv().await {
+                Ok(Prompt::Committed(c)) if c.app.namespace() != self.namespace.as_ref() => continue,
+                Ok(prompt) => return Some(prompt),
+                Err(broadcast::error::RecvError::Lagged(_)) => return Some(Prompt::Missed),
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
         }
     }
 }
@@ -120,9 +126,12 @@ impl CommitFeed {
         let _ = self.local.send(prompt);
     }
 
-    pub(crate) fn subscribe(&self) -> Commits {
+    /// A subscription to the commits of the applications in `namespace`
+    /// (or in none).
+    pub(crate) fn subscribe(&self, namespace: Option<&Namespace>) -> Commits {
         Commits {
             receiver: self.local.subscribe(),
+            namespace: namespace.cloned(),
             _keep_alive: None,
         }
     }

@@ -5,18 +5,22 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use uuid::Uuid;
 
+use super::claims::Claim;
 use super::{
     CommitFeed, DeadLetter, OutboxWrite, Outgoing, OutgoingChange, Recorder, Tracking, Versions, check_partition,
     check_write, duplicate_in_batch,
 };
-use crate::{AppName, Error, Notification, NotificationSource, Result, StoredEvent, Timestamp};
+use crate::{AppName, Error, Namespace, Notification, NotificationSource, Result, StoredEvent, Timestamp};
 
 /// A store in this process's memory. Clones share the same data, and so do
 /// recorders opened twice for one application.
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStore {
+    /// Each application's tables, by table prefix (with its namespace).
     apps: Arc<Mutex<HashMap<String, Arc<Mutex<Tables>>>>>,
     feed: CommitFeed,
+    /// Where this handle's recorders keep their tables.
+    namespace: Option<Namespace>,
 }
 
 impl MemoryStore {
@@ -27,19 +31,27 @@ impl MemoryStore {
 
     /// The recorder of one application: with one partition if it is new,
     /// else with the partitions it was opened with first.
-    pub fn recorder(&self, app: &AppName) -> MemoryRecorder {
-        let (tables, partitions) = self.tables(app, None);
-        MemoryRecorder {
-            app: app.clone(),
-            tables,
-            partitions,
-            feed: self.feed.clone(),
+    pub fn recorder(&self, app: &AppName) -> Result<MemoryRecorder> {
+        self.recorder_with(app, None)
+    }
+
+    /// This store's data, with recorders that keep their tables in
+    /// `namespace` (see [`Store::namespaced`](crate::Store::namespaced)).
+    pub fn namespaced(&self, namespace: Namespace) -> Self {
+        Self {
+            namespace: Some(namespace),
+            ..self.clone()
         }
+    }
+
+    /// The namespace of this handle's recorders, if any.
+    pub fn namespace(&self) -> Option<&Namespace> {
+        self.namespace.as_ref()
     }
 
     /// A subscription to the commits of this store's recorders.
     pub fn commits(&self) -> super::Commits {
-        self.feed.subscribe()
+        self.feed.subscribe(self.namespace.as_ref())
     }
 
     /// The recorder of one application whose log has `partitions`
@@ -49,10 +61,32 @@ impl MemoryStore {
     }
 
     pub(super) fn recorder_with(&self, app: &AppName, partitions: Option<u32>) -> Result<MemoryRecorder> {
-        let (tables, stored) = self.tables(app, partitions);
-        super::check_partitions_unchanged(app, stored, partitions)?;
+        self.claimed_recorder(app, partitions, Claim::Leave)
+    }
+
+    pub(super) fn claimed_recorder(
+        &self,
+        app: &AppName,
+        partitions: Option<u32>,
+        claim: Claim,
+    ) -> Result<MemoryRecorder> {
+        let app = app.in_namespace(self.namespace.as_ref())?;
+        let (tables, stored) = self.tables(&app, partitions);
+        super::check_partitions_unchanged(&app, stored, partitions)?;
+        {
+            let mut tables = tables.lock().unwrap_or_else(PoisonError::into_inner);
+            match (claim, tables.claimed_by) {
+                (Claim::Leave, _) => {}
+                (Claim::Release, _) => tables.claimed_by = None,
+                (Claim::Take(process), None) => tables.claimed_by = Some(process),
+                (Claim::Take(process), Some(claimed_by)) if claimed_by != process => {
+                    return Err(super::claims::clash(&app, claimed_by.to_owned(), process));
+                }
+                (Claim::Take(_), Some(_)) => {}
+            }
+        }
         Ok(MemoryRecorder {
-            app: app.clone(),
+            app,
             tables,
             partitions: stored,
             feed: self.feed.clone(),
@@ -91,6 +125,8 @@ struct Tables {
     dead_letters: BTreeMap<(String, u32, u64), DeadLetter>,
     /// Effects not yet delivered, by id.
     outbox: BTreeMap<Uuid, Outgoing>,
+    /// The process application that runs these tables, if one claimed them.
+    claimed_by: Option<&'static str>,
 }
 
 fn dead_letter_key(letter: &DeadLetter) -> (String, u32, u64) {
@@ -123,7 +159,7 @@ impl MemoryRecorder {
         if let Some(t) = tracking {
             let found = tables
                 .tracking
-                .get(&(t.upstream.table_prefix().to_owned(), t.partition))
+                .get(&(t.upstream.key().to_owned(), t.partition))
                 .copied();
             if found.unwrap_or(0) != t.previous {
                 return Err(Error::TrackingConflict {
@@ -170,7 +206,7 @@ impl MemoryRecorder {
         if let Some(t) = tracking {
             tables
                 .tracking
-                .insert((t.upstream.table_prefix().to_owned(), t.partition), t.position);
+                .insert((t.upstream.key().to_owned(), t.partition), t.position);
         }
         ids
     }
@@ -231,7 +267,7 @@ impl Recorder for MemoryRecorder {
         Ok(self
             .tables()
             .tracking
-            .get(&(upstream.table_prefix().to_owned(), partition))
+            .get(&(upstream.key().to_owned(), partition))
             .copied()
             .unwrap_or(0))
     }

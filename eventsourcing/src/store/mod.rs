@@ -22,6 +22,7 @@
 //!   it; a retry's events and the dead letter's removal are one transaction
 //!   too, and the removal happens once ([`Recorder::resolve_dead_letter`]).
 
+mod claims;
 mod commits;
 mod dead_letter;
 pub mod memory;
@@ -39,8 +40,9 @@ use std::ops::{Bound, RangeBounds};
 
 use uuid::Uuid;
 
-use crate::{AppName, Notification, NotificationSource, Result, StoredEvent, Timestamp};
+use crate::{AppName, Namespace, Notification, NotificationSource, Result, StoredEvent, Timestamp};
 
+use claims::Claim;
 pub(crate) use commits::CommitFeed;
 pub use commits::{Commits, Committed, Prompt};
 pub use dead_letter::DeadLetter;
@@ -268,11 +270,53 @@ impl Store {
         Self::open(&url).await
     }
 
+    /// This store, with the applications opened from the returned handle
+    /// in `namespace`: their tables are named `{namespace}__{app}_…`, apart
+    /// from those of other namespaces, so that independent systems share
+    /// one database without sharing an application. A handle sees the
+    /// commits of its own namespace only.
+    ///
+    /// Fails with [`Error::InvalidNamespace`](crate::Error::InvalidNamespace)
+    /// for a namespace that cannot name tables (see [`Namespace`]).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use eventsourcing::{AppName, NotificationSource, Store};
+    ///
+    /// let store = Store::open("memory:").await?;
+    /// let shop = store.namespaced("shop")?;
+    /// let orders = shop.recorder(&AppName::new("Orders")?).await?;
+    /// assert_eq!(orders.app().table_prefix(), "shop__orders");
+    /// # Ok::<(), eventsourcing::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn namespaced(&self, namespace: &str) -> Result<Self> {
+        let namespace = Namespace::new(namespace)?;
+        Ok(match self {
+            Store::Memory(store) => Store::Memory(store.namespaced(namespace)),
+            #[cfg(feature = "sqlite")]
+            Store::Sqlite(store) => Store::Sqlite(store.namespaced(namespace)),
+            #[cfg(feature = "postgres")]
+            Store::Postgres(store) => Store::Postgres(store.namespaced(namespace)),
+        })
+    }
+
+    /// The namespace of the applications opened from this handle, if any.
+    pub fn namespace(&self) -> Option<&Namespace> {
+        match self {
+            Store::Memory(store) => store.namespace(),
+            #[cfg(feature = "sqlite")]
+            Store::Sqlite(store) => store.namespace(),
+            #[cfg(feature = "postgres")]
+            Store::Postgres(store) => store.namespace(),
+        }
+    }
+
     /// Opens the recorder of one application, creating its tables (with
     /// one partition) if they do not exist, or bringing them up to date.
     /// A log written with several partitions opens with them.
     pub async fn recorder(&self, app: &AppName) -> Result<AnyRecorder> {
-        self.open_recorder(app, None).await
+        self.open_recorder(app, None, Claim::Leave).await
     }
 
     /// Opens the recorder of one application whose log has `partitions`
@@ -282,22 +326,47 @@ impl Store {
     /// [`Error::PartitionsChanged`](crate::Error::PartitionsChanged): a log
     /// is not re-partitioned in place.
     pub async fn partitioned_recorder(&self, app: &AppName, partitions: u32) -> Result<AnyRecorder> {
-        if partitions == 0 || partitions > MAX_PARTITIONS {
-            return Err(crate::Error::InvalidPartitions {
-                app: app.to_string(),
-                asked: partitions,
-            });
-        }
-        self.open_recorder(app, Some(partitions)).await
+        self.open_recorder(app, Some(partitions), Claim::Leave).await
     }
 
-    async fn open_recorder(&self, app: &AppName, partitions: Option<u32>) -> Result<AnyRecorder> {
+    /// Opens the recorder of `app`, run by the process application at
+    /// `process` (its module path), and records that it is: fails with
+    /// [`Error::SystemClash`](crate::Error::SystemClash) if another process
+    /// application runs `app` in this store and namespace.
+    pub(crate) async fn claimed_recorder(
+        &self,
+        app: &AppName,
+        partitions: u32,
+        process: &'static str,
+    ) -> Result<AnyRecorder> {
+        self.open_recorder(app, Some(partitions), Claim::Take(process)).await
+    }
+
+    /// Forgets which process application runs `app` in this store and
+    /// namespace, so that another may: for an application whose type was
+    /// moved or renamed, after its runners have stopped. (A runner records
+    /// the process application that runs each of its applications, and
+    /// refuses to run one that another runs; see
+    /// [`Error::SystemClash`](crate::Error::SystemClash).)
+    pub async fn release_claim(&self, app: &AppName) -> Result<()> {
+        self.open_recorder(app, None, Claim::Release).await.map(drop)
+    }
+
+    async fn open_recorder(&self, app: &AppName, partitions: Option<u32>, claim: Claim) -> Result<AnyRecorder> {
+        if let Some(asked) = partitions
+            && (asked == 0 || asked > MAX_PARTITIONS)
+        {
+            return Err(crate::Error::InvalidPartitions {
+                app: app.to_string(),
+                asked,
+            });
+        }
         Ok(match self {
-            Store::Memory(store) => AnyRecorder::Memory(store.recorder_with(app, partitions)?),
+            Store::Memory(store) => AnyRecorder::Memory(store.claimed_recorder(app, partitions, claim)?),
             #[cfg(feature = "sqlite")]
-            Store::Sqlite(store) => AnyRecorder::Sqlite(store.recorder_with(app, partitions).await?),
+            Store::Sqlite(store) => AnyRecorder::Sqlite(store.recorder_with(app, partitions, claim).await?),
             #[cfg(feature = "postgres")]
-            Store::Postgres(store) => AnyRecorder::Postgres(store.recorder_with(app, partitions).await?),
+            Store::Postgres(store) => AnyRecorder::Postgres(store.recorder_with(app, partitions, claim).await?),
         })
     }
 

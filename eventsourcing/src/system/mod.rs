@@ -44,6 +44,9 @@ pub struct SystemApp {
     pub(crate) records: &'static [crate::Records],
     pub(crate) type_id: TypeId,
     pub(crate) type_name: &'static str,
+    /// Its module path and name ([`Process::__PATH`]), which a store
+    /// records as running it.
+    pub(crate) path: &'static str,
     /// How to make it when the runner was given no instance of it: `None`
     /// unless it implements `Default`.
     pub(crate) default: Option<MakeDefault>,
@@ -56,6 +59,7 @@ impl SystemApp {
             records: P::RECORDS,
             type_id: TypeId::of::<P>(),
             type_name: std::any::type_name::<P>(),
+            path: P::__PATH,
             default: default_of::<P>(),
         }
     }

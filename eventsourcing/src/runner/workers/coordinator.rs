@@ -276,9 +276,15 @@ pub(crate) fn worker_name() -> String {
 }
 
 /// The system's name among workers: the applications its workers process
-/// (those that follow another), sorted, and its partitions.
-pub(crate) fn group_name(system: &System, partitions: u32) -> String {
-    let mut processed: Vec<&str> = processed_apps(system).map(|(_, name)| name).collect();
+/// (those that follow another), after their namespace if they have one,
+/// sorted, and its partitions.
+pub(crate) fn group_name(system: &System, namespace: Option<&crate::Namespace>, partitions: u32) -> String {
+    let mut processed: Vec<String> = processed_apps(system)
+        .map(|(_, name)| match namespace {
+            Some(namespace) => format!("{namespace}__{name}"),
+            None => name.to_owned(),
+        })
+        .collect();
     processed.sort_unstable();
     format!("{}/{partitions}", processed.join(","))
 }
@@ -324,9 +330,11 @@ fn applications_of(group: &str) -> Vec<&str> {
 /// The lease board of a new worker, if `store` keeps leases.
 pub(crate) fn lease_board(store: &crate::Store, system: &System, options: &ProcessOptions) -> Result<LeaseBoard> {
     match store {
-        crate::Store::Postgres(store) => {
-            Ok(store.lease_board(group_name(system, options.partitions), worker_name(), options.lease_ttl))
-        }
+        crate::Store::Postgres(store) => Ok(store.lease_board(
+            group_name(system, store.namespace(), options.partitions),
+            worker_name(),
+            options.lease_ttl,
+        )),
         _ => Err(super::needs_postgres()),
     }
 }

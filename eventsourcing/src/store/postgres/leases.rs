@@ -124,7 +124,7 @@ impl LeaseBoard {
                 "INSERT INTO {p}_tracking (upstream, partition_id, notification_id, epoch) VALUES ($1, $2, 0, $3)
                  ON CONFLICT (upstream, partition_id) DO UPDATE SET epoch = EXCLUDED.epoch"
             )))
-            .bind(upstream.table_prefix())
+            .bind(upstream.key())
             .bind(to_i32(partition))
             .bind(epoch)
             .execute(&mut *tx)

@@ -21,6 +21,7 @@ use sqlx::postgres::PgArguments;
 use sqlx::postgres::{PgConnection, PgPool, PgQueryResult};
 use sqlx::query::QueryScalar;
 
+use super::claims::Claim;
 use super::db_error;
 use super::sql::{
     Abort, ColumnTypes, Dialect, SqlRecorder, Write, recorder_over_sql, statement, to_i32, to_i64, to_u64,
@@ -39,6 +40,8 @@ pub struct PostgresStore {
     feed: crate::store::CommitFeed,
     /// Listens for other stores' commits, once someone subscribes.
     listener: std::sync::Arc<tokio::sync::OnceCell<std::sync::Arc<notify::Listener>>>,
+    /// Where this handle's recorders keep their tables.
+    namespace: Option<crate::Namespace>,
 }
 
 impl PostgresStore {
@@ -56,24 +59,52 @@ impl PostgresStore {
             origin,
             feed,
             listener: Default::default(),
+            namespace: None,
         })
+    }
+
+    /// This store's database, with recorders that keep their tables in
+    /// `namespace` (see [`Store::namespaced`](crate::Store::namespaced)).
+    pub fn namespaced(&self, namespace: crate::Namespace) -> Self {
+        Self {
+            namespace: Some(namespace),
+            ..self.clone()
+        }
+    }
+
+    /// The namespace of this handle's recorders, if any.
+    pub fn namespace(&self) -> Option<&crate::Namespace> {
+        self.namespace.as_ref()
     }
 
     /// A subscription to the commits of events to this database's logs, by
     /// this process and (through `LISTEN`) by every other.
     pub async fn commits(&self) -> Result<crate::store::Commits> {
-        notify::subscribe(&self.pool, self.origin, &self.feed, &self.listener).await
+        notify::subscribe(
+            &self.pool,
+            self.origin,
+            &self.feed,
+            &self.listener,
+            self.namespace.as_ref(),
+        )
+        .await
     }
 
     /// Opens the recorder of one application, creating its tables or
     /// bringing them up to date (see [`SCHEMA_VERSION`](crate::store::SCHEMA_VERSION)).
     pub async fn recorder(&self, app: &AppName) -> Result<PostgresRecorder> {
-        self.recorder_with(app, None).await
+        self.recorder_with(app, None, Claim::Leave).await
     }
 
     /// Opens the recorder of one application whose log has `partitions`
     /// partitions (if given); see [`Store::partitioned_recorder`](crate::Store::partitioned_recorder).
-    pub(crate) async fn recorder_with(&self, app: &AppName, partitions: Option<u32>) -> Result<PostgresRecorder> {
+    pub(crate) async fn recorder_with(
+        &self,
+        app: &AppName,
+        partitions: Option<u32>,
+        claim: Claim,
+    ) -> Result<PostgresRecorder> {
+        let app = &app.in_namespace(self.namespace.as_ref())?;
         let mut tx = self
             .pool
             .begin()
@@ -87,6 +118,7 @@ impl PostgresStore {
             .await
             .map_err(db_error(app, "locking for a schema migration"))?;
         let partitions = SqlRecorder::<Postgres>::migrate(&mut tx, app, partitions).await?;
+        SqlRecorder::<Postgres>::apply_claim(&mut tx, app, claim).await?;
         tx.commit()
             .await
             .map_err(db_error(app, "committing a schema migration"))?;
@@ -281,7 +313,7 @@ async fn write_in_one_statement(recorder: &SqlRecorder<Postgres>, write: &Write)
     let mut query = events_query(sql, write.partition, &write.events);
     if let Some(t) = &write.tracking {
         query = query
-            .bind(t.upstream.table_prefix())
+            .bind(t.upstream.key())
             .bind(to_i32(t.partition))
             .bind(to_i64(t.position));
         if t.previous != 0 || t.lease_epoch.is_some() {

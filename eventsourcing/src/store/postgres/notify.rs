@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::store::commits::{CommitFeed, Committed, Prompt};
-use crate::{AppName, Result};
+use crate::{AppName, Namespace, Result};
 
 /// The channel commits are announced on.
 const CHANNEL: &str = "eventsourcing_commits";
@@ -38,7 +38,7 @@ pub(super) fn start_announcer(pool: PgPool, origin: Uuid) -> mpsc::UnboundedSend
             }
             let payloads: Vec<String> = newest
                 .into_iter()
-                .map(|((app, partition), head)| format!("{origin} {app} {partition} {head}"))
+                .map(|((app, partition), head)| announcement(origin, &app, partition, head))
                 .collect();
             let announced = sqlx::query("SELECT pg_notify($1, payload) FROM UNNEST($2::text[]) AS payload")
                 .bind(CHANNEL)
@@ -92,13 +92,25 @@ pub(super) async fn start_listener(pool: &PgPool, origin: Uuid, feed: CommitFeed
     Ok(Listener(task))
 }
 
-/// `origin app partition head`.
+/// `origin app partition head`, and the app's namespace if it has one.
+fn announcement(origin: Uuid, app: &AppName, partition: u32, head: u64) -> String {
+    match app.namespace() {
+        Some(namespace) => format!("{origin} {} {partition} {head} {namespace}", app.as_str()),
+        None => format!("{origin} {} {partition} {head}", app.as_str()),
+    }
+}
+
+/// Reads an [`announcement`].
 fn parse(payload: &str) -> Option<(Uuid, Committed)> {
     let mut words = payload.split(' ');
     let origin = words.next()?.parse().ok()?;
     let app = AppName::new(words.next()?).ok()?;
     let partition = words.next()?.parse().ok()?;
     let head = words.next()?.parse().ok()?;
+    let app = match words.next() {
+        Some(namespace) => app.in_namespace(Some(&Namespace::new(namespace).ok()?)).ok()?,
+        None => app,
+    };
     Some((origin, Committed { app, partition, head }))
 }
 
@@ -109,10 +121,11 @@ pub(super) async fn subscribe(
     origin: Uuid,
     feed: &CommitFeed,
     listener: &tokio::sync::OnceCell<std::sync::Arc<Listener>>,
+    namespace: Option<&Namespace>,
 ) -> Result<crate::store::Commits> {
     // Subscribed before the listener starts, so that nothing it hears is
     // missed.
-    let commits = feed.subscribe();
+    let commits = feed.subscribe(namespace);
     let listener = listener
         .get_or_try_init(|| async {
             start_listener(pool, origin, feed.clone())
@@ -146,5 +159,11 @@ mod tests {
             }
         );
         assert!(parse("not a payload").is_none());
+
+        let shop = Namespace::new("shop").unwrap();
+        let app = AppName::new("Orders").unwrap().in_namespace(Some(&shop)).unwrap();
+        let (_, committed) = parse(&announcement(origin, &app, 1, 7)).unwrap();
+        assert_eq!(committed.app, app);
+        assert_eq!(committed.app.namespace(), Some(&shop));
     }
 }

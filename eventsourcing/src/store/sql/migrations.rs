@@ -10,6 +10,7 @@
 //! A change to the schema is a new migration at the end of [`MIGRATIONS`],
 //! never an edit of one that has shipped.
 
+use super::claims::CLAIMS_TABLE;
 use super::dialect::ColumnTypes;
 use super::{statements::statement, with_sql_bounds};
 use crate::{AppName, Error, Result, Timestamp};
@@ -161,6 +162,21 @@ const MIGRATIONS: &[Migration] = &[
                 ),
                 format!("CREATE INDEX {p}_outbox_due ON {p}_outbox (parked, due_at)"),
             ]
+        },
+    },
+    Migration {
+        what: "claims: which process application runs each application's tables",
+        statements: |_, t| {
+            // Shared by every application, like the table of workers.
+            vec![format!(
+                "CREATE TABLE IF NOT EXISTS {CLAIMS_TABLE} (
+                    tables {text} PRIMARY KEY,
+                    process {text} NOT NULL,
+                    claimed_at {bigint} NOT NULL
+                )",
+                text = t.text,
+                bigint = t.bigint,
+            )]
         },
     },
 ];

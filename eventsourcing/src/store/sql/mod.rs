@@ -4,6 +4,7 @@
 //! SQLite and PostgreSQL is a [`Dialect`]: column types, placeholders, and
 //! how a write reaches the database.
 
+pub(crate) mod claims;
 pub(crate) mod dialect;
 pub(crate) mod migrations;
 mod rows;
@@ -203,19 +204,19 @@ with_sql_bounds! {
         let query = if let Some(epoch) = t.lease_epoch {
             sqlx::query(self.sql.update_fenced_tracking.clone())
                 .bind(to_i64(t.position))
-                .bind(t.upstream.table_prefix())
+                .bind(t.upstream.key())
                 .bind(to_i32(t.partition))
                 .bind(to_i64(t.previous))
                 .bind(to_i64(epoch))
         } else if t.previous == 0 {
             sqlx::query(self.sql.insert_tracking.clone())
-                .bind(t.upstream.table_prefix())
+                .bind(t.upstream.key())
                 .bind(to_i32(t.partition))
                 .bind(to_i64(t.position))
         } else {
             sqlx::query(self.sql.update_tracking.clone())
                 .bind(to_i64(t.position))
-                .bind(t.upstream.table_prefix())
+                .bind(t.upstream.key())
                 .bind(to_i32(t.partition))
                 .bind(to_i64(t.previous))
         };
@@ -409,7 +410,7 @@ with_sql_bounds! {
         partition: u32,
     ) -> Result<u64> {
         let epoch: Option<i64> = sqlx::query_scalar(self.sql.select_tracking_epoch.clone())
-            .bind(upstream.table_prefix())
+            .bind(upstream.key())
             .bind(to_i32(partition))
             .fetch_optional(conn)
             .await
@@ -424,7 +425,7 @@ with_sql_bounds! {
         partition: u32,
     ) -> Result<u64> {
         let position: Option<i64> = sqlx::query_scalar(self.sql.select_tracking.clone())
-            .bind(upstream.table_prefix())
+            .bind(upstream.key())
             .bind(to_i32(partition))
             .fetch_optional(conn)
             .await

@@ -29,6 +29,7 @@ use sqlx::{ConnectOptions, SqlStr};
 use tokio::sync::{Mutex, oneshot};
 
 use self::group_commit::{QueuedWrite, write_group};
+use super::claims::Claim;
 use super::db_error;
 use super::sql::{
     Abort, ColumnTypes, Dialect, SqlRecorder, Write, recorder_over_sql, statement, to_i32, to_i64, to_u64,
@@ -47,6 +48,8 @@ const MAX_CHUNK: usize = 256;
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     shared: Arc<Shared>,
+    /// Where this handle's recorders keep their tables.
+    namespace: Option<crate::Namespace>,
 }
 
 #[derive(Debug)]
@@ -141,18 +144,25 @@ impl SqliteStore {
                 feed: crate::store::CommitFeed::default(),
                 recent: recent::Recent::default(),
             }),
+            namespace: None,
         })
     }
 
     /// Opens the recorder of one application, creating its tables or
     /// bringing them up to date (see [`SCHEMA_VERSION`](crate::store::SCHEMA_VERSION)).
     pub async fn recorder(&self, app: &AppName) -> Result<SqliteRecorder> {
-        self.recorder_with(app, None).await
+        self.recorder_with(app, None, Claim::Leave).await
     }
 
     /// Opens the recorder of one application whose log has `partitions`
     /// partitions (if given); see [`Store::partitioned_recorder`](crate::Store::partitioned_recorder).
-    pub(crate) async fn recorder_with(&self, app: &AppName, partitions: Option<u32>) -> Result<SqliteRecorder> {
+    pub(crate) async fn recorder_with(
+        &self,
+        app: &AppName,
+        partitions: Option<u32>,
+        claim: Claim,
+    ) -> Result<SqliteRecorder> {
+        let app = &app.in_namespace(self.namespace.as_ref())?;
         let mut writer = self.shared.writer.lock().await;
         writer
             .reset()
@@ -164,7 +174,12 @@ impl SqliteStore {
             .begin()
             .await
             .map_err(db_error(app, "beginning a schema migration"))?;
-        let migrated = SqlRecorder::<Sqlite>::migrate(&mut writer.conn, app, partitions).await;
+        let mut migrated = SqlRecorder::<Sqlite>::migrate(&mut writer.conn, app, partitions).await;
+        if migrated.is_ok()
+            && let Err(error) = SqlRecorder::<Sqlite>::apply_claim(&mut writer.conn, app, claim).await
+        {
+            migrated = Err(error);
+        }
         let finished = match migrated {
             Ok(_) => writer.finish("COMMIT").await,
             Err(_) => writer.finish("ROLLBACK").await,
@@ -182,11 +197,25 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
+    /// This store's file, with recorders that keep their tables in
+    /// `namespace` (see [`Store::namespaced`](crate::Store::namespaced)).
+    pub fn namespaced(&self, namespace: crate::Namespace) -> Self {
+        Self {
+            namespace: Some(namespace),
+            ..self.clone()
+        }
+    }
+
+    /// The namespace of this handle's recorders, if any.
+    pub fn namespace(&self) -> Option<&crate::Namespace> {
+        self.namespace.as_ref()
+    }
+
     /// A subscription to the commits of this store's recorders, in this
     /// process (other processes on the file are not heard: their followers
     /// poll).
     pub fn commits(&self) -> crate::store::Commits {
-        self.shared.feed.subscribe()
+        self.shared.feed.subscribe(self.namespace.as_ref())
     }
 }
 

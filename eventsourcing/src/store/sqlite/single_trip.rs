@@ -231,12 +231,12 @@ fn arguments(write: &Write, tracking: TrackingMove) -> Result<SqliteArguments, B
     arguments.reserve(5 + 2 + 3 * chunks + 7 * count, 0);
     if let Some(t) = &write.tracking {
         if tracking == TrackingMove::Insert {
-            arguments.add(t.upstream.table_prefix())?;
+            arguments.add(t.upstream.key())?;
             arguments.add(to_i32(t.partition))?;
             arguments.add(to_i64(t.position))?;
         } else {
             arguments.add(to_i64(t.position))?;
-            arguments.add(t.upstream.table_prefix())?;
+            arguments.add(t.upstream.key())?;
             arguments.add(to_i32(t.partition))?;
             arguments.add(to_i64(t.previous))?;
             if let Some(epoch) = t.lease_epoch {

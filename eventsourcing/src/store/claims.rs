@@ -1,0 +1,30 @@
+//! Claims: which process application runs each application's tables in a
+//! store. Two systems that each have an application of one name, in one
+//! store and namespace, would share its tables and tracking positions, and
+//! one of them would process nothing; the second to start is refused
+//! instead.
+
+use crate::{AppName, Error};
+
+/// What opening a recorder does to the claim on its application's tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Claim {
+    /// Nothing: an [`Application`](crate::Application) opened to write
+    /// commands, or a reader.
+    Leave,
+    /// Records that the process application of this module path runs the
+    /// tables, or fails with [`Error::SystemClash`] if another one does.
+    Take(&'static str),
+    /// Forgets which process application runs them.
+    Release,
+}
+
+/// The error for `claimant`, refused because `claimed_by` runs `app`.
+pub(crate) fn clash(app: &AppName, claimed_by: String, claimant: &str) -> Error {
+    Error::SystemClash {
+        app: app.as_str().to_owned(),
+        namespace: app.namespace().map(|ns| ns.as_str().to_owned()),
+        claimed_by,
+        claimant: claimant.to_owned(),
+    }
+}

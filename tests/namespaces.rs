@@ -1,0 +1,288 @@
+//! Namespaces: independent systems sharing one database, each in tables of
+//! its own (`Store::namespaced`), on every backend. One system runs in
+//! several namespaces at once without seeing the others' events, commits or
+//! workers; and a second system with an application of one name is refused
+//! in a namespace (and the store) where another system runs it, naming
+//! both, instead of sharing its tables.
+
+#[path = "../examples/orders/domain.rs"]
+#[allow(dead_code)]
+mod domain;
+#[path = "common/orders_check.rs"]
+mod orders_check;
+
+use std::time::{Duration, Instant};
+
+use eventsourcing::store::Prompt;
+use eventsourcing::{Aggregate, AppName, Application, Error, NotificationSource, ProcessOptions, Runner, Store};
+use eventsourcing_tests::Dog;
+use uuid::Uuid;
+
+use domain::{Order, Orders};
+use orders_check::assert_each_order_reserved_and_paid_once;
+
+async fn create_orders(runner: &Runner, count: usize) -> Vec<Uuid> {
+    let mut ids = Vec::new();
+    for _ in 0..count {
+        let mut order = Order::create(Uuid::new_v4());
+        runner.save::<Orders>(&mut order).await.unwrap().processed().unwrap();
+        ids.push(order.id());
+    }
+    ids
+}
+
+/// The orders system in two namespaces and outside any, at once: each
+/// log holds its own orders only, numbered from 1, and each order is
+/// reserved and paid once in its own namespace.
+async fn one_system_runs_in_several_namespaces_apart(store: &Store) {
+    let eu = store.namespaced("eu").unwrap();
+    let us = store.namespaced("us").unwrap();
+    let mut runners = Vec::new();
+    for store in [&eu, &us, store] {
+        runners.push(
+            Runner::multi_task(domain::system(), store, ProcessOptions::default())
+                .await
+                .unwrap(),
+        );
+    }
+    let mut orders = Vec::new();
+    for (runner, count) in runners.iter().zip([5, 3, 2]) {
+        orders.push(create_orders(runner, count).await);
+    }
+    for runner in runners {
+        runner.wait_until_quiet().await.unwrap();
+        runner.shutdown().await.unwrap();
+    }
+    for (store, orders) in [&eu, &us, store].into_iter().zip(&orders) {
+        assert_each_order_reserved_and_paid_once(store, orders).await;
+    }
+    let orders = Application::open(&eu, "Orders").await.unwrap();
+    assert_eq!(orders.name().table_prefix(), "eu__orders");
+    assert_eq!(orders.name().as_str(), "Orders");
+    assert_eq!(orders.name().namespace().map(|ns| ns.as_str()), Some("eu"));
+}
+
+/// A system whose `Reservations` is another type than the orders
+/// system's is refused where the orders system runs, naming both types,
+/// and nothing of it runs; in a namespace of its own it runs. Releasing the
+/// claim lets it run in place of the other.
+async fn a_second_system_with_an_application_of_one_name_is_refused(store: &Store) {
+    let options = ProcessOptions::default;
+    let orders_system = Runner::single_threaded(domain::system(), store, options())
+        .await
+        .unwrap();
+    let placed = create_orders(&orders_system, 2).await;
+    orders_system.shutdown().await.unwrap();
+
+    let other_system = || eventsourcing::system!(other::Shop => other::Reservations);
+    let error = Runner::single_threaded(other_system(), store, options())
+        .await
+        .unwrap_err();
+    match &error {
+        Error::SystemClash {
+            app,
+            namespace,
+            claimed_by,
+            claimant,
+        } => {
+            assert_eq!(app, "Reservations");
+            assert_eq!(namespace, &None);
+            assert_eq!(claimed_by, "namespaces::domain::Reservations");
+            assert_eq!(claimant, "namespaces::other::Reservations");
+        }
+        other => panic!("expected a clash of systems, got {other}"),
+    }
+    let message = error.to_string();
+    assert!(
+        message.contains("store.namespaced") && message.contains("release_claim"),
+        "{message}"
+    );
+    // The orders system itself starts again, and its work is intact.
+    let again = Runner::single_threaded(domain::system(), store, options())
+        .await
+        .unwrap();
+    again.shutdown().await.unwrap();
+    assert_each_order_reserved_and_paid_once(store, &placed).await;
+
+    // In a namespace of its own, the other system runs.
+    let elsewhere = store.namespaced("other").unwrap();
+    let runner = Runner::single_threaded(other_system(), &elsewhere, options())
+        .await
+        .unwrap();
+    let mut order = Order::create(Uuid::new_v4());
+    runner
+        .save::<other::Shop>(&mut order)
+        .await
+        .unwrap()
+        .processed()
+        .unwrap();
+    runner.shutdown().await.unwrap();
+    let reservations = Application::open(&elsewhere, "Reservations").await.unwrap();
+    assert_eq!(reservations.recorder().max_notification_id(0).await.unwrap(), 1);
+
+    // A clash names the namespace it happened in.
+    let error = Runner::single_threaded(domain::system(), &elsewhere, options())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, Error::SystemClash { namespace: Some(ns), .. } if ns == "other"),
+        "{error}"
+    );
+    assert!(error.to_string().contains("in namespace `other`"), "{error}");
+
+    // Released, the claim goes to the next system that runs it.
+    store
+        .release_claim(&AppName::new("Reservations").unwrap())
+        .await
+        .unwrap();
+    let runner = Runner::single_threaded(other_system(), store, options()).await.unwrap();
+    runner.shutdown().await.unwrap();
+    let error = Runner::single_threaded(domain::system(), store, options())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, Error::SystemClash { claimed_by, .. } if claimed_by == "namespaces::other::Reservations"),
+        "{error}"
+    );
+}
+
+/// A subscription to a namespaced store's commits hears that namespace's
+/// commits only, not those of an application of the same name elsewhere.
+async fn a_namespace_hears_its_own_commits_only(store: &Store) {
+    let kennel_a = store.namespaced("a").unwrap();
+    let mut commits = kennel_a.commits().await.unwrap();
+    for elsewhere in [store.clone(), store.namespaced("b").unwrap()] {
+        let kennel = Application::open(&elsewhere, "Kennel").await.unwrap();
+        kennel.save(&mut Dog::register("Fido")).await.unwrap();
+    }
+    let kennel = Application::open(&kennel_a, "Kennel").await.unwrap();
+    kennel.save(&mut Dog::register("Rex")).await.unwrap();
+    let prompt = tokio::time::timeout(Duration::from_secs(10), commits.next())
+        .await
+        .expect("a prompt")
+        .expect("the feed is open");
+    match prompt {
+        Prompt::Committed(committed) => {
+            assert_eq!(committed.app.table_prefix(), "a__kennel");
+            assert_eq!(committed.head, 1);
+        }
+        Prompt::Missed => panic!("no prompt was lost"),
+    }
+}
+
+/// A namespace that cannot name tables is refused with what is wrong, and
+/// so is an application whose tables would be too long in a namespace.
+async fn bad_namespaces_are_refused(store: &Store) {
+    for bad in ["", "2eu", "e-u", "eu_", "e__u", "sqlite", &"n".repeat(21)] {
+        let error = store.namespaced(bad).unwrap_err();
+        assert!(
+            matches!(&error, Error::InvalidNamespace { namespace, .. } if namespace == bad),
+            "{bad}: {error}"
+        );
+    }
+    let long = store.namespaced(&"n".repeat(20)).unwrap();
+    let error = Application::open(&long, &"a".repeat(30)).await.unwrap_err();
+    let message = error.to_string();
+    assert!(
+        matches!(error, Error::InvalidNamespace { .. }) && message.contains("shorter namespace"),
+        "{message}"
+    );
+}
+
+eventsourcing_tests::on_every_fresh_backend!(
+    one_system_runs_in_several_namespaces_apart,
+    a_second_system_with_an_application_of_one_name_is_refused,
+    a_namespace_hears_its_own_commits_only,
+    bad_namespaces_are_refused,
+);
+
+/// On PostgreSQL, commits are announced to other processes: another
+/// store's subscription in namespace `a` hears `a`'s commits, not those of
+/// namespace `b`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_process_hears_its_namespace_only() {
+    let Some(url) = eventsourcing_tests::fresh_postgres_url().await else {
+        return;
+    };
+    let writer = Store::open(&url).await.unwrap();
+    let listener = Store::open(&url).await.unwrap().namespaced("a").unwrap();
+    let mut commits = listener.commits().await.unwrap();
+    for namespace in ["b", "a"] {
+        let kennel = Application::open(&writer.namespaced(namespace).unwrap(), "Kennel")
+            .await
+            .unwrap();
+        kennel.save(&mut Dog::register("Rex")).await.unwrap();
+    }
+    let prompt = tokio::time::timeout(Duration::from_secs(10), commits.next())
+        .await
+        .expect("a prompt")
+        .expect("the feed is open");
+    match prompt {
+        Prompt::Committed(committed) => assert_eq!(committed.app.table_prefix(), "a__kennel"),
+        Prompt::Missed => panic!("no prompt was lost"),
+    }
+}
+
+/// Workers of one system in two namespaces of one database run at once,
+/// each taking every partition of its own namespace: they are not one
+/// group of workers sharing the partitions out between them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_in_two_namespaces_each_take_their_own_partitions() {
+    let Some(url) = eventsourcing_tests::fresh_postgres_url().await else {
+        return;
+    };
+    const PARTITIONS: u32 = 2;
+    let options = || {
+        ProcessOptions::default()
+            .partitions(PARTITIONS)
+            .lease_ttl(Duration::from_millis(900))
+    };
+    let store = Store::open(&url).await.unwrap();
+    let (eu, us) = (store.namespaced("eu").unwrap(), store.namespaced("us").unwrap());
+    let first = Runner::worker(domain::system(), &eu, options()).await.unwrap();
+    let second = Runner::worker(domain::system(), &us, options()).await.unwrap();
+    let units = 3 * PARTITIONS as usize;
+    let start = Instant::now();
+    while first.leases().len() < units || second.leases().len() < units {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "each worker takes all {units} of its namespace's partitions: {} and {}",
+            first.leases().len(),
+            second.leases().len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let eu_orders = create_orders(&first, 20).await;
+    let us_orders = create_orders(&second, 10).await;
+    for runner in [&first, &second] {
+        runner.wait_until_quiet().await.unwrap();
+    }
+    first.shutdown().await.unwrap();
+    second.shutdown().await.unwrap();
+    assert_each_order_reserved_and_paid_once(&eu, &eu_orders).await;
+    assert_each_order_reserved_and_paid_once(&us, &us_orders).await;
+}
+
+/// Another system whose process application is also named `Reservations`.
+mod other {
+    use eventsourcing::prelude::*;
+
+    use super::domain::{Order, OrderCreated, Reservation};
+
+    #[derive(Default)]
+    pub struct Shop;
+
+    #[policy(aggregates(Order))]
+    impl Shop {}
+
+    #[derive(Default)]
+    pub struct Reservations;
+
+    #[policy(aggregates(Reservation))]
+    impl Reservations {
+        async fn order_created(&self, order: &Notified<OrderCreated>, repo: &mut Repo<Self>) -> Result<()> {
+            repo.add(Reservation::create(order.originator_id));
+            Ok(())
+        }
+    }
+}
