@@ -367,3 +367,26 @@ async fn a_command_that_panics_stops_only_its_own_send() {
     let sent = entities.send(id, increase).await.unwrap();
     assert_eq!((sent.reply, sent.version), (2, 2));
 }
+
+/// A command that waits in the mailbox behind one that panics still runs:
+/// the panic fails its own send only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_queued_behind_a_panicking_one_runs() {
+    let store = Store::open("memory:").await.unwrap();
+    let entities = open(&store).await;
+    let id = Uuid::new_v4();
+    let panicking = entities.send(id, |c: &mut Entity<Counter>| -> std::result::Result<(), &str> {
+        // Long enough for the next command to be queued behind it.
+        std::thread::sleep(Duration::from_millis(200));
+        c.increase(1);
+        panic!("a bug in the command")
+    });
+    let queued = async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        entities.send(id, increase).await
+    };
+    let (panicked, queued) = tokio::join!(panicking, queued);
+    assert!(matches!(panicked, Err(Error::EntityStopped { .. })), "{panicked:?}");
+    let sent = queued.unwrap();
+    assert_eq!((sent.reply, sent.version), (1, 1));
+}

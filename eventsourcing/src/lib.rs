@@ -15,7 +15,7 @@ extern crate self as eventsourcing;
 mod aggregate;
 mod app_name;
 mod application;
-
+mod catch_unwind;
 pub mod codec;
 pub mod entities;
 mod error;

@@ -21,6 +21,7 @@ use super::commits::Committer;
 use super::effects::PendingEffect;
 use super::entity::{Effect, Entity};
 use crate::aggregate::{apply_to_entity, blank};
+use crate::catch_unwind::CatchUnwind;
 use crate::store::{OutboxWrite, Outgoing};
 use crate::{
     Aggregate, Application, Error, HandlerError, NotificationSource, Recorder, Result, Versions, partition_of,
@@ -154,7 +155,7 @@ where
     let idle = active.options.idle_timeout;
     loop {
         match tokio::time::timeout(idle, jobs.recv()).await {
-            Ok(Some(job)) => job(&mut active).await,
+            Ok(Some(job)) => run_job(&mut active, job).await,
             Ok(None) => return,
             Err(_) => {
                 let key = (TypeId::of::<A>(), active.id);
@@ -169,12 +170,27 @@ where
                 // Commands sent by whoever found the mailbox just before it
                 // left the register.
                 while let Some(job) = jobs.recv().await {
-                    job(&mut active).await;
+                    run_job(&mut active, job).await;
                 }
                 tracing::debug!(entity = A::NAME, id = %active.id, "deactivated an idle entity");
                 return;
             }
         }
+    }
+}
+
+/// Runs one command. If it panics, its sender is told the entity stopped
+/// (its reply is dropped) and the task goes on with the state the store
+/// has: a panic that took the task down would also fail the commands that
+/// were already in its mailbox, which never ran.
+async fn run_job<A>(active: &mut Active<A>, job: Job<A>)
+where
+    A: Aggregate + Default,
+    A::Event: Clone,
+{
+    if CatchUnwind(job(active)).await.is_err() {
+        tracing::warn!(entity = A::NAME, id = %active.id, "a command panicked; it recorded nothing");
+        active.state = None;
     }
 }
 

@@ -16,16 +16,13 @@
 //! may not have landed. The tracking compare-and-set keeps that exactly once.
 
 use std::any::Any;
-use std::future::Future;
-use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use super::outage::{self, Outage};
 use super::repo::{Cache, RepoCore};
 use super::upstream_log::UpstreamLog;
 use super::{HandlerError, Handling, OnFailure, Process, ProcessOptions, Records, Repo, UnknownTopics};
+use crate::catch_unwind::CatchUnwind;
 use crate::{
     AppName, Application, DeadLetter, Error, Notification, NotificationSource, Recorder, Result, Timestamp, Tracking,
 };
@@ -700,20 +697,4 @@ fn panic_message(panic: Box<dyn Any + Send>) -> String {
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "a panic with a non-text payload".to_owned());
     format!("the handler panicked: {message}")
-}
-
-/// Turns a panic while polling a handler into an error.
-struct CatchUnwind<'a>(Handling<'a>);
-
-impl Future for CatchUnwind<'_> {
-    type Output = std::result::Result<std::result::Result<(), super::HandlerError>, Box<dyn Any + Send>>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let future = &mut self.0;
-        match std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
-            Ok(Poll::Ready(result)) => Poll::Ready(Ok(result)),
-            Ok(Poll::Pending) => Poll::Pending,
-            Err(panic) => Poll::Ready(Err(panic)),
-        }
-    }
 }
