@@ -147,15 +147,18 @@ async fn a_second_system_with_an_application_of_one_name_is_refused(store: &Stor
 }
 
 /// A subscription to a namespaced store's commits hears that namespace's
-/// commits only, not those of an application of the same name elsewhere.
+/// commits only, not those of an application of the same name elsewhere;
+/// and namespaces, like application names, ignore case.
 async fn a_namespace_hears_its_own_commits_only(store: &Store) {
-    let kennel_a = store.namespaced("a").unwrap();
+    let kennel_a = store.namespaced("A").unwrap();
     let mut commits = kennel_a.commits().await.unwrap();
     for elsewhere in [store.clone(), store.namespaced("b").unwrap()] {
         let kennel = Application::open(&elsewhere, "Kennel").await.unwrap();
         kennel.save(&mut Dog::register("Fido")).await.unwrap();
     }
-    let kennel = Application::open(&kennel_a, "Kennel").await.unwrap();
+    let kennel = Application::open(&store.namespaced("a").unwrap(), "Kennel")
+        .await
+        .unwrap();
     kennel.save(&mut Dog::register("Rex")).await.unwrap();
     let prompt = tokio::time::timeout(Duration::from_secs(10), commits.next())
         .await
@@ -261,6 +264,39 @@ async fn workers_in_two_namespaces_each_take_their_own_partitions() {
     second.shutdown().await.unwrap();
     assert_each_order_reserved_and_paid_once(&eu, &eu_orders).await;
     assert_each_order_reserved_and_paid_once(&us, &us_orders).await;
+}
+
+/// Namespaces ignore case: workers in `EU` and in `eu` are workers of one
+/// system on one set of tables, and share its partitions out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_in_one_namespace_spelled_two_ways_share_the_partitions() {
+    let Some(url) = eventsourcing_tests::fresh_postgres_url().await else {
+        return;
+    };
+    let options = || {
+        ProcessOptions::default()
+            .partitions(2)
+            .lease_ttl(Duration::from_millis(900))
+    };
+    let store = Store::open(&url).await.unwrap();
+    let first = Runner::worker(domain::system(), &store.namespaced("EU").unwrap(), options())
+        .await
+        .unwrap();
+    let second = Runner::worker(domain::system(), &store.namespaced("eu").unwrap(), options())
+        .await
+        .unwrap();
+    let start = Instant::now();
+    while first.leases().len() != 3 || second.leases().len() != 3 {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "the two workers hold 3 of the 6 units each: {} and {}",
+            first.leases().len(),
+            second.leases().len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.shutdown().await.unwrap();
+    second.shutdown().await.unwrap();
 }
 
 /// Another system whose process application is also named `Reservations`.

@@ -65,7 +65,13 @@ impl Commits {
     pub async fn next(&mut self) -> Option<Prompt> {
         loop {
             match self.receiver.recv().await {
-                Ok(Prompt::Committed(c)) if c.app.namespace() != self.namespace.as_ref() => continue,
+                // By table prefix: `EU` and `eu` are one namespace.
+                Ok(Prompt::Committed(c))
+                    if c.app.namespace().map(Namespace::table_prefix)
+                        != self.namespace.as_ref().map(Namespace::table_prefix) =>
+                {
+                    continue;
+                }
                 Ok(prompt) => return Some(prompt),
                 Err(broadcast::error::RecvError::Lagged(_)) => return Some(Prompt::Missed),
                 Err(broadcast::error::RecvError::Closed) => return None,

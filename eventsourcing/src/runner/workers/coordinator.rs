@@ -276,12 +276,12 @@ pub(crate) fn worker_name() -> String {
 }
 
 /// The system's name among workers: the applications its workers process
-/// (those that follow another), after their namespace if they have one,
-/// sorted, and its partitions.
+/// (those that follow another), after their namespace (lowercase, as in
+/// table names) if they have one, sorted, and its partitions.
 pub(crate) fn group_name(system: &System, namespace: Option<&crate::Namespace>, partitions: u32) -> String {
     let mut processed: Vec<String> = processed_apps(system)
         .map(|(_, name)| match namespace {
-            Some(namespace) => format!("{namespace}__{name}"),
+            Some(namespace) => format!("{}__{name}", namespace.table_prefix()),
             None => name.to_owned(),
         })
         .collect();
