@@ -111,7 +111,57 @@ async fn a_reliable_effect_is_delivered_once_after_its_commit(store: &Store) {
     );
 }
 
-eventsourcing_tests::on_every_backend!(a_reliable_effect_is_delivered_once_after_its_commit);
+eventsourcing_tests::on_every_backend!(
+    a_reliable_effect_is_delivered_once_after_its_commit,
+    two_dispatchers_deliver_each_effect_once
+);
+
+/// Slow to answer, so that dispatchers overlap; counts deliveries by key.
+#[derive(Clone, Default)]
+struct SlowInbox {
+    deliveries: Arc<Mutex<HashMap<Uuid, usize>>>,
+}
+
+impl EffectHandler for SlowInbox {
+    type Effect = Notice;
+    const NAME: &'static str = "notify_admin";
+
+    async fn deliver(&self, key: Uuid, _: Notice) -> Result<(), HandlerError> {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        *self.deliveries.lock().unwrap().entry(key).or_default() += 1;
+        Ok(())
+    }
+}
+
+/// Dispatchers on several nodes share one outbox: each effect is taken by
+/// one of them and delivered once, not once by each.
+async fn two_dispatchers_deliver_each_effect_once(store: &Store) {
+    let entities = open(store).await;
+    let effects = 20;
+    for _ in 0..effects {
+        let id = Uuid::new_v4();
+        for _ in 0..3 {
+            entities.send(id, increase).await.unwrap();
+        }
+    }
+    let inbox = SlowInbox::default();
+    let dispatchers = [
+        Dispatcher::new(entities.app()).handler(inbox.clone()),
+        Dispatcher::new(entities.app()).handler(inbox.clone()),
+    ];
+    let mut delivered = 0;
+    while delivered < effects {
+        let (first, second) = tokio::join!(dispatchers[0].dispatch_due(), dispatchers[1].dispatch_due());
+        delivered += first.unwrap().delivered + second.unwrap().delivered;
+    }
+    assert_eq!(delivered, effects, "each completed once");
+    let deliveries = inbox.deliveries.lock().unwrap();
+    assert_eq!(deliveries.len(), effects);
+    assert!(
+        deliveries.values().all(|&n| n == 1),
+        "each delivered once: {deliveries:?}"
+    );
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_effect_is_recorded_for_a_refused_command() {

@@ -675,7 +675,7 @@ async fn refuses_a_write_fenced_by_a_lease_it_does_not_hold(store: &Store) {
 
 /// Effects recorded with their command's events, in the outbox until
 /// delivered: all or nothing with the events, completed once, failed with
-/// a next time or parked, unparked.
+/// a next time or parked, unparked, taken for a delivery once.
 async fn keeps_an_outbox_written_with_the_events(store: &Store) {
     let recorder = store.recorder(&unique_app("outbox")).await.unwrap();
     let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
@@ -770,6 +770,32 @@ async fn keeps_an_outbox_written_with_the_events(store: &Store) {
     assert!(!recorder.change_outgoing(unpark).await.unwrap(), "not parked any more");
     assert_eq!(recorder.due_outgoing(now, 10).await.unwrap().len(), 1);
     assert!(recorder.parked_outgoing().await.unwrap().is_empty());
+
+    // Taken for a delivery: by one of two dispatchers that listed it, and
+    // not due until the claim runs out.
+    let claim = OutgoingChange::Claim {
+        id: mail.id,
+        seen: now,
+        until: later,
+    };
+    assert!(recorder.change_outgoing(claim.clone()).await.unwrap());
+    assert!(
+        !recorder.change_outgoing(claim).await.unwrap(),
+        "the second dispatcher to take it is refused"
+    );
+    assert!(recorder.due_outgoing(Timestamp::now(), 10).await.unwrap().is_empty());
+    let again = recorder.due_outgoing(later, 10).await.unwrap();
+    assert_eq!(
+        (again.len(), again[0].due_at),
+        (1, later),
+        "due again when the claim runs out"
+    );
+    let gone = OutgoingChange::Claim {
+        id: notice.id,
+        seen: now,
+        until: later,
+    };
+    assert!(!recorder.change_outgoing(gone).await.unwrap(), "completed: gone");
     assert!(
         !recorder
             .change_outgoing(OutgoingChange::Complete(Uuid::new_v4()))
@@ -786,7 +812,7 @@ async fn keeps_an_outbox_written_with_the_events(store: &Store) {
         .insert_with_outbox(0, vec![event(c, 1, "Counter.Increased", b"{}")], delivered.clone())
         .await
         .unwrap();
-    assert!(recorder.due_outgoing(now, 10).await.unwrap().is_empty(), "consumed");
+    assert!(recorder.due_outgoing(later, 10).await.unwrap().is_empty(), "consumed");
     let again = recorder
         .insert_with_outbox(0, vec![event(c, 2, "Counter.Increased", b"{}")], delivered)
         .await

@@ -190,7 +190,10 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .with_options(
             DispatchOptions::default()
                 .poll_interval(Duration::from_millis(20))
-                .backoff(Duration::from_millis(50), Duration::from_secs(2)),
+                .backoff(Duration::from_millis(50), Duration::from_secs(2))
+                // The admin endpoint is near: after a crash, what the
+                // killed process was delivering is delivered again soon.
+                .timeout(Duration::from_secs(2)),
         )
         .start()?;
 

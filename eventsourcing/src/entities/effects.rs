@@ -6,7 +6,9 @@
 //! and error recorded; past [`DispatchOptions::max_attempts`] the effect is
 //! parked, to be listed, retried or discarded. Each handler is given the
 //! effect's id as an idempotency key: the same on every attempt, so that a
-//! receiver recognises a delivery repeated after a crash.
+//! receiver recognises a delivery repeated after a crash. Dispatchers on
+//! several nodes share an outbox: each takes an effect (a claim, for the
+//! length of a delivery) before delivering it, so that one of them does.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -71,6 +73,9 @@ pub struct DispatchOptions {
     /// The longest pause between two attempts (5 min).
     pub max_backoff: Duration,
     /// How long one delivery may take before it counts as failed (30 s).
+    /// It also bounds how long an effect taken by a dispatcher that
+    /// stopped mid-delivery (a crash) waits before another delivers it:
+    /// this, and 2 s.
     pub timeout: Duration,
 }
 
@@ -121,6 +126,16 @@ impl DispatchOptions {
             .saturating_mul(1u32 << attempts.saturating_sub(1).min(20));
         doubled.min(self.max_backoff)
     }
+}
+
+/// How long past a delivery's timeout an effect taken for it stays taken:
+/// room to record how the delivery went.
+const CLAIM_MARGIN: Duration = Duration::from_secs(2);
+
+/// The time `pause` from now.
+fn later(pause: Duration) -> Timestamp {
+    let micros = i64::try_from(pause.as_micros()).unwrap_or(i64::MAX);
+    Timestamp::from_micros(Timestamp::now().as_micros().saturating_add(micros))
 }
 
 /// Delivers the reliable effects of one application's outbox with the
@@ -215,7 +230,8 @@ impl Dispatcher {
     /// name, delivering nothing.
     pub async fn dispatch_due(&self) -> Result<Dispatched> {
         self.check_names()?;
-        let due = self.recorder.due_outgoing(Timestamp::now(), self.options.batch).await?;
+        let listed = self.recorder.due_outgoing(Timestamp::now(), self.options.batch).await?;
+        let due = self.claim(listed).await?;
         let mut deliveries = JoinSet::new();
         // Each delivery's effect, by its task: a task that panics leaves its
         // failure to be recorded like any other.
@@ -252,6 +268,37 @@ impl Dispatcher {
         Ok(dispatched)
     }
 
+    /// Takes each effect of `listed` for one delivery by this dispatcher
+    /// ([`OutgoingChange::Claim`]), all at once (a SQLite store commits
+    /// claims that wait together in one transaction), and answers those it
+    /// took: other dispatchers took the others first. An effect taken is
+    /// due again only after the delivery's timeout, should this dispatcher
+    /// stop before it records how the delivery went.
+    async fn claim(&self, listed: Vec<Outgoing>) -> Result<Vec<Outgoing>> {
+        let until = later(self.options.timeout + CLAIM_MARGIN);
+        let mut claims = JoinSet::new();
+        for outgoing in listed {
+            let recorder = self.recorder.clone();
+            claims.spawn(async move {
+                let change = OutgoingChange::Claim {
+                    id: outgoing.id,
+                    seen: outgoing.due_at,
+                    until,
+                };
+                Ok::<_, Error>(recorder.change_outgoing(change).await?.then_some(outgoing))
+            });
+        }
+        let mut taken = Vec::new();
+        while let Some(claimed) = claims.join_next().await {
+            let claimed = claimed.map_err(|error| Error::Runner {
+                reason: format!("taking an effect for delivery stopped: {error}"),
+            })??;
+            taken.extend(claimed);
+        }
+        taken.sort_by_key(|o| (o.due_at, o.id));
+        Ok(taken)
+    }
+
     /// Records how the delivery of `outgoing` went: `Err(None)` for an
     /// effect with no handler here.
     async fn record(&self, outgoing: &Outgoing, result: Result<(), Option<String>>) -> Result<Outcome> {
@@ -270,10 +317,7 @@ impl Dispatcher {
         };
         let attempts = outgoing.attempts.saturating_add(1);
         let park = attempts >= self.options.max_attempts || !self.handlers.contains_key(outgoing.handler.as_str());
-        let due_at = (!park).then(|| {
-            let pause = self.options.backoff_after(attempts);
-            Timestamp::from_micros(Timestamp::now().as_micros() + i64::try_from(pause.as_micros()).unwrap_or(i64::MAX))
-        });
+        let due_at = (!park).then(|| later(self.options.backoff_after(attempts)));
         tracing::warn!(
             effect = %outgoing.id,
             handler = %outgoing.handler,

@@ -398,6 +398,13 @@ impl Recorder for MemoryRecorder {
                 }
                 _ => false,
             },
+            OutgoingChange::Claim { id, seen, until } => match tables.outbox.get_mut(&id) {
+                Some(o) if !o.parked && o.due_at == seen => {
+                    o.due_at = until;
+                    true
+                }
+                _ => false,
+            },
         })
     }
 }

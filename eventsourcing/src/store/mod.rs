@@ -223,8 +223,9 @@ pub trait Recorder: NotificationSource {
     /// The parked effects of the outbox, oldest first.
     fn parked_outgoing(&self) -> impl Future<Output = Result<Vec<Outgoing>>> + Send;
 
-    /// Completes, fails or unparks one effect. Returns whether it was there
-    /// (and, to unpark, parked): of two completions of one effect, one
+    /// Completes, fails, unparks or claims one effect. Returns whether it
+    /// was there (and, to unpark, parked; to claim, due at the time it was
+    /// seen): of two completions, or two claims, of one effect, one
     /// returns `false`.
     fn change_outgoing(&self, change: OutgoingChange) -> impl Future<Output = Result<bool>> + Send;
 }

@@ -117,4 +117,18 @@ pub enum OutgoingChange {
         /// When it is due.
         due_at: Timestamp,
     },
+    /// A due effect taken for one delivery: its due time moves from
+    /// `seen` (as [`due_outgoing`](crate::Recorder::due_outgoing) listed
+    /// it) to `until`, so that other dispatchers pass it over while this
+    /// one delivers it, and deliver it after `until` if this one never
+    /// says how the delivery went. `false` if another took it first (its
+    /// due time moved), or it is parked or gone.
+    Claim {
+        /// The effect.
+        id: Uuid,
+        /// Its due time when listed.
+        seen: Timestamp,
+        /// When it is due again if the delivery is never recorded.
+        until: Timestamp,
+    },
 }

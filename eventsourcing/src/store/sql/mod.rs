@@ -107,6 +107,12 @@ pub(crate) enum OutboxOp {
     },
     /// A parked effect, due again at `due_at`.
     Unpark { id: Uuid, due_at: Timestamp },
+    /// A due effect taken for one delivery, if still due at `seen`.
+    Claim {
+        id: Uuid,
+        seen: Timestamp,
+        until: Timestamp,
+    },
     /// Delivered by this write's events: removed, or the write fails.
     Consume(Uuid),
 }
@@ -249,7 +255,8 @@ with_sql_bounds! {
         Ok(())
     }
 
-    /// Completes, fails or unparks one effect; whether it was there.
+    /// Completes, fails, unparks or claims one effect; whether it was
+    /// there (and, to unpark or claim, in the state the change expects).
     async fn write_outbox_op(
         &self,
         conn: &mut <D::Db as sqlx::Database>::Connection,
@@ -281,6 +288,13 @@ with_sql_bounds! {
                 .execute(conn)
                 .await
                 .map_err(self.abort("unparking an effect"))?,
+            OutboxOp::Claim { id, seen, until } => sqlx::query(self.sql.claim_outgoing.clone())
+                .bind(until.as_micros())
+                .bind(*id)
+                .bind(seen.as_micros())
+                .execute(conn)
+                .await
+                .map_err(self.abort("taking an effect for delivery"))?,
         };
         Ok(D::rows_affected(&done) == 1)
     }
@@ -650,6 +664,9 @@ macro_rules! recorder_over_sql {
                     },
                     $crate::store::OutgoingChange::Unpark { id, due_at } => {
                         $crate::store::sql::OutboxOp::Unpark { id, due_at }
+                    }
+                    $crate::store::OutgoingChange::Claim { id, seen, until } => {
+                        $crate::store::sql::OutboxOp::Claim { id, seen, until }
                     }
                 };
                 let partition = $crate::store::DEFAULT_PARTITION;

@@ -33,6 +33,7 @@ pub(crate) struct Statements<D: Dialect> {
     pub(crate) complete_outgoing: SqlStr,
     pub(crate) fail_outgoing: SqlStr,
     pub(crate) unpark_outgoing: SqlStr,
+    pub(crate) claim_outgoing: SqlStr,
     /// The statements of this database only.
     pub(crate) dialect: D::Statements,
 }
@@ -118,6 +119,9 @@ impl<D: Dialect> Statements<D> {
             )),
             unpark_outgoing: s(format!(
                 "UPDATE {p}_outbox SET parked = 0, due_at = ? WHERE id = ? AND parked = 1"
+            )),
+            claim_outgoing: s(format!(
+                "UPDATE {p}_outbox SET due_at = ? WHERE id = ? AND due_at = ? AND parked = 0"
             )),
             dialect: D::statements(p),
         }
