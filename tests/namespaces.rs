@@ -13,7 +13,7 @@ mod orders_check;
 
 use std::time::{Duration, Instant};
 
-use eventsourcing::store::Prompt;
+use eventsourcing::store::{Commits, Committed, Prompt};
 use eventsourcing::{Aggregate, AppName, Application, Error, NotificationSource, ProcessOptions, Runner, Store};
 use eventsourcing_tests::Dog;
 use uuid::Uuid;
@@ -160,15 +160,19 @@ async fn a_namespace_hears_its_own_commits_only(store: &Store) {
         .await
         .unwrap();
     kennel.save(&mut Dog::register("Rex")).await.unwrap();
+    let committed = next_commit(&mut commits).await;
+    assert_eq!(committed.app.table_prefix(), "a__kennel");
+    assert_eq!(committed.head, 1);
+}
+
+/// The next commit a subscription hears, within 10 s.
+async fn next_commit(commits: &mut Commits) -> Committed {
     let prompt = tokio::time::timeout(Duration::from_secs(10), commits.next())
         .await
         .expect("a prompt")
         .expect("the feed is open");
     match prompt {
-        Prompt::Committed(committed) => {
-            assert_eq!(committed.app.table_prefix(), "a__kennel");
-            assert_eq!(committed.head, 1);
-        }
+        Prompt::Committed(committed) => committed,
         Prompt::Missed => panic!("no prompt was lost"),
     }
 }
@@ -216,14 +220,7 @@ async fn another_process_hears_its_namespace_only() {
             .unwrap();
         kennel.save(&mut Dog::register("Rex")).await.unwrap();
     }
-    let prompt = tokio::time::timeout(Duration::from_secs(10), commits.next())
-        .await
-        .expect("a prompt")
-        .expect("the feed is open");
-    match prompt {
-        Prompt::Committed(committed) => assert_eq!(committed.app.table_prefix(), "a__kennel"),
-        Prompt::Missed => panic!("no prompt was lost"),
-    }
+    assert_eq!(next_commit(&mut commits).await.app.table_prefix(), "a__kennel");
 }
 
 /// Workers of one system in two namespaces of one database run at once,

@@ -19,8 +19,9 @@ pub struct MemoryStore {
     /// Each application's tables, by table prefix (with its namespace).
     apps: Arc<Mutex<HashMap<String, Arc<Mutex<Tables>>>>>,
     feed: CommitFeed,
-    /// Where this handle's recorders keep their tables.
-    namespace: Option<Namespace>,
+    /// Where this handle's recorders keep their tables (set by
+    /// [`Store::namespaced`](crate::Store::namespaced)).
+    pub(super) namespace: Option<Namespace>,
 }
 
 impl MemoryStore {
@@ -35,20 +36,6 @@ impl MemoryStore {
         self.recorder_with(app, None)
     }
 
-    /// This store's data, with recorders that keep their tables in
-    /// `namespace` (see [`Store::namespaced`](crate::Store::namespaced)).
-    pub fn namespaced(&self, namespace: Namespace) -> Self {
-        Self {
-            namespace: Some(namespace),
-            ..self.clone()
-        }
-    }
-
-    /// The namespace of this handle's recorders, if any.
-    pub fn namespace(&self) -> Option<&Namespace> {
-        self.namespace.as_ref()
-    }
-
     /// A subscription to the commits of this store's recorders.
     pub fn commits(&self) -> super::Commits {
         self.feed.subscribe(self.namespace.as_ref())
@@ -61,7 +48,8 @@ impl MemoryStore {
     }
 
     pub(super) fn recorder_with(&self, app: &AppName, partitions: Option<u32>) -> Result<MemoryRecorder> {
-        self.claimed_recorder(app, partitions, Claim::Leave)
+        let app = app.in_namespace(self.namespace.as_ref())?;
+        self.claimed_recorder(&app, partitions, Claim::Leave)
     }
 
     pub(super) fn claimed_recorder(
@@ -70,7 +58,7 @@ impl MemoryStore {
         partitions: Option<u32>,
         claim: Claim,
     ) -> Result<MemoryRecorder> {
-        let app = app.in_namespace(self.namespace.as_ref())?;
+        let app = app.clone();
         let (tables, stored) = self.tables(&app, partitions);
         super::check_partitions_unchanged(&app, stored, partitions)?;
         {

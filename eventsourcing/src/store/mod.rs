@@ -292,24 +292,26 @@ impl Store {
     /// # }).unwrap();
     /// ```
     pub fn namespaced(&self, namespace: &str) -> Result<Self> {
-        let namespace = Namespace::new(namespace)?;
-        Ok(match self {
-            Store::Memory(store) => Store::Memory(store.namespaced(namespace)),
+        let namespace = Some(Namespace::new(namespace)?);
+        let mut store = self.clone();
+        match &mut store {
+            Store::Memory(store) => store.namespace = namespace,
             #[cfg(feature = "sqlite")]
-            Store::Sqlite(store) => Store::Sqlite(store.namespaced(namespace)),
+            Store::Sqlite(store) => store.namespace = namespace,
             #[cfg(feature = "postgres")]
-            Store::Postgres(store) => Store::Postgres(store.namespaced(namespace)),
-        })
+            Store::Postgres(store) => store.namespace = namespace,
+        }
+        Ok(store)
     }
 
     /// The namespace of the applications opened from this handle, if any.
     pub fn namespace(&self) -> Option<&Namespace> {
         match self {
-            Store::Memory(store) => store.namespace(),
+            Store::Memory(store) => store.namespace.as_ref(),
             #[cfg(feature = "sqlite")]
-            Store::Sqlite(store) => store.namespace(),
+            Store::Sqlite(store) => store.namespace.as_ref(),
             #[cfg(feature = "postgres")]
-            Store::Postgres(store) => store.namespace(),
+            Store::Postgres(store) => store.namespace.as_ref(),
         }
     }
 
@@ -353,7 +355,9 @@ impl Store {
         self.open_recorder(app, None, Claim::Release).await.map(drop)
     }
 
+    /// The recorder of `app` in this handle's namespace.
     async fn open_recorder(&self, app: &AppName, partitions: Option<u32>, claim: Claim) -> Result<AnyRecorder> {
+        let app = &app.in_namespace(self.namespace())?;
         if let Some(asked) = partitions
             && (asked == 0 || asked > MAX_PARTITIONS)
         {

@@ -329,12 +329,9 @@ fn applications_of(group: &str) -> Vec<&str> {
 
 /// The lease board of a new worker, if `store` keeps leases.
 pub(crate) fn lease_board(store: &crate::Store, system: &System, options: &ProcessOptions) -> Result<LeaseBoard> {
+    let group = group_name(system, store.namespace(), options.partitions);
     match store {
-        crate::Store::Postgres(store) => Ok(store.lease_board(
-            group_name(system, store.namespace(), options.partitions),
-            worker_name(),
-            options.lease_ttl,
-        )),
+        crate::Store::Postgres(store) => Ok(store.lease_board(group, worker_name(), options.lease_ttl)),
         _ => Err(super::needs_postgres()),
     }
 }

@@ -40,8 +40,9 @@ pub struct PostgresStore {
     feed: crate::store::CommitFeed,
     /// Listens for other stores' commits, once someone subscribes.
     listener: std::sync::Arc<tokio::sync::OnceCell<std::sync::Arc<notify::Listener>>>,
-    /// Where this handle's recorders keep their tables.
-    namespace: Option<crate::Namespace>,
+    /// Where this handle's recorders keep their tables (set by
+    /// [`Store::namespaced`](crate::Store::namespaced)).
+    pub(in crate::store) namespace: Option<crate::Namespace>,
 }
 
 impl PostgresStore {
@@ -63,20 +64,6 @@ impl PostgresStore {
         })
     }
 
-    /// This store's database, with recorders that keep their tables in
-    /// `namespace` (see [`Store::namespaced`](crate::Store::namespaced)).
-    pub fn namespaced(&self, namespace: crate::Namespace) -> Self {
-        Self {
-            namespace: Some(namespace),
-            ..self.clone()
-        }
-    }
-
-    /// The namespace of this handle's recorders, if any.
-    pub fn namespace(&self) -> Option<&crate::Namespace> {
-        self.namespace.as_ref()
-    }
-
     /// A subscription to the commits of events to this database's logs, by
     /// this process and (through `LISTEN`) by every other.
     pub async fn commits(&self) -> Result<crate::store::Commits> {
@@ -90,21 +77,16 @@ impl PostgresStore {
         .await
     }
 
-    /// Opens the recorder of one application, creating its tables or
-    /// bringing them up to date (see [`SCHEMA_VERSION`](crate::store::SCHEMA_VERSION)).
-    pub async fn recorder(&self, app: &AppName) -> Result<PostgresRecorder> {
-        self.recorder_with(app, None, Claim::Leave).await
-    }
-
-    /// Opens the recorder of one application whose log has `partitions`
-    /// partitions (if given); see [`Store::partitioned_recorder`](crate::Store::partitioned_recorder).
+    /// The recorder of `app` (with its namespace), its tables created or
+    /// brought up to date (see [`SCHEMA_VERSION`](crate::store::SCHEMA_VERSION))
+    /// in one transaction with the claim on them; with `partitions` for a
+    /// new log. [`Store::recorder`](crate::Store::recorder) opens it.
     pub(crate) async fn recorder_with(
         &self,
         app: &AppName,
         partitions: Option<u32>,
         claim: Claim,
     ) -> Result<PostgresRecorder> {
-        let app = &app.in_namespace(self.namespace.as_ref())?;
         let mut tx = self
             .pool
             .begin()

@@ -48,8 +48,9 @@ const MAX_CHUNK: usize = 256;
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     shared: Arc<Shared>,
-    /// Where this handle's recorders keep their tables.
-    namespace: Option<crate::Namespace>,
+    /// Where this handle's recorders keep their tables (set by
+    /// [`Store::namespaced`](crate::Store::namespaced)).
+    pub(in crate::store) namespace: Option<crate::Namespace>,
 }
 
 #[derive(Debug)]
@@ -148,21 +149,17 @@ impl SqliteStore {
         })
     }
 
-    /// Opens the recorder of one application, creating its tables or
-    /// bringing them up to date (see [`SCHEMA_VERSION`](crate::store::SCHEMA_VERSION)).
-    pub async fn recorder(&self, app: &AppName) -> Result<SqliteRecorder> {
-        self.recorder_with(app, None, Claim::Leave).await
-    }
-
-    /// Opens the recorder of one application whose log has `partitions`
-    /// partitions (if given); see [`Store::partitioned_recorder`](crate::Store::partitioned_recorder).
+    /// Opens the recorder of `app` (already in its namespace), with
+    /// `partitions` if it is new, taking or releasing the claim on it in
+    /// the transaction of its migration (see
+    /// [`SCHEMA_VERSION`](crate::store::SCHEMA_VERSION)); what
+    /// [`Store::recorder`](crate::Store::recorder) calls.
     pub(crate) async fn recorder_with(
         &self,
         app: &AppName,
         partitions: Option<u32>,
         claim: Claim,
     ) -> Result<SqliteRecorder> {
-        let app = &app.in_namespace(self.namespace.as_ref())?;
         let mut writer = self.shared.writer.lock().await;
         writer
             .reset()
@@ -197,20 +194,6 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
-    /// This store's file, with recorders that keep their tables in
-    /// `namespace` (see [`Store::namespaced`](crate::Store::namespaced)).
-    pub fn namespaced(&self, namespace: crate::Namespace) -> Self {
-        Self {
-            namespace: Some(namespace),
-            ..self.clone()
-        }
-    }
-
-    /// The namespace of this handle's recorders, if any.
-    pub fn namespace(&self) -> Option<&crate::Namespace> {
-        self.namespace.as_ref()
-    }
-
     /// A subscription to the commits of this store's recorders, in this
     /// process (other processes on the file are not heard: their followers
     /// poll).
