@@ -97,6 +97,17 @@ async fn a_second_system_with_an_application_of_one_name_is_refused(store: &Stor
         message.contains("store.namespaced") && message.contains("release_claim"),
         "{message}"
     );
+    // The refused system claimed nothing, not even its `Shop`, which no
+    // other system ran: a third system's `Shop` runs.
+    let third = Runner::single_threaded(
+        eventsourcing::system!(third::Shop => domain::Reservations),
+        store,
+        options(),
+    )
+    .await
+    .unwrap();
+    third.shutdown().await.unwrap();
+    store.release_claim(&AppName::new("Shop").unwrap()).await.unwrap();
     // The orders system itself starts again, and its work is intact.
     let again = Runner::single_threaded(domain::system(), store, options())
         .await
@@ -294,6 +305,19 @@ async fn workers_in_one_namespace_spelled_two_ways_share_the_partitions() {
     }
     first.shutdown().await.unwrap();
     second.shutdown().await.unwrap();
+}
+
+/// A third system's shop.
+mod third {
+    use eventsourcing::prelude::*;
+
+    use super::domain::Order;
+
+    #[derive(Default)]
+    pub struct Shop;
+
+    #[policy(aggregates(Order))]
+    impl Shop {}
 }
 
 /// Another system whose process application is also named `Reservations`.

@@ -768,6 +768,14 @@ pub(crate) async fn open_apps(
     let policies = policies(system, options)?;
     // Before any tables are made, as `Application::open` does.
     crate::topics::check()?;
+    // Every claim checked before any is taken: a runner refused for one
+    // application leaves no claim on the others.
+    let here = |spec: &&crate::system::SystemApp| !options.apps_elsewhere().any(|app| app == spec.name);
+    for spec in system.app_specs().iter().filter(here) {
+        store
+            .check_claim(&AppName::new(spec.name)?, options.partitions, spec.path)
+            .await?;
+    }
     let (mut apps, mut logs, mut warm) = (Vec::new(), Vec::new(), Vec::new());
     for spec in system.app_specs() {
         let name = AppName::new(spec.name)?;

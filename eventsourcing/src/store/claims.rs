@@ -12,6 +12,9 @@ pub(crate) enum Claim {
     /// Nothing: an [`Application`](crate::Application) opened to write
     /// commands, or a reader.
     Leave,
+    /// Fails with [`Error::SystemClash`] if a process application other
+    /// than the one of this module path runs the tables; records nothing.
+    Check(&'static str),
     /// Records that the process application of this module path runs the
     /// tables, or fails with [`Error::SystemClash`] if another one does.
     Take(&'static str),

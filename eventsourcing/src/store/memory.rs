@@ -67,10 +67,10 @@ impl MemoryStore {
                 (Claim::Leave, _) => {}
                 (Claim::Release, _) => tables.claimed_by = None,
                 (Claim::Take(process), None) => tables.claimed_by = Some(process),
-                (Claim::Take(process), Some(claimed_by)) if claimed_by != process => {
+                (Claim::Check(process) | Claim::Take(process), Some(claimed_by)) if claimed_by != process => {
                     return Err(super::claims::clash(&app, claimed_by.to_owned(), process));
                 }
-                (Claim::Take(_), Some(_)) => {}
+                (Claim::Check(_), _) | (Claim::Take(_), Some(_)) => {}
             }
         }
         Ok(MemoryRecorder {

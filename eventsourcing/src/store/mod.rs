@@ -345,6 +345,15 @@ impl Store {
         self.open_recorder(app, Some(partitions), Claim::Take(process)).await
     }
 
+    /// Fails like [`claimed_recorder`](Self::claimed_recorder) would, and
+    /// claims nothing: so that a runner refused for one application has
+    /// not claimed the others first.
+    pub(crate) async fn check_claim(&self, app: &AppName, partitions: u32, process: &'static str) -> Result<()> {
+        self.open_recorder(app, Some(partitions), Claim::Check(process))
+            .await
+            .map(drop)
+    }
+
     /// Forgets which process application runs `app` in this store and
     /// namespace, so that another may: for an application whose type was
     /// moved or renamed, after its runners have stopped. (A runner records

@@ -29,28 +29,29 @@ with_sql_bounds! {
                     .map_err(db("releasing the claim on its tables"))?;
                 Ok(())
             }
-            Claim::Take(process) => {
-                // Whoever inserts first holds the claim; the others read it.
-                sqlx::query(statement::<D>(format!(
-                    "INSERT INTO {CLAIMS_TABLE} (tables, process, claimed_at) VALUES (?, ?, ?)
-                     ON CONFLICT (tables) DO NOTHING"
-                )))
-                .bind(app.table_prefix())
-                .bind(process)
-                .bind(Timestamp::now().as_micros())
-                .execute(&mut *conn)
-                .await
-                .map_err(db("claiming its tables"))?;
-                let claimed_by: String =
+            Claim::Check(process) | Claim::Take(process) => {
+                if matches!(claim, Claim::Take(_)) {
+                    // Whoever inserts first holds the claim; the others read it.
+                    sqlx::query(statement::<D>(format!(
+                        "INSERT INTO {CLAIMS_TABLE} (tables, process, claimed_at) VALUES (?, ?, ?)
+                         ON CONFLICT (tables) DO NOTHING"
+                    )))
+                    .bind(app.table_prefix())
+                    .bind(process)
+                    .bind(Timestamp::now().as_micros())
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db("claiming its tables"))?;
+                }
+                let claimed_by: Option<String> =
                     sqlx::query_scalar(statement::<D>(format!("SELECT process FROM {CLAIMS_TABLE} WHERE tables = ?")))
                         .bind(app.table_prefix())
-                        .fetch_one(&mut *conn)
+                        .fetch_optional(&mut *conn)
                         .await
                         .map_err(db("reading the claim on its tables"))?;
-                if claimed_by == process {
-                    Ok(())
-                } else {
-                    Err(clash(app, claimed_by, process))
+                match claimed_by {
+                    Some(claimed_by) if claimed_by != process => Err(clash(app, claimed_by, process)),
+                    _ => Ok(()),
                 }
             }
         }
