@@ -290,9 +290,11 @@ async fn pongs(store: &Store) -> Vec<Uuid> {
     pongs
 }
 
-async fn follow_over_http(kind: RunnerKind) {
-    let (pinger_file, ponger_file) = (TempSqlite::new(), TempSqlite::new());
-    let (pinger_store, ponger_store) = (pinger_file.open().await, ponger_file.open().await);
+/// Pinger in a SQLite file, served over HTTP; Ponger in `ponger_store`,
+/// run by a runner of `kind`, following it.
+async fn follow_over_http(kind: RunnerKind, ponger_store: Store) {
+    let pinger_file = TempSqlite::new();
+    let pinger_store = pinger_file.open().await;
     let pinger = Application::open(&pinger_store, "Pinger").await.unwrap();
     let url = serve(
         LogServer::open(&pinger_store, [AppName::new("Pinger").unwrap()])
@@ -323,7 +325,7 @@ async fn follow_over_http(kind: RunnerKind) {
         pinger.save(&mut ping).await.unwrap();
         sent.push(ping.id());
     }
-    if kind == RunnerKind::MultiTask {
+    if kind != RunnerKind::SingleThreaded {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while pongs(&ponger_store).await.len() < sent.len() {
             assert!(std::time::Instant::now() < deadline, "the long poll woke Ponger");
@@ -355,25 +357,39 @@ async fn follow_over_http(kind: RunnerKind) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_multi_task_runner_follows_a_log_over_http_exactly_once() {
-    follow_over_http(RunnerKind::MultiTask).await;
+    let file = TempSqlite::new();
+    follow_over_http(RunnerKind::MultiTask, file.open().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_single_threaded_runner_follows_a_log_over_http_exactly_once() {
-    follow_over_http(RunnerKind::SingleThreaded).await;
+    let file = TempSqlite::new();
+    follow_over_http(RunnerKind::SingleThreaded, file.open().await).await;
 }
 
+/// Workers (on PostgreSQL, under leases) follow a log over HTTP too, woken
+/// by its long poll, with their tracking in their own database.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn workers_refuse_an_upstream_over_http() {
-    let store = Store::open("memory:").await.unwrap();
-    let options = ProcessOptions::default().upstream::<Pinger>(Upstream::http("http://127.0.0.1:9"));
+async fn workers_follow_a_log_over_http_exactly_once() {
+    let Some(store) = eventsourcing_tests::fresh_postgres_store().await else {
+        return;
+    };
+    follow_over_http(RunnerKind::Worker, store).await;
+}
+
+/// A worker with nothing to run here says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_applications_all_run_elsewhere_is_refused() {
+    let Some(store) = eventsourcing_tests::fresh_postgres_store().await else {
+        return;
+    };
+    let options = ProcessOptions::default()
+        .upstream::<Pinger>(Upstream::http("http://127.0.0.1:9"))
+        .upstream::<Ponger>(Upstream::http("http://127.0.0.1:9"));
     let error = Runner::worker(system!(Pinger => Ponger), &store, options)
         .await
         .unwrap_err();
-    assert!(
-        error.to_string().contains("multi-task or single-threaded runner"),
-        "{error}"
-    );
+    assert!(error.to_string().contains("nothing to run"), "{error}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

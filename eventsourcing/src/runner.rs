@@ -222,6 +222,8 @@ enum Mode {
         /// Wakes the coordinator: at shutdown.
         wake: Arc<Notify>,
         prompter: tokio::task::AbortHandle,
+        /// As in the multi-task runner.
+        remote_prompters: Vec<tokio::task::AbortHandle>,
         status: Arc<workers::WorkerStatus>,
     },
 }
@@ -350,9 +352,6 @@ impl Runner {
     ///
     /// Fails on a store other than PostgreSQL.
     pub async fn worker(system: System, store: &Store, options: ProcessOptions) -> Result<Self> {
-        if options.apps_elsewhere().next().is_some() {
-            return Err(elsewhere_refused("workers"));
-        }
         if options.lease_ttl < Duration::from_millis(30) {
             return Err(Error::Runner {
                 reason: format!(
@@ -379,21 +378,26 @@ impl Runner {
             warm,
             policies,
         } = open_apps(&system, store, &options, |recorder| recorder).await?;
-        let all = all_here(&apps, "workers")?;
-        let all_policies = all_here(&policies, "workers")?;
+        if apps.iter().all(Option::is_none) {
+            return Err(Error::Runner {
+                reason: "these options say that every application of the system runs in another process, so a worker here has nothing to run".to_owned(),
+            });
+        }
         // After the tables (the workers' among them) are made.
         workers::check_no_other_system(&board, board.group()).await?;
         let prompts = Prompts::new(&system, options.partitions);
         let commits = store.commits().await?;
         let prompter = tokio::spawn(prompt_followers(commits, prompts.clone()));
+        let remote_prompters = prompt_followers_of_remote_logs(&system, &apps, &logs, &prompts);
         let stopping = Arc::new(AtomicBool::new(false));
         let wake = Arc::new(Notify::new());
         let status = Arc::new(workers::WorkerStatus::default());
         let coordinator = workers::Coordinator {
             system: system.clone(),
-            apps: all,
+            apps: apps.clone(),
+            logs: logs.clone(),
             warm: warm.clone(),
-            policies: all_policies,
+            policies: policies.clone(),
             options: options.clone(),
             board,
             prompts,
@@ -413,6 +417,7 @@ impl Runner {
                 stopping,
                 wake,
                 prompter: prompter.abort_handle(),
+                remote_prompters,
                 status,
             },
             outage_budget: options.outage_budget,
@@ -676,6 +681,7 @@ impl Runner {
             stopping,
             wake,
             prompter,
+            remote_prompters,
             ..
         } = &self.mode
         {
@@ -686,6 +692,7 @@ impl Runner {
                 join_coordinator(handle).await?;
             }
             prompter.abort();
+            remote_prompters.iter().for_each(tokio::task::AbortHandle::abort);
         }
         Ok(())
     }
@@ -711,10 +718,12 @@ impl Drop for Runner {
             stopping,
             wake,
             prompter,
+            remote_prompters,
             ..
         } = &self.mode
         {
             prompter.abort();
+            remote_prompters.iter().for_each(tokio::task::AbortHandle::abort);
             stopping.store(true, Ordering::SeqCst);
             wake.notify_one();
         }
@@ -817,7 +826,7 @@ pub(crate) fn all_here<T: Clone>(apps: &[Option<T>], who: &str) -> Result<Vec<T>
 fn elsewhere_refused(who: &str) -> Error {
     Error::Runner {
         reason: format!(
-            "{who} run every application of the system in one store, and these options say that some run in another process; use the multi-task or single-threaded runner to follow logs over HTTP"
+            "{who} run every application of the system in one store, and these options say that some run in another process; use a runner to follow logs over HTTP"
         ),
     }
 }

@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 use super::super::{Prompts, join_partition_task, run_task, worker};
 use super::{Lease, WorkerStatus};
 use crate::process::outage::{self, Outage};
+use crate::process::upstream_log::UpstreamLog;
 use crate::process::worker::error_chain;
 use crate::store::postgres::LeaseBoard;
 use crate::{AppName, Application, Error, ProcessOptions, Result, System};
@@ -37,10 +38,15 @@ struct Held {
 /// stops its tasks, releases its leases and says it left.
 pub(crate) struct Coordinator {
     pub(crate) system: System,
-    pub(crate) apps: Vec<Application>,
+    /// Each application, if it runs here (in the system's order, like the
+    /// fields below).
+    pub(crate) apps: Vec<Option<Application>>,
+    /// Each application's log, where its followers read it: here, or over
+    /// HTTP.
+    pub(crate) logs: Vec<UpstreamLog>,
     pub(crate) warm: Vec<super::super::Warm>,
-    /// Each application's policy.
-    pub(crate) policies: Vec<crate::process::instances::Policy>,
+    /// Each application's policy, if it runs here.
+    pub(crate) policies: Vec<Option<crate::process::instances::Policy>>,
     pub(crate) options: ProcessOptions,
     pub(crate) board: LeaseBoard,
     pub(crate) prompts: Prompts,
@@ -52,9 +58,13 @@ pub(crate) struct Coordinator {
 
 impl Coordinator {
     /// The system's application-partitions that have something to process
-    /// (applications that follow another), partition by partition.
+    /// here (applications here that follow another), partition by
+    /// partition.
     fn units(&self) -> Vec<Unit> {
-        let following: Vec<usize> = processed_apps(&self.system).map(|(i, _)| i).collect();
+        let following: Vec<usize> = processed_apps(&self.system)
+            .map(|(i, _)| i)
+            .filter(|&i| self.apps[i].is_some())
+            .collect();
         (0..self.options.partitions)
             .flat_map(|partition| following.iter().map(move |&app| Unit { partition, app }))
             .collect()
@@ -64,15 +74,26 @@ impl Coordinator {
         self.system.app_specs()[unit.app].name
     }
 
+    /// The application of `unit`: one here (see [`units`](Self::units)).
+    fn app(&self, unit: Unit) -> &Application {
+        self.apps[unit.app].as_ref().expect("a unit is of an application here")
+    }
+
     fn app_name(&self, unit: Unit) -> &AppName {
-        self.apps[unit.app].name()
+        self.app(unit).name()
     }
 
     pub(crate) async fn run(self) -> Result<()> {
         let heartbeat = self.options.lease_ttl / 3;
         let units = self.units();
         let mut held: BTreeMap<Unit, Held> = BTreeMap::new();
-        let mut outage = Outage::new(None, self.apps[0].recorder(), self.options.outage_budget);
+        let here = self
+            .apps
+            .iter()
+            .flatten()
+            .next()
+            .expect("a worker runs an application here");
+        let mut outage = Outage::new(None, here.recorder(), self.options.outage_budget);
         tracing::info!(worker = self.board.worker(), units = units.len(), "worker started");
         let result = loop {
             if self.stopping.load(Ordering::SeqCst) {
@@ -199,12 +220,12 @@ impl Coordinator {
             if held.contains_key(&unit) {
                 continue;
             }
-            let upstreams: Vec<AppName> = self
+            // Tracking rows of remote upstreams are fenced too.
+            let upstreams = self
                 .system
                 .upstreams(self.name(unit))
-                .filter_map(|up| self.apps.iter().find(|app| app.name().as_str() == up))
-                .map(|app| app.name().clone())
-                .collect();
+                .map(AppName::new)
+                .collect::<Result<Vec<_>>>()?;
             if let Some(epoch) = self
                 .board
                 .acquire(self.app_name(unit), unit.partition, &upstreams)
@@ -230,13 +251,14 @@ impl Coordinator {
         if let Some(warm) = self.warm[unit.app].get(unit.partition as usize) {
             warm.clear();
         }
-        let logs = crate::runner::local_logs(&self.apps);
         let worker = worker(
             &self.system,
-            &self.apps[unit.app],
-            &logs,
+            self.app(unit),
+            &self.logs,
             &self.warm,
-            &self.policies[unit.app],
+            self.policies[unit.app]
+                .as_ref()
+                .expect("a unit is of an application here"),
             &self.options,
             unit.app,
             unit.partition,
@@ -276,10 +298,12 @@ pub(crate) fn worker_name() -> String {
 }
 
 /// The system's name among workers: the applications its workers process
-/// (those that follow another), after their namespace (lowercase, as in
-/// table names) if they have one, sorted, and its partitions.
-pub(crate) fn group_name(system: &System, namespace: Option<&crate::Namespace>, partitions: u32) -> String {
+/// (those here that follow another), after their namespace (lowercase, as
+/// in table names) if they have one, sorted, and its partitions.
+pub(crate) fn group_name(system: &System, namespace: Option<&crate::Namespace>, options: &ProcessOptions) -> String {
+    let partitions = options.partitions;
     let mut processed: Vec<String> = processed_apps(system)
+        .filter(|(_, name)| !options.apps_elsewhere().any(|app| app == *name))
         .map(|(_, name)| match namespace {
             Some(namespace) => format!("{}__{name}", namespace.table_prefix()),
             None => name.to_owned(),
@@ -329,7 +353,7 @@ fn applications_of(group: &str) -> Vec<&str> {
 
 /// The lease board of a new worker, if `store` keeps leases.
 pub(crate) fn lease_board(store: &crate::Store, system: &System, options: &ProcessOptions) -> Result<LeaseBoard> {
-    let group = group_name(system, store.namespace(), options.partitions);
+    let group = group_name(system, store.namespace(), options);
     match store {
         crate::Store::Postgres(store) => Ok(store.lease_board(group, worker_name(), options.lease_ttl)),
         _ => Err(super::needs_postgres()),
