@@ -163,6 +163,24 @@ async fn two_dispatchers_deliver_each_effect_once(store: &Store) {
     );
 }
 
+/// A dispatcher that never gives up on a delivery (the longest timeout)
+/// delivers like any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispatcher_without_a_timeout_delivers() {
+    let store = Store::open("memory:").await.unwrap();
+    let entities = open(&store).await;
+    let inbox = Inbox::default();
+    let dispatcher = Dispatcher::new(entities.app())
+        .handler(inbox.clone())
+        .with_options(DispatchOptions::default().timeout(Duration::MAX));
+    let id = Uuid::new_v4();
+    for _ in 0..3 {
+        entities.send(id, increase).await.unwrap();
+    }
+    assert_eq!(dispatcher.dispatch_due().await.unwrap().delivered, 1);
+    assert_eq!(inbox.notices(), [Notice { counter: id, count: 3 }]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_effect_is_recorded_for_a_refused_command() {
     let store = Store::open("memory:").await.unwrap();

@@ -377,19 +377,25 @@ async fn workers_follow_a_log_over_http_exactly_once() {
     follow_over_http(RunnerKind::Worker, store).await;
 }
 
-/// A worker with nothing to run here says so.
+/// A worker with nothing to process here says so: when every application
+/// runs elsewhere, and when only one that follows nothing runs here.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_whose_applications_all_run_elsewhere_is_refused() {
+async fn a_worker_with_nothing_to_process_here_is_refused() {
     let Some(store) = eventsourcing_tests::fresh_postgres_store().await else {
         return;
     };
-    let options = ProcessOptions::default()
-        .upstream::<Pinger>(Upstream::http("http://127.0.0.1:9"))
-        .upstream::<Ponger>(Upstream::http("http://127.0.0.1:9"));
-    let error = Runner::worker(system!(Pinger => Ponger), &store, options)
-        .await
-        .unwrap_err();
-    assert!(error.to_string().contains("nothing to run"), "{error}");
+    let elsewhere = || Upstream::http("http://127.0.0.1:9");
+    for options in [
+        ProcessOptions::default()
+            .upstream::<Pinger>(elsewhere())
+            .upstream::<Ponger>(elsewhere()),
+        ProcessOptions::default().upstream::<Ponger>(elsewhere()),
+    ] {
+        let error = Runner::worker(system!(Pinger => Ponger), &store, options)
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("nothing to process"), "{error}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -87,8 +87,10 @@ async fn a_second_system_with_an_application_of_one_name_is_refused(store: &Stor
         } => {
             assert_eq!(app, "Reservations");
             assert_eq!(namespace, &None);
-            assert_eq!(claimed_by, "namespaces::domain::Reservations");
-            assert_eq!(claimant, "namespaces::other::Reservations");
+            // Module paths within the crate: the same module compiled into
+            // two programs is one application.
+            assert_eq!(claimed_by, "domain::Reservations");
+            assert_eq!(claimant, "other::Reservations");
         }
         other => panic!("expected a clash of systems, got {other}"),
     }
@@ -139,7 +141,12 @@ async fn a_second_system_with_an_application_of_one_name_is_refused(store: &Stor
         matches!(&error, Error::SystemClash { namespace: Some(ns), .. } if ns == "other"),
         "{error}"
     );
-    assert!(error.to_string().contains("in namespace `other`"), "{error}");
+    let message = error.to_string();
+    assert!(
+        message.contains("in namespace `other`")
+            && message.contains(r#"store.namespaced("other")?.release_claim(&AppName::new("Reservations")?)"#),
+        "{message}"
+    );
 
     // Released, the claim goes to the next system that runs it.
     store
@@ -152,9 +159,57 @@ async fn a_second_system_with_an_application_of_one_name_is_refused(store: &Stor
         .await
         .unwrap_err();
     assert!(
-        matches!(&error, Error::SystemClash { claimed_by, .. } if claimed_by == "namespaces::other::Reservations"),
+        matches!(&error, Error::SystemClash { claimed_by, .. } if claimed_by == "other::Reservations"),
         "{error}"
     );
+}
+
+/// An application outside any namespace whose name has two underscores in
+/// a row has the table names of one in a namespace: the second of the two
+/// to open them is refused, naming both, whichever comes first.
+async fn an_application_named_like_a_namespaced_one_is_refused(store: &Store) {
+    Application::open(store, "eu__orders").await.unwrap();
+    let error = Application::open(&store.namespaced("eu").unwrap(), "Orders")
+        .await
+        .unwrap_err();
+    match &error {
+        Error::TablesTaken {
+            tables,
+            owner,
+            owner_namespace,
+            app,
+            namespace,
+        } => {
+            assert_eq!(
+                (tables.as_str(), owner.as_str(), owner_namespace),
+                ("eu__orders", "eu__orders", &None)
+            );
+            assert_eq!((app.as_str(), namespace.as_deref()), ("Orders", Some("eu")));
+        }
+        other => panic!("expected the tables to be taken, got {other}"),
+    }
+    Application::open(&store.namespaced("us").unwrap(), "Orders")
+        .await
+        .unwrap();
+    let error = Application::open(store, "us__orders").await.unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("belong to application `orders` in namespace `us`"),
+        "{error}"
+    );
+}
+
+/// Releasing the claim on an application that has no tables makes none:
+/// the system that comes later makes them with its own partitions.
+async fn releasing_a_claim_makes_no_tables(store: &Store) {
+    store.release_claim(&AppName::new("Orders").unwrap()).await.unwrap();
+    let runner = Runner::single_threaded(domain::system(), store, ProcessOptions::default().partitions(4))
+        .await
+        .unwrap();
+    let orders = create_orders(&runner, 3).await;
+    runner.shutdown().await.unwrap();
+    assert_each_order_reserved_and_paid_once(store, &orders).await;
 }
 
 /// A subscription to a namespaced store's commits hears that namespace's
@@ -212,7 +267,37 @@ eventsourcing_tests::on_every_fresh_backend!(
     a_second_system_with_an_application_of_one_name_is_refused,
     a_namespace_hears_its_own_commits_only,
     bad_namespaces_are_refused,
+    an_application_named_like_a_namespaced_one_is_refused,
+    releasing_a_claim_makes_no_tables,
 );
+
+/// Tables made before namespaces existed (schema version 5 and earlier)
+/// belong to an application in none: `fr__orders` from then is not taken
+/// by `orders` in the namespace `fr`.
+#[tokio::test]
+async fn tables_from_before_namespaces_belong_to_no_namespace() {
+    use sqlx::Connection;
+    let file = eventsourcing_tests::TempSqlite::new();
+    Application::open(&file.open().await, "fr__orders").await.unwrap();
+    // As a build of version 5 left them: no owner, and version 5.
+    let mut conn = sqlx::SqliteConnection::connect(&file.url()).await.unwrap();
+    for sql in [
+        "DELETE FROM eventsourcing_table_owners",
+        "UPDATE eventsourcing_applications SET schema_version = 5",
+    ] {
+        sqlx::query(sql).execute(&mut conn).await.unwrap();
+    }
+    conn.close().await.unwrap();
+    let store = file.open().await;
+    let error = Application::open(&store.namespaced("fr").unwrap(), "orders")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, Error::TablesTaken { owner, owner_namespace: None, .. } if owner == "fr__orders"),
+        "{error}"
+    );
+    Application::open(&store, "fr__orders").await.unwrap();
+}
 
 /// On PostgreSQL, commits are announced to other processes: another
 /// store's subscription in namespace `a` hears `a`'s commits, not those of

@@ -25,8 +25,9 @@ pub enum Error {
     /// Another process application runs an application of this name in
     /// this store (and namespace): two systems would share its tables.
     #[error(
-        "application `{app}`{} is run by `{claimed_by}` in this store, and `{claimant}` is another application of that name: the two systems would share its tables and tracking, and one of them would process nothing. Give one system a namespace of its own (`store.namespaced(\"…\")`), or one application another name (`#[policy(name = \"…\")]`); if `{claimant}` is `{claimed_by}` moved or renamed, release the old claim with `store.release_claim(&AppName::new(\"{app}\")?)` while none of its runners run",
-        in_namespace(namespace.as_deref())
+        "application `{app}`{} is run by `{claimed_by}` in this store, and `{claimant}` is another application of that name: the two systems would share its tables and tracking, and one of them would process nothing. Give one system a namespace of its own (`store.namespaced(\"…\")`), or one application another name (`#[policy(name = \"…\")]`); if `{claimant}` is `{claimed_by}` moved or renamed, release the old claim with `{}` while none of its runners run",
+        in_namespace(namespace.as_deref()),
+        release_claim(app, namespace.as_deref())
     )]
     SystemClash {
         /// The application's name.
@@ -37,6 +38,27 @@ pub enum Error {
         claimed_by: String,
         /// The one that was refused.
         claimant: String,
+    },
+
+    /// An application's tables belong to another (namespace, application)
+    /// with the same table names: `eu__orders` in no namespace, and
+    /// `orders` in the namespace `eu`.
+    #[error(
+        "the tables `{tables}_…` belong to application `{owner}`{}, so application `{app}`{} cannot have them: a name with two underscores in a row reads like a namespace and an application; rename one of them, or use another namespace",
+        in_namespace(owner_namespace.as_deref()),
+        in_namespace(namespace.as_deref())
+    )]
+    TablesTaken {
+        /// The tables' prefix.
+        tables: String,
+        /// The application that owns them (lowercase, as in table names).
+        owner: String,
+        /// Its namespace, if any.
+        owner_namespace: Option<String>,
+        /// The application refused.
+        app: String,
+        /// Its namespace, if any.
+        namespace: Option<String>,
     },
 
     /// A namespace that cannot name tables.
@@ -664,6 +686,12 @@ pub enum Error {
 
 /// The runtime's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How to release the claim on `app` in `namespace`.
+fn release_claim(app: &str, namespace: Option<&str>) -> String {
+    let store = namespace.map_or("store".to_owned(), |ns| format!("store.namespaced(\"{ns}\")?"));
+    format!("{store}.release_claim(&AppName::new(\"{app}\")?)")
+}
 
 /// ` in namespace `ns`` for a namespace, or nothing.
 fn in_namespace(namespace: Option<&str>) -> String {

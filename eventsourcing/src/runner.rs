@@ -378,9 +378,9 @@ impl Runner {
             warm,
             policies,
         } = open_apps(&system, store, &options, |recorder| recorder).await?;
-        if apps.iter().all(Option::is_none) {
+        if !workers::processes_here(&system, &apps) {
             return Err(Error::Runner {
-                reason: "these options say that every application of the system runs in another process, so a worker here has nothing to run".to_owned(),
+                reason: "no application of the system that follows another runs here (the options say the others run in another process), so a worker here would have nothing to process".to_owned(),
             });
         }
         // After the tables (the workers' among them) are made.

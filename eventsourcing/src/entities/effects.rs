@@ -251,6 +251,9 @@ impl Dispatcher {
             in_flight.insert(task.id(), outgoing);
         }
         let mut dispatched = Dispatched::default();
+        // Every delivery runs to its end and every outcome is recorded: a
+        // failure to record one does not cut short the others.
+        let mut first_error = None;
         while let Some(joined) = deliveries.join_next_with_id().await {
             let (task, result) = match joined {
                 Ok(done) => done,
@@ -259,13 +262,16 @@ impl Dispatcher {
             let Some(outgoing) = in_flight.remove(&task) else {
                 continue;
             };
-            match self.record(&outgoing, result).await? {
-                Outcome::Delivered => dispatched.delivered += 1,
-                Outcome::Failed => dispatched.failed += 1,
-                Outcome::Parked => dispatched.parked += 1,
+            match self.record(&outgoing, result).await {
+                Ok(Outcome::Delivered) => dispatched.delivered += 1,
+                Ok(Outcome::Failed) => dispatched.failed += 1,
+                Ok(Outcome::Parked) => dispatched.parked += 1,
+                Err(error) => {
+                    first_error.get_or_insert(error);
+                }
             }
         }
-        Ok(dispatched)
+        first_error.map_or(Ok(dispatched), Err)
     }
 
     /// Takes each effect of `listed` for one delivery by this dispatcher
@@ -275,7 +281,7 @@ impl Dispatcher {
     /// due again only after the delivery's timeout, should this dispatcher
     /// stop before it records how the delivery went.
     async fn claim(&self, listed: Vec<Outgoing>) -> Result<Vec<Outgoing>> {
-        let until = later(self.options.timeout + CLAIM_MARGIN);
+        let until = later(self.options.timeout.saturating_add(CLAIM_MARGIN));
         let mut claims = JoinSet::new();
         for outgoing in listed {
             let recorder = self.recorder.clone();

@@ -22,7 +22,7 @@ use crate::Error;
 mod coordinator;
 
 #[cfg(feature = "postgres")]
-pub(crate) use coordinator::{Coordinator, check_no_other_system, lease_board};
+pub(crate) use coordinator::{Coordinator, check_no_other_system, lease_board, processes_here};
 
 /// A lease this worker holds, from [`Runner::leases`](crate::Runner::leases).
 #[derive(Clone, Debug, PartialEq, Eq)]

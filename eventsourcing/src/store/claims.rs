@@ -1,8 +1,13 @@
-//! Claims: which process application runs each application's tables in a
-//! store. Two systems that each have an application of one name, in one
-//! store and namespace, would share its tables and tracking positions, and
-//! one of them would process nothing; the second to start is refused
-//! instead.
+//! Who an application's tables belong to.
+//!
+//! - Their owner: the (namespace, application) that made them. An
+//!   application outside any namespace named `eu__orders` has the table
+//!   names of `orders` in the namespace `eu`; the second of the two to open
+//!   them is refused.
+//! - Their claim: which process application runs them. Two systems that
+//!   each have an application of one name, in one store and namespace,
+//!   would share its tables and tracking positions, and one of them would
+//!   process nothing; the second to start is refused instead.
 
 use crate::{AppName, Error};
 
@@ -20,6 +25,18 @@ pub(crate) enum Claim {
     Take(&'static str),
     /// Forgets which process application runs them.
     Release,
+}
+
+/// The refusal of `app`'s tables, which `owner` in `owner_namespace` (or
+/// in none, for "") owns.
+pub(crate) fn tables_taken(app: &AppName, owner: String, owner_namespace: String) -> Error {
+    Error::TablesTaken {
+        tables: app.table_prefix().to_owned(),
+        owner,
+        owner_namespace: (!owner_namespace.is_empty()).then_some(owner_namespace),
+        app: app.as_str().to_owned(),
+        namespace: app.namespace().map(|ns| ns.as_str().to_owned()),
+    }
 }
 
 /// The error for `claimant`, refused because `claimed_by` runs `app`.

@@ -63,14 +63,17 @@ impl MemoryStore {
         super::check_partitions_unchanged(&app, stored, partitions)?;
         {
             let mut tables = tables.lock().unwrap_or_else(PoisonError::into_inner);
+            if tables.owner != owner_of(&app) {
+                let (namespace, owner) = tables.owner.clone();
+                return Err(super::claims::tables_taken(&app, owner, namespace));
+            }
             match (claim, tables.claimed_by) {
                 (Claim::Leave, _) => {}
-                (Claim::Release, _) => tables.claimed_by = None,
                 (Claim::Take(process), None) => tables.claimed_by = Some(process),
                 (Claim::Check(process) | Claim::Take(process), Some(claimed_by)) if claimed_by != process => {
                     return Err(super::claims::clash(&app, claimed_by.to_owned(), process));
                 }
-                (Claim::Check(_), _) | (Claim::Take(_), Some(_)) => {}
+                (Claim::Check(_) | Claim::Release, _) | (Claim::Take(_), Some(_)) => {}
             }
         }
         Ok(MemoryRecorder {
@@ -79,6 +82,15 @@ impl MemoryStore {
             partitions: stored,
             feed: self.feed.clone(),
         })
+    }
+
+    /// Forgets which process application runs `app`'s tables, if they
+    /// exist (see [`Store::release_claim`](crate::Store::release_claim)).
+    pub(super) fn release_claim(&self, app: &AppName) {
+        let apps = self.apps.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(tables) = apps.get(app.table_prefix()) {
+            tables.lock().unwrap_or_else(PoisonError::into_inner).claimed_by = None;
+        }
     }
 
     /// An application's tables, made with `partitions` (or 1) if new, and
@@ -90,6 +102,7 @@ impl MemoryStore {
             .or_insert_with(|| {
                 Arc::new(Mutex::new(Tables {
                     partitions: partitions.unwrap_or(1),
+                    owner: owner_of(app),
                     ..Tables::default()
                 }))
             })
@@ -115,6 +128,14 @@ struct Tables {
     outbox: BTreeMap<Uuid, Outgoing>,
     /// The process application that runs these tables, if one claimed them.
     claimed_by: Option<&'static str>,
+    /// The (namespace, application) that made them, lowercase.
+    owner: (String, String),
+}
+
+/// Who owns `app`'s tables: its namespace ("" for none) and name, lowercase.
+fn owner_of(app: &AppName) -> (String, String) {
+    let namespace = app.namespace().map_or("", |ns| ns.table_prefix());
+    (namespace.to_owned(), app.key().to_owned())
 }
 
 fn dead_letter_key(letter: &DeadLetter) -> (String, u32, u64) {

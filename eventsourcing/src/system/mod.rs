@@ -44,8 +44,10 @@ pub struct SystemApp {
     pub(crate) records: &'static [crate::Records],
     pub(crate) type_id: TypeId,
     pub(crate) type_name: &'static str,
-    /// Its module path and name ([`Process::__PATH`]), which a store
-    /// records as running it.
+    /// Its module path within its crate, and its name
+    /// ([`Process::__PATH`] without the crate): what a store records as
+    /// running it. Without the crate, so that one module compiled into two
+    /// programs (a server and a worker binary) is one application.
     pub(crate) path: &'static str,
     /// How to make it when the runner was given no instance of it: `None`
     /// unless it implements `Default`.
@@ -59,7 +61,7 @@ impl SystemApp {
             records: P::RECORDS,
             type_id: TypeId::of::<P>(),
             type_name: std::any::type_name::<P>(),
-            path: P::__PATH,
+            path: P::__PATH.split_once("::").map_or(P::__PATH, |(_, path)| path),
             default: default_of::<P>(),
         }
     }

@@ -46,13 +46,14 @@ impl Drop for AbortOnDrop {
 
 impl Wakers {
     /// Signals for the partitions of `apps`, bumped by a task that reads
-    /// `commits`.
+    /// `commits`. By lowercase name, as tables are: a log served as
+    /// `orders` is woken by commits of `Orders`.
     pub(super) fn start(apps: &BTreeMap<String, AnyRecorder>, commits: Commits) -> Self {
         let signals: BTreeMap<String, Vec<watch::Sender<u64>>> = apps
             .iter()
             .map(|(app, recorder)| {
                 let partitions = (0..recorder.partitions()).map(|_| watch::Sender::new(0)).collect();
-                (app.clone(), partitions)
+                (app.to_ascii_lowercase(), partitions)
             })
             .collect();
         let signals = Arc::new(signals);
@@ -65,7 +66,10 @@ impl Wakers {
 
     /// A receiver that sees every bump from now on.
     fn subscribe(&self, app: &str, partition: u32) -> Option<watch::Receiver<u64>> {
-        let signal = self.signals.get(app)?.get(usize::try_from(partition).ok()?)?;
+        let signal = self
+            .signals
+            .get(&app.to_ascii_lowercase())?
+            .get(usize::try_from(partition).ok()?)?;
         Some(signal.subscribe())
     }
 }
@@ -76,7 +80,7 @@ async fn relay(mut commits: Commits, signals: Arc<BTreeMap<String, Vec<watch::Se
         match prompt {
             Prompt::Committed(committed) => {
                 let signal = signals
-                    .get(committed.app.as_str())
+                    .get(committed.app.key())
                     .and_then(|partitions| partitions.get(usize::try_from(committed.partition).ok()?));
                 if let Some(signal) = signal {
                     bump(signal);
@@ -196,9 +200,20 @@ mod tests {
             state_version: 1,
             state: b"{}".to_vec(),
         };
-        recorder.insert(1, vec![event], None).await.unwrap();
+        recorder.insert(1, vec![event.clone()], None).await.unwrap();
         let woken = tokio::time::timeout(Duration::from_secs(5), one.changed()).await;
         assert!(matches!(woken, Ok(Ok(()))), "partition 1's waiter is woken");
         assert!(!zero.has_changed().unwrap(), "partition 0's is not");
+
+        // Names ignore case, as tables do.
+        let mut zero = zero;
+        let dogs = store.recorder(&AppName::new("Dogs").unwrap()).await.unwrap();
+        let event = StoredEvent {
+            originator_id: uuid::Uuid::new_v4(),
+            ..event
+        };
+        dogs.insert(0, vec![event], None).await.unwrap();
+        let woken = tokio::time::timeout(Duration::from_secs(5), zero.changed()).await;
+        assert!(matches!(woken, Ok(Ok(()))), "a commit through `Dogs` wakes `dogs`");
     }
 }

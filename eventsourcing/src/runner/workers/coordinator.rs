@@ -313,6 +313,12 @@ pub(crate) fn group_name(system: &System, namespace: Option<&crate::Namespace>, 
     format!("{}/{partitions}", processed.join(","))
 }
 
+/// Whether an application here (`apps`, in the system's order) follows
+/// another: whether a worker here has anything to process.
+pub(crate) fn processes_here(system: &System, apps: &[Option<Application>]) -> bool {
+    processed_apps(system).any(|(i, _)| apps[i].is_some())
+}
+
 /// The applications of `system` that workers process (those that follow
 /// another), with their indices in the system.
 fn processed_apps(system: &System) -> impl Iterator<Item = (usize, &'static str)> + '_ {

@@ -99,8 +99,7 @@ impl PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(db_error(app, "locking for a schema migration"))?;
-        let partitions = SqlRecorder::<Postgres>::migrate(&mut tx, app, partitions).await?;
-        SqlRecorder::<Postgres>::apply_claim(&mut tx, app, claim).await?;
+        let partitions = SqlRecorder::<Postgres>::open_tables(&mut tx, app, partitions, claim).await?;
         tx.commit()
             .await
             .map_err(db_error(app, "committing a schema migration"))?;

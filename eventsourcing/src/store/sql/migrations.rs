@@ -10,7 +10,6 @@
 //! A change to the schema is a new migration at the end of [`MIGRATIONS`],
 //! never an edit of one that has shipped.
 
-use super::claims::CLAIMS_TABLE;
 use super::dialect::ColumnTypes;
 use super::{statements::statement, with_sql_bounds};
 use crate::{AppName, Error, Result, Timestamp};
@@ -165,21 +164,33 @@ const MIGRATIONS: &[Migration] = &[
         },
     },
     Migration {
-        what: "claims: which process application runs each application's tables",
+        what: "namespaces and claims: which (namespace, application) owns each application's tables, and which process application runs them",
         statements: |_, t| {
             // Shared by every application, like the table of workers.
-            vec![format!(
-                "CREATE TABLE IF NOT EXISTS {CLAIMS_TABLE} (
-                    tables {text} PRIMARY KEY,
-                    process {text} NOT NULL,
-                    claimed_at {bigint} NOT NULL
-                )",
-                text = t.text,
-                bigint = t.bigint,
-            )]
+            vec![
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {OWNERS_TABLE} (
+                        tables {text} PRIMARY KEY,
+                        namespace {text} NOT NULL,
+                        app {text} NOT NULL
+                    )",
+                    text = t.text,
+                ),
+                super::claims::claims_table(t),
+            ]
         },
     },
 ];
+
+/// The schema version that made the table of owners: tables at an earlier
+/// version were made before namespaces, by an application in none.
+const OWNERS_SINCE: u32 = 6;
+
+/// Which (namespace, application) owns each set of tables, by prefix: an
+/// application outside any namespace whose name has two underscores in a
+/// row (`eu__orders`) would otherwise share the tables of `orders` in the
+/// namespace `eu`.
+const OWNERS_TABLE: &str = "eventsourcing_table_owners";
 
 /// The workers alive in each system (see `Runner::worker`).
 pub(crate) const WORKERS_TABLE: &str = "eventsourcing_workers";
@@ -240,7 +251,12 @@ with_sql_bounds! {
             });
         }
         crate::store::check_partitions_unchanged(app, stored_partitions, partitions)?;
+        // Tables from before namespaces belong to an application in none.
+        if (1..OWNERS_SINCE).contains(&found) && app.namespace().is_some() {
+            return Err(crate::store::claims::tables_taken(app, app.table_prefix().to_owned(), String::new()));
+        }
         if found == SCHEMA_VERSION && recorded.is_some() {
+            Self::check_owner(conn, app).await?;
             return Ok(stored_partitions);
         }
         for (version, migration) in (1..).zip(MIGRATIONS).skip(found as usize) {
@@ -264,7 +280,37 @@ with_sql_bounds! {
         .execute(&mut *conn)
         .await
         .map_err(db("recording the schema version"))?;
+        Self::check_owner(conn, app).await?;
         Ok(stored_partitions)
+    }
+
+    /// Records that `app` (in its namespace) owns its tables, unless
+    /// another (namespace, application) does: then fails with
+    /// [`Error::TablesTaken`].
+    async fn check_owner(conn: &mut <D::Db as sqlx::Database>::Connection, app: &AppName) -> Result<()> {
+        let db = |action| crate::store::db_error(app, action);
+        let namespace = app.namespace().map_or("", |ns| ns.table_prefix());
+        sqlx::query(statement::<D>(format!(
+            "INSERT INTO {OWNERS_TABLE} (tables, namespace, app) VALUES (?, ?, ?) ON CONFLICT (tables) DO NOTHING"
+        )))
+        .bind(app.table_prefix())
+        .bind(namespace)
+        .bind(app.key())
+        .execute(&mut *conn)
+        .await
+        .map_err(db("recording the owner of its tables"))?;
+        let (owner_namespace, owner): (String, String) = sqlx::query_as(statement::<D>(format!(
+            "SELECT namespace, app FROM {OWNERS_TABLE} WHERE tables = ?"
+        )))
+        .bind(app.table_prefix())
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db("reading the owner of its tables"))?;
+        if (owner_namespace.as_str(), owner.as_str()) == (namespace, app.key()) {
+            Ok(())
+        } else {
+            Err(crate::store::claims::tables_taken(app, owner, owner_namespace))
+        }
     }
 
     /// The version of tables made before versions were kept, read from

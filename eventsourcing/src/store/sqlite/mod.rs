@@ -171,12 +171,7 @@ impl SqliteStore {
             .begin()
             .await
             .map_err(db_error(app, "beginning a schema migration"))?;
-        let mut migrated = SqlRecorder::<Sqlite>::migrate(&mut writer.conn, app, partitions).await;
-        if migrated.is_ok()
-            && let Err(error) = SqlRecorder::<Sqlite>::apply_claim(&mut writer.conn, app, claim).await
-        {
-            migrated = Err(error);
-        }
+        let migrated = SqlRecorder::<Sqlite>::open_tables(&mut writer.conn, app, partitions, claim).await;
         let finished = match migrated {
             Ok(_) => writer.finish("COMMIT").await,
             Err(_) => writer.finish("ROLLBACK").await,
