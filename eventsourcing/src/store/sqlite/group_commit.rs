@@ -7,6 +7,12 @@
 //! `COMMIT` commits them all), which saves round trips; see
 //! `single_trip.rs`. Each write keeps its own all-or-nothing promise and its
 //! own answer.
+//!
+//! Writes that queue while a group is being written join it before its
+//! `COMMIT`: under load the writer is always busy, and a write that arrived
+//! a moment after the group was taken would otherwise wait for that commit
+//! and then pay for one of its own. The group's first write begins the
+//! transaction in its own round trip.
 
 use sqlx::sqlite::SqliteConnection;
 use tokio::sync::oneshot;
@@ -365,6 +371,41 @@ mod tests {
         assert_eq!(next_answer.await.unwrap().unwrap(), [3]);
         let events = recorder.select_events(a, crate::Versions::ALL).await.unwrap();
         assert_eq!(events, [event(a, 1), event(a, 2), event(a, 3)]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A transaction that could not begin because another connection (as
+    /// another process would) holds the write lock is told apart from a
+    /// conflict: that write is not tried again, which would wait the busy
+    /// timeout a second time.
+    #[tokio::test]
+    async fn tells_a_busy_database_from_a_conflict() {
+        use sqlx::ConnectOptions;
+        use sqlx::sqlite::SqliteConnectOptions;
+
+        let dir = std::env::temp_dir().join(format!("eventsourcing-busy-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let options = SqliteConnectOptions::new()
+            .filename(dir.join("busy.db"))
+            .create_if_missing(true)
+            .busy_timeout(std::time::Duration::ZERO);
+        let mut holder = options.connect().await.unwrap();
+        let mut other = options.connect().await.unwrap();
+        sqlx::query("CREATE TABLE t (k INTEGER PRIMARY KEY)")
+            .execute(&mut holder)
+            .await
+            .unwrap();
+        sqlx::query("BEGIN IMMEDIATE; INSERT INTO t VALUES (1)")
+            .execute(&mut holder)
+            .await
+            .unwrap();
+        let busy = sqlx::query("BEGIN IMMEDIATE").execute(&mut other).await.unwrap_err();
+        assert!(is_busy(&busy), "{busy}");
+        let duplicate = sqlx::query("INSERT INTO t VALUES (1)")
+            .execute(&mut holder)
+            .await
+            .unwrap_err();
+        assert!(!is_busy(&duplicate), "{duplicate}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -5,6 +5,7 @@
 //! time handing them over. Here a write's statements are one string:
 //!
 //! ```text
+//! BEGIN IMMEDIATE; SAVEPOINT write;                     -- if it is a group's first
 //! <move the tracking position>; SELECT changes();      -- if it tracks
 //! <advance the head> RETURNING head;                    -- if it has events
 //! INSERT INTO <events> SELECT ?, (SELECT head - <count> FROM <heads> WHERE partition_id = ?) + column1,
