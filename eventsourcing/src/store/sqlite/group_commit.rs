@@ -7,14 +7,24 @@
 //! `COMMIT` commits them all), which saves round trips; see
 //! `single_trip.rs`. Each write keeps its own all-or-nothing promise and its
 //! own answer.
+//!
+//! Writes that queue while a group is being written join it before its
+//! `COMMIT`: under load the writer is always busy, and a write that arrived
+//! a moment after the group was taken would otherwise wait for that commit
+//! and then pay for one of its own. The group's first write begins the
+//! transaction in its own round trip.
 
 use sqlx::sqlite::SqliteConnection;
 use tokio::sync::oneshot;
 
-use super::recent::Recent;
-use super::{Shared, Sqlite, Writer, single_trip};
+use super::single_trip::{self, Opening};
+use super::{Shared, Sqlite, Writer};
 use crate::store::sql::{Abort, SqlRecorder, Write};
 use crate::{AppName, Error, Result};
+
+/// The most writes one transaction takes: writes that queue while a group
+/// is being written join it until then.
+const MAX_GROUP: usize = 64;
 
 /// A write waiting for the writer, with where to send its answer.
 pub(super) struct QueuedWrite {
@@ -41,24 +51,32 @@ impl Shared {
 }
 
 /// Records a group of queued writes in one transaction, each in its own
-/// savepoint when there are several, and answers each.
-pub(super) async fn write_group(recent: &Recent, writer: &mut Writer, mut group: Vec<QueuedWrite>) {
+/// savepoint, and answers each. Writes that queue while the group is being
+/// written join it (up to [`MAX_GROUP`]): they would otherwise wait for
+/// this commit and then pay for one of their own.
+pub(super) async fn write_group(shared: &Shared, writer: &mut Writer, mut group: Vec<QueuedWrite>) {
     // A caller that stopped waiting gets nothing recorded.
     group.retain(|write| !write.answer.is_closed());
     let Some(first) = group.first() else {
         return;
     };
     let first_app = first.recorder.app.clone();
-    if let Err(source) = writer.begin_group().await {
-        let _ = writer.reset().await;
-        return fail_group(group, &first_app, "beginning a write", source);
-    }
+    let mut begun = false;
     let mut answers = Vec::with_capacity(group.len());
-    for write in &mut group {
+    while answers.len() < group.len() || take_more(shared, &mut group) {
+        let write = &mut group[answers.len()];
         let recorder = &write.recorder;
-        let written = match write.prepared.take() {
-            Some(prepared) => single_trip::write_in_one_trip(recorder, &mut writer.conn, &write.write, prepared).await,
-            None => write_by_statements(&mut writer.conn, recorder, &write.write).await,
+        let written = if begun {
+            write_one(&mut writer.conn, recorder, &write.write, write.prepared.take()).await
+        } else {
+            begun = true;
+            match begin_with(writer, recorder, &write.write, write.prepared.take()).await {
+                Ok(written) => written,
+                Err(source) => {
+                    let _ = writer.reset().await;
+                    return fail_group(group, &first_app, "beginning a write", source);
+                }
+            }
         };
         let written = match written {
             Ok(written) => written,
@@ -86,11 +104,92 @@ pub(super) async fn write_group(recent: &Recent, writer: &mut Writer, mut group:
             // With events, the answer is their notification ids.
             if let (false, Some(&first)) = (write.write.events.is_empty(), ids.first()) {
                 let events = std::mem::take(&mut write.write.events);
-                recent.committed(write.recorder.app.table_prefix(), write.write.partition, first, events);
+                shared
+                    .recent
+                    .committed(write.recorder.app.table_prefix(), write.write.partition, first, events);
             }
         }
         let _ = write.answer.send(answer);
     }
+}
+
+/// Adds the writes queued since the group was taken to it, unless it is
+/// full; answers whether there were any.
+fn take_more(shared: &Shared, group: &mut Vec<QueuedWrite>) -> bool {
+    if group.len() >= MAX_GROUP {
+        return false;
+    }
+    let mut queue = shared.lock_queue();
+    let room = MAX_GROUP - group.len();
+    let taken = queue.len().min(room);
+    let before = group.len();
+    group.extend(queue.drain(..taken).filter(|write| !write.answer.is_closed()));
+    group.len() > before
+}
+
+/// What a write's round trips answer: its ids or why it aborted (rolled
+/// back to its savepoint), or an error that leaves the transaction in
+/// doubt.
+type Written = Result<Result<Vec<u64>, Abort>, (&'static str, sqlx::Error)>;
+
+/// Does a write of a group whose transaction is open.
+async fn write_one(
+    conn: &mut SqliteConnection,
+    recorder: &SqlRecorder<Sqlite>,
+    write: &Write,
+    prepared: Option<single_trip::Prepared>,
+) -> Written {
+    match prepared {
+        Some(prepared) => single_trip::write_in_one_trip(recorder, conn, write, prepared, Opening::InGroup).await,
+        None => write_by_statements(conn, recorder, write).await,
+    }
+}
+
+/// Begins the group's transaction with its first write: in that write's
+/// own round trip when it goes in one, else on its own. A string that
+/// fails may have failed before its `BEGIN` ran or after: what began is
+/// rolled back and the write done again the usual way, which also tells
+/// whether it conflicted. The outer `Err` is a transaction that did not
+/// begin.
+async fn begin_with(
+    writer: &mut Writer,
+    recorder: &SqlRecorder<Sqlite>,
+    write: &Write,
+    prepared: Option<single_trip::Prepared>,
+) -> Result<Written, sqlx::Error> {
+    writer.reset().await?;
+    let prepared = match prepared {
+        Some(prepared) if prepared.can_begin() => {
+            // Set first: if the string fails half-way, `reset` rolls back
+            // whatever began.
+            writer.in_transaction = true;
+            let written =
+                single_trip::write_in_one_trip(recorder, &mut writer.conn, write, prepared, Opening::BeginsGroup).await;
+            match written {
+                Ok(written) => return Ok(Ok(written)),
+                Err((_, error)) if is_busy(&error) => return Err(error),
+                Err(_) => {
+                    writer.reset().await?;
+                    single_trip::prepare(recorder, write)
+                }
+            }
+        }
+        prepared => prepared,
+    };
+    writer.begin_group().await?;
+    Ok(write_one(&mut writer.conn, recorder, write, prepared).await)
+}
+
+/// Whether SQLite was busy: another process held the lock for longer than
+/// the busy timeout. Trying again would wait that long again.
+fn is_busy(error: &sqlx::Error) -> bool {
+    // Primary result codes SQLITE_BUSY and SQLITE_LOCKED, in the low byte
+    // of the extended codes.
+    let code = match error {
+        sqlx::Error::Database(e) => e.code().and_then(|code| code.parse::<i32>().ok()),
+        _ => None,
+    };
+    matches!(code.map(|code| code & 0xff), Some(5 | 6))
 }
 
 /// Does a write statement by statement inside the savepoint opened for it
@@ -130,5 +229,183 @@ fn fail_group(group: Vec<QueuedWrite>, first_app: &AppName, action: &'static str
             action,
             source,
         }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::store::sqlite::SqliteStore;
+    use crate::topics::Topic;
+    use crate::{StoredEvent, Timestamp, Tracking};
+
+    /// A store in a fresh directory, and the directory (to remove).
+    async fn store() -> (SqliteStore, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("eventsourcing-group-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}", dir.join("group.db").display());
+        (SqliteStore::open(&url).await.unwrap(), dir)
+    }
+
+    fn event(id: Uuid, version: u64) -> StoredEvent {
+        StoredEvent {
+            originator_id: id,
+            originator_version: version,
+            timestamp: Timestamp::from_micros(1),
+            topic: Topic::new("Group.Event"),
+            state_version: 1,
+            state: b"{}".to_vec(),
+        }
+    }
+
+    /// A write of `events` (moving `tracking`), as the recorder queues it,
+    /// and where its answer arrives.
+    fn queued(
+        recorder: &SqlRecorder<Sqlite>,
+        events: Vec<StoredEvent>,
+        tracking: Option<Tracking>,
+    ) -> (QueuedWrite, oneshot::Receiver<Result<Vec<u64>>>) {
+        let write = Write {
+            partition: 0,
+            events,
+            tracking,
+            dead_letter: None,
+            outbox: Vec::new(),
+            outbox_op: None,
+        };
+        let (answer, answered) = oneshot::channel();
+        let prepared = single_trip::prepare(recorder, &write);
+        let queued = QueuedWrite {
+            recorder: recorder.clone(),
+            write,
+            prepared,
+            answer,
+        };
+        (queued, answered)
+    }
+
+    fn tracking(previous: u64, position: u64) -> Option<Tracking> {
+        Some(Tracking {
+            upstream: AppName::new("upstream").unwrap(),
+            partition: 0,
+            previous,
+            position,
+            lease_epoch: None,
+        })
+    }
+
+    /// Writes `group` with `later` queued as if they arrived while it was
+    /// being written; answers how many transactions committed.
+    async fn write_with_later(store: &SqliteStore, group: Vec<QueuedWrite>, later: Vec<QueuedWrite>) -> usize {
+        let shared = &store.shared;
+        let mut writer = shared.writer.lock().await;
+        let commits = Arc::new(AtomicUsize::new(0));
+        let counted = commits.clone();
+        writer.conn.lock_handle().await.unwrap().set_commit_hook(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            true
+        });
+        shared.lock_queue().extend(later);
+        write_group(shared, &mut writer, group).await;
+        commits.load(Ordering::SeqCst)
+    }
+
+    /// Writes that queue while a group is written join its transaction,
+    /// each still all or nothing: one that conflicts is rolled back alone.
+    #[tokio::test]
+    async fn writes_queued_meanwhile_join_the_group() {
+        let (store, dir) = store().await;
+        let recorder = store.recorder(&AppName::new("joins").unwrap()).await.unwrap().0;
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let (first, first_answer) = queued(&recorder, vec![event(a, 1)], tracking(0, 1));
+        let (second, second_answer) = queued(&recorder, vec![event(a, 1)], None);
+        let (third, third_answer) = queued(&recorder, vec![event(b, 1), event(b, 2)], tracking(1, 2));
+
+        let commits = write_with_later(&store, vec![first], vec![second, third]).await;
+
+        assert_eq!(
+            commits, 1,
+            "one transaction for the group and the writes that joined it"
+        );
+        assert!(store.shared.lock_queue().is_empty());
+        assert_eq!(first_answer.await.unwrap().unwrap(), [1]);
+        assert!(matches!(second_answer.await.unwrap(), Err(Error::Concurrency { .. })));
+        assert_eq!(third_answer.await.unwrap().unwrap(), [2, 3]);
+        let upstream = AppName::new("upstream").unwrap();
+        assert_eq!(recorder.tracking_position(&upstream, 0).await.unwrap(), 2);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The first write of a group begins its transaction in its own round
+    /// trip; when it conflicts, it is rolled back alone and the group goes
+    /// on, whether its events or its tracking position conflicted.
+    #[tokio::test]
+    async fn a_group_whose_first_write_conflicts_records_the_rest() {
+        let (store, dir) = store().await;
+        let recorder = store.recorder(&AppName::new("first").unwrap()).await.unwrap().0;
+        let a = Uuid::now_v7();
+        let (stored, stored_answer) = queued(&recorder, vec![event(a, 1)], tracking(0, 1));
+        assert_eq!(write_with_later(&store, vec![stored], Vec::new()).await, 1);
+        assert_eq!(stored_answer.await.unwrap().unwrap(), [1]);
+
+        // Its events exist already.
+        let (again, again_answer) = queued(&recorder, vec![event(a, 1)], None);
+        let (next, next_answer) = queued(&recorder, vec![event(a, 2)], None);
+        assert_eq!(write_with_later(&store, vec![again, next], Vec::new()).await, 1);
+        assert!(matches!(again_answer.await.unwrap(), Err(Error::Concurrency { .. })));
+        assert_eq!(next_answer.await.unwrap().unwrap(), [2]);
+
+        // Its tracking position moved on already.
+        let (stale, stale_answer) = queued(&recorder, vec![event(a, 3)], tracking(0, 5));
+        let (next, next_answer) = queued(&recorder, vec![event(a, 3)], tracking(1, 5));
+        assert_eq!(write_with_later(&store, vec![stale, next], Vec::new()).await, 1);
+        assert!(matches!(
+            stale_answer.await.unwrap(),
+            Err(Error::TrackingConflict { .. })
+        ));
+        assert_eq!(next_answer.await.unwrap().unwrap(), [3]);
+        let events = recorder.select_events(a, crate::Versions::ALL).await.unwrap();
+        assert_eq!(events, [event(a, 1), event(a, 2), event(a, 3)]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A transaction that could not begin because another connection (as
+    /// another process would) holds the write lock is told apart from a
+    /// conflict: that write is not tried again, which would wait the busy
+    /// timeout a second time.
+    #[tokio::test]
+    async fn tells_a_busy_database_from_a_conflict() {
+        use sqlx::ConnectOptions;
+        use sqlx::sqlite::SqliteConnectOptions;
+
+        let dir = std::env::temp_dir().join(format!("eventsourcing-busy-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let options = SqliteConnectOptions::new()
+            .filename(dir.join("busy.db"))
+            .create_if_missing(true)
+            .busy_timeout(std::time::Duration::ZERO);
+        let mut holder = options.connect().await.unwrap();
+        let mut other = options.connect().await.unwrap();
+        sqlx::query("CREATE TABLE t (k INTEGER PRIMARY KEY)")
+            .execute(&mut holder)
+            .await
+            .unwrap();
+        sqlx::query("BEGIN IMMEDIATE; INSERT INTO t VALUES (1)")
+            .execute(&mut holder)
+            .await
+            .unwrap();
+        let busy = sqlx::query("BEGIN IMMEDIATE").execute(&mut other).await.unwrap_err();
+        assert!(is_busy(&busy), "{busy}");
+        let duplicate = sqlx::query("INSERT INTO t VALUES (1)")
+            .execute(&mut holder)
+            .await
+            .unwrap_err();
+        assert!(!is_busy(&duplicate), "{duplicate}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

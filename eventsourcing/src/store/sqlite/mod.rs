@@ -341,7 +341,7 @@ impl Dialect for Sqlite {
         tokio::spawn(async move {
             let mut writer = shared.writer.clone().lock_owned().await;
             let group = std::mem::take(&mut *shared.lock_queue());
-            write_group(&shared.recent, &mut writer, group).await;
+            write_group(&shared, &mut writer, group).await;
         });
         answered.await.unwrap_or_else(|_| {
             Err(Error::WriteAbandoned {

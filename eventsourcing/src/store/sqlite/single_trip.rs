@@ -5,6 +5,7 @@
 //! time handing them over. Here a write's statements are one string:
 //!
 //! ```text
+//! BEGIN IMMEDIATE; SAVEPOINT write;                     -- if it is a group's first
 //! <move the tracking position>; SELECT changes();      -- if it tracks
 //! <advance the head> RETURNING head;                    -- if it has events
 //! INSERT INTO <events> SELECT ?, (SELECT head - <count> FROM <heads> WHERE partition_id = ?) + column1,
@@ -57,28 +58,41 @@ enum TrackingMove {
 /// events, made on first use.
 #[derive(Debug, Default)]
 pub(super) struct WriteStrings {
-    strings: std::sync::Mutex<HashMap<(TrackingMove, usize), SqlStr>>,
+    strings: std::sync::Mutex<HashMap<(TrackingMove, usize, Opening), SqlStr>>,
+}
+
+/// Whether a write's string also begins its group's transaction.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub(super) enum Opening {
+    /// A later write of the group: its savepoint is open already.
+    InGroup,
+    /// The group's first write: `BEGIN IMMEDIATE; SAVEPOINT write;` first,
+    /// which saves the group a round trip of its own.
+    BeginsGroup,
 }
 
 impl WriteStrings {
-    fn get(&self, recorder: &SqlRecorder<Sqlite>, tracking: TrackingMove, events: usize) -> SqlStr {
+    fn get(&self, recorder: &SqlRecorder<Sqlite>, tracking: TrackingMove, events: usize, opening: Opening) -> SqlStr {
         let mut strings = self.strings.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(sql) = strings.get(&(tracking, events)) {
+        if let Some(sql) = strings.get(&(tracking, events, opening)) {
             return sql.clone();
         }
         if strings.len() >= MAX_CACHED {
             strings.clear();
         }
-        let sql = write_string(recorder, tracking, events);
-        strings.insert((tracking, events), sql.clone());
+        let sql = write_string(recorder, tracking, events, opening);
+        strings.insert((tracking, events, opening), sql.clone());
         sql
     }
 }
 
 /// The statements of a write, as one string (see the module's comment).
-fn write_string(recorder: &SqlRecorder<Sqlite>, tracking: TrackingMove, events: usize) -> SqlStr {
+fn write_string(recorder: &SqlRecorder<Sqlite>, tracking: TrackingMove, events: usize, opening: Opening) -> SqlStr {
     let p = recorder.app.table_prefix();
     let mut sql = String::new();
+    if opening == Opening::BeginsGroup {
+        sql.push_str("BEGIN IMMEDIATE;\nSAVEPOINT write;\n");
+    }
     match tracking {
         TrackingMove::None => {}
         TrackingMove::Insert => {
@@ -119,8 +133,19 @@ fn write_string(recorder: &SqlRecorder<Sqlite>, tracking: TrackingMove, events: 
 /// A write's string and arguments, made by the caller's task before the
 /// write queues, so that the single writer does not wait for them.
 pub(super) struct Prepared {
+    /// As a later write of a group.
     sql: SqlStr,
+    /// As the first write of a group, beginning its transaction.
+    sql_beginning: SqlStr,
     arguments: Result<SqliteArguments, BoxDynError>,
+}
+
+impl Prepared {
+    /// Whether the write can begin a group: its arguments encoded, so
+    /// that its string surely runs.
+    pub(super) fn can_begin(&self) -> bool {
+        self.arguments.is_ok()
+    }
 }
 
 /// The string and arguments of `write`, if [`write_in_one_trip`] takes it:
@@ -137,12 +162,11 @@ pub(super) fn prepare(recorder: &SqlRecorder<Sqlite>, write: &Write) -> Option<P
         Some(t) if t.previous == 0 => TrackingMove::Insert,
         Some(_) => TrackingMove::Update,
     };
+    let strings = &recorder.sql.dialect.write_strings;
+    let count = write.events.len();
     Some(Prepared {
-        sql: recorder
-            .sql
-            .dialect
-            .write_strings
-            .get(recorder, tracking, write.events.len()),
+        sql: strings.get(recorder, tracking, count, Opening::InGroup),
+        sql_beginning: strings.get(recorder, tracking, count, Opening::BeginsGroup),
         arguments: arguments(write, tracking),
     })
 }
@@ -152,14 +176,29 @@ pub(super) fn prepare(recorder: &SqlRecorder<Sqlite>, write: &Write) -> Option<P
 /// answers its notification ids. A write that aborts is rolled back to its
 /// savepoint before this returns; an error rolling back (the outer `Err`)
 /// leaves the transaction in doubt, for the caller to roll back whole.
+///
+/// With [`Opening::BeginsGroup`] the string also begins the transaction
+/// (and the caller has checked [`Prepared::can_begin`]). A string that
+/// fails then may have failed before or after `BEGIN`: the outer `Err`
+/// says so, and the caller rolls back whatever began and does the write
+/// again the usual way.
 pub(super) async fn write_in_one_trip(
     recorder: &SqlRecorder<Sqlite>,
     conn: &mut SqliteConnection,
     write: &Write,
     prepared: Prepared,
+    opening: Opening,
 ) -> Result<Result<Vec<u64>, Abort>, (&'static str, sqlx::Error)> {
     let count = write.events.len();
-    let Prepared { sql, arguments } = prepared;
+    let Prepared {
+        sql,
+        sql_beginning,
+        arguments,
+    } = prepared;
+    let sql = match opening {
+        Opening::InGroup => sql,
+        Opening::BeginsGroup => sql_beginning,
+    };
     let arguments = match arguments {
         Ok(arguments) => arguments,
         Err(source) => {
@@ -197,6 +236,7 @@ pub(super) async fn write_in_one_trip(
                 .map_err(|source| ("rolling back a write", source))?;
             abort
         }
+        Err(error) if opening == Opening::BeginsGroup => return Err(("beginning a group with its first write", error)),
         Err(error) => {
             // The string stopped at the error, before the next savepoint.
             sqlx::query("ROLLBACK TO write")
