@@ -240,6 +240,7 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
+    use crate::store::claims::Claim;
     use crate::store::sqlite::SqliteStore;
     use crate::topics::Topic;
     use crate::{StoredEvent, Timestamp, Tracking};
@@ -320,7 +321,11 @@ mod tests {
     #[tokio::test]
     async fn writes_queued_meanwhile_join_the_group() {
         let (store, dir) = store().await;
-        let recorder = store.recorder(&AppName::new("joins").unwrap()).await.unwrap().0;
+        let recorder = store
+            .recorder_with(&AppName::new("joins").unwrap(), None, Claim::Leave)
+            .await
+            .unwrap()
+            .0;
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
         let (first, first_answer) = queued(&recorder, vec![event(a, 1)], tracking(0, 1));
         let (second, second_answer) = queued(&recorder, vec![event(a, 1)], None);
@@ -347,7 +352,11 @@ mod tests {
     #[tokio::test]
     async fn a_group_whose_first_write_conflicts_records_the_rest() {
         let (store, dir) = store().await;
-        let recorder = store.recorder(&AppName::new("first").unwrap()).await.unwrap().0;
+        let recorder = store
+            .recorder_with(&AppName::new("first").unwrap(), None, Claim::Leave)
+            .await
+            .unwrap()
+            .0;
         let a = Uuid::now_v7();
         let (stored, stored_answer) = queued(&recorder, vec![event(a, 1)], tracking(0, 1));
         assert_eq!(write_with_later(&store, vec![stored], Vec::new()).await, 1);
