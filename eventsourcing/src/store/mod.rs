@@ -366,7 +366,10 @@ impl Store {
                 store.release_claim(&app.in_namespace(self.namespace())?);
                 Ok(())
             }
-            _ => self.open_recorder(app, None, Claim::Release).await.map(drop),
+            #[cfg(feature = "sqlite")]
+            Store::Sqlite(_) => self.open_recorder(app, None, Claim::Release).await.map(drop),
+            #[cfg(feature = "postgres")]
+            Store::Postgres(_) => self.open_recorder(app, None, Claim::Release).await.map(drop),
         }
     }
 
