@@ -570,6 +570,21 @@ async fn parking_and_its_tracking_move_are_atomic(store: &Store) {
     ));
 }
 
+/// In a namespace, a system parks and retries like anywhere else, and its
+/// dead letters name their upstream as the system does, without the
+/// namespace, on every backend.
+async fn in_a_namespace_dead_letters_are_parked_and_retried(store: &Store, kind: RunnerKind) {
+    let eu = store.namespaced("eu").unwrap();
+    a_retry_after_the_fix_processes_it_once(&eu, kind).await;
+    let jobs = submit(&eu, &["fail"]).await;
+    let runner = start(&eu, kind, parking()).await.unwrap();
+    let letter = runner.dead_letters::<Workers>().await.unwrap().remove(0);
+    assert_eq!(letter.upstream, eventsourcing::AppName::new("Jobs").unwrap());
+    fix(jobs[0]);
+    runner.retry_dead_letter(&letter).await.unwrap();
+    runner.shutdown().await.unwrap();
+}
+
 macro_rules! on_every_backend_with_each_runner {
     ($($check:ident),* $(,)?) => {
         mod each_runner {
@@ -609,6 +624,7 @@ on_every_backend_with_each_runner!(
     a_retry_after_the_fix_processes_it_once,
     the_default_still_stops,
     one_application_parks_by_its_own_setting,
+    in_a_namespace_dead_letters_are_parked_and_retried,
 );
 
 eventsourcing_tests::on_every_fresh_backend!(

@@ -56,11 +56,7 @@ impl AppName {
     /// `None`). Fails if the table names would be too long for PostgreSQL.
     pub(crate) fn in_namespace(&self, namespace: Option<&Namespace>) -> Result<Self> {
         let Some(namespace) = namespace else {
-            return Ok(Self {
-                prefix: self.key.clone(),
-                namespace: None,
-                ..self.clone()
-            });
+            return Ok(self.without_namespace());
         };
         let prefix = format!("{}{NAMESPACE_SEPARATOR}{}", namespace.prefix, self.key);
         if prefix.len() > MAX_TABLE_PREFIX_LEN {
@@ -89,6 +85,16 @@ impl AppName {
     /// after its namespace and two underscores, if it has one.
     pub fn table_prefix(&self) -> &str {
         &self.prefix
+    }
+
+    /// This application outside any namespace: how a follower names it
+    /// as its upstream.
+    pub(crate) fn without_namespace(&self) -> Self {
+        Self {
+            prefix: self.key.clone(),
+            namespace: None,
+            ..self.clone()
+        }
     }
 
     /// The namespace of this application's tables, if any. Recorders

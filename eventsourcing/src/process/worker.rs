@@ -129,7 +129,9 @@ impl Worker {
             .map(|(name, records, log)| Upstream {
                 name,
                 records,
-                app: log.app().clone(),
+                // As the store names it in tracking rows and dead letters
+                // read back: without the namespace its follower shares.
+                app: log.app().without_namespace(),
                 log,
                 position: None,
                 recorded: 0,
