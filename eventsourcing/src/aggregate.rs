@@ -368,38 +368,19 @@ pub(crate) fn apply_to_entity<A: Aggregate>(aggregate: A, envelope: Envelope<A::
 where
     A::Event: Clone,
 {
-    if aggregate.version() > 0 {
-        return A::apply_recorded(Some(aggregate), envelope);
-    }
-    let Envelope {
-        originator_id,
-        originator_version,
-        timestamp,
-        event,
-    } = envelope;
-    let topic = event.topic();
-    let not_applicable = |reason| Error::NotApplicable {
-        topic: topic.to_owned(),
-        originator_id,
-        version: originator_version,
-        reason,
-    };
-    if originator_version != 1 {
-        return Err(not_applicable("the aggregate's earlier events are missing"));
-    }
-    let mut aggregate = match A::create(originator_id, event.clone()) {
-        Some(created) => created,
-        None => {
-            let mut aggregate = aggregate;
-            let error = not_applicable("the aggregate does not accept it");
-            aggregate.mutate(event).map_err(|NotApplicable| error)?;
-            aggregate
+    if aggregate.version() == 0 && envelope.originator_version == 1 {
+        if let Some(mut created) = A::create(envelope.originator_id, envelope.event.clone()) {
+            created
+                .meta_mut()
+                .advance_to(envelope.originator_id, 1, envelope.timestamp);
+            return Ok(created);
         }
-    };
-    aggregate
-        .meta_mut()
-        .advance_to(originator_id, originator_version, timestamp);
-    Ok(aggregate)
+    } else if aggregate.version() == 0 {
+        // Refused as a replay from nothing is: events are missing.
+        return A::apply_recorded(None, envelope);
+    }
+    // Any other event, on the default state or later: as on any aggregate.
+    A::apply_recorded(Some(aggregate), envelope)
 }
 
 /// Records `event`, which has just changed `aggregate`, as pending.

@@ -17,7 +17,7 @@ use uuid::Uuid;
 pub(crate) use self::dialect::{ColumnTypes, Dialect};
 use self::rows::{DeadLetterRow, EventRow, NotificationRow, OutgoingRow};
 pub(crate) use self::statements::{Statements, statement};
-use super::{DeadLetter, DeadLetterWrite, Outgoing, Tracking, Versions, db_error, duplicate_in_batch};
+use super::{DeadLetter, DeadLetterWrite, Outgoing, OutgoingChange, Tracking, Versions, db_error, duplicate_in_batch};
 use crate::{AppName, Error, Notification, Result, StoredEvent, Timestamp};
 
 /// Writes an `impl` block of [`SqlRecorder`] over any dialect, with the
@@ -92,27 +92,12 @@ impl Write {
     }
 }
 
-/// A change to one effect in the outbox.
+/// A change to one effect in the outbox: by a dispatcher or by hand, or
+/// the consumption of a message by the write that delivers it.
 #[derive(Debug)]
 pub(crate) enum OutboxOp {
-    /// Delivered: removed.
-    Complete(Uuid),
-    /// A delivery failed: its attempts and error, and when it is due
-    /// again, or parked (`None`).
-    Fail {
-        id: Uuid,
-        attempts: u32,
-        error: String,
-        due_at: Option<Timestamp>,
-    },
-    /// A parked effect, due again at `due_at`.
-    Unpark { id: Uuid, due_at: Timestamp },
-    /// A due effect taken for one delivery, if still due at `seen`.
-    Claim {
-        id: Uuid,
-        seen: Timestamp,
-        until: Timestamp,
-    },
+    /// Completed, failed, unparked or claimed.
+    Change(OutgoingChange),
     /// Delivered by this write's events: removed, or the write fails.
     Consume(Uuid),
 }
@@ -263,17 +248,17 @@ with_sql_bounds! {
         op: &OutboxOp,
     ) -> Result<bool, Abort> {
         let done = match op {
-            OutboxOp::Complete(id) | OutboxOp::Consume(id) => sqlx::query(self.sql.complete_outgoing.clone())
+            OutboxOp::Change(OutgoingChange::Complete(id)) | OutboxOp::Consume(id) => sqlx::query(self.sql.complete_outgoing.clone())
                 .bind(*id)
                 .execute(conn)
                 .await
                 .map_err(self.abort("completing an effect"))?,
-            OutboxOp::Fail {
+            OutboxOp::Change(OutgoingChange::Fail {
                 id,
                 attempts,
                 error,
                 due_at,
-            } => sqlx::query(self.sql.fail_outgoing.clone())
+            }) => sqlx::query(self.sql.fail_outgoing.clone())
                 .bind(to_i32(*attempts))
                 .bind(error.as_str())
                 .bind(due_at.unwrap_or_else(Timestamp::now).as_micros())
@@ -282,13 +267,13 @@ with_sql_bounds! {
                 .execute(conn)
                 .await
                 .map_err(self.abort("recording a failed delivery"))?,
-            OutboxOp::Unpark { id, due_at } => sqlx::query(self.sql.unpark_outgoing.clone())
+            OutboxOp::Change(OutgoingChange::Unpark { id, due_at }) => sqlx::query(self.sql.unpark_outgoing.clone())
                 .bind(due_at.as_micros())
                 .bind(*id)
                 .execute(conn)
                 .await
                 .map_err(self.abort("unparking an effect"))?,
-            OutboxOp::Claim { id, seen, until } => sqlx::query(self.sql.claim_outgoing.clone())
+            OutboxOp::Change(OutgoingChange::Claim { id, seen, until }) => sqlx::query(self.sql.claim_outgoing.clone())
                 .bind(until.as_micros())
                 .bind(*id)
                 .bind(seen.as_micros())
@@ -649,26 +634,7 @@ macro_rules! recorder_over_sql {
             }
 
             async fn change_outgoing(&self, change: $crate::store::OutgoingChange) -> $crate::Result<bool> {
-                let op = match change {
-                    $crate::store::OutgoingChange::Complete(id) => $crate::store::sql::OutboxOp::Complete(id),
-                    $crate::store::OutgoingChange::Fail {
-                        id,
-                        attempts,
-                        error,
-                        due_at,
-                    } => $crate::store::sql::OutboxOp::Fail {
-                        id,
-                        attempts,
-                        error,
-                        due_at,
-                    },
-                    $crate::store::OutgoingChange::Unpark { id, due_at } => {
-                        $crate::store::sql::OutboxOp::Unpark { id, due_at }
-                    }
-                    $crate::store::OutgoingChange::Claim { id, seen, until } => {
-                        $crate::store::sql::OutboxOp::Claim { id, seen, until }
-                    }
-                };
+                let op = $crate::store::sql::OutboxOp::Change(change);
                 let partition = $crate::store::DEFAULT_PARTITION;
                 let answer = self
                     .write_with_outbox(partition, Vec::new(), None, None, Vec::new(), Some(op))
