@@ -3,8 +3,11 @@
 //! file through sqlx, in one large transaction.
 //!
 //! It uses what the store uses for an application's events: the same
-//! table and index, the same connection settings (WAL, `synchronous=FULL`,
-//! the same cache and checkpoint pragmas), and rows of the same sizes: for
+//! table and index, the same connection settings (WAL, the same cache and
+//! checkpoint pragmas; `synchronous=FULL`, so that its `COMMIT` flushes the
+//! log, where the store's writer commits with `NORMAL` and flushes the log
+//! on a thread of its own before answering: with one commit, the same
+//! flush), and rows of the same sizes: for
 //! each order, the five events of the orders flow with their topics and
 //! the lengths of their JSON states. Rows go 100 to a prepared multi-row
 //! `INSERT` (a statement per row costs a round trip to sqlx's SQLite

@@ -55,6 +55,14 @@ pub(crate) trait Dialect: Debug + Send + Sync + Sized + 'static {
     /// The pool for reads that need no transaction.
     fn readers(handle: &Self::Handle) -> &sqlx::Pool<Self::Db>;
 
+    /// Waits until everything a read from [`readers`](Self::readers) may
+    /// have seen is durable. SQLite makes a commit visible before it
+    /// reaches the disk (`sqlite/flush.rs`); PostgreSQL only after.
+    fn after_read(recorder: &SqlRecorder<Self>) -> impl Future<Output = Result<()>> + Send {
+        let _ = recorder;
+        std::future::ready(Ok(()))
+    }
+
     /// The rows a statement changed.
     fn rows_affected(result: &<Self::Db as sqlx::Database>::QueryResult) -> u64;
 

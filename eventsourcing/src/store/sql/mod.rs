@@ -441,6 +441,7 @@ with_sql_bounds! {
             .fetch_all(D::readers(&self.handle))
             .await
             .map_err(db_error(&self.app, "reading an aggregate's events"))?;
+        D::after_read(self).await?;
         Ok(rows.into_iter().map(|row| row.0).collect())
     }
 
@@ -455,6 +456,10 @@ with_sql_bounds! {
             .fetch_all(D::readers(&self.handle))
             .await
             .map_err(db_error(&self.app, "reading notifications"))?;
+        // An empty page tells nothing that a flush could take back.
+        if !rows.is_empty() {
+            D::after_read(self).await?;
+        }
         Ok(rows
             .into_iter()
             .map(|row| Notification {
@@ -471,6 +476,7 @@ with_sql_bounds! {
             .fetch_one(D::readers(&self.handle))
             .await
             .map_err(db_error(&self.app, "reading the max notification id"))?;
+        D::after_read(self).await?;
         Ok(to_u64(max))
     }
 
@@ -479,7 +485,10 @@ with_sql_bounds! {
             .acquire()
             .await
             .map_err(db_error(&self.app, "reading the tracking position"))?;
-        self.select_tracking(&mut conn, upstream, partition).await
+        let position = self.select_tracking(&mut conn, upstream, partition).await?;
+        drop(conn);
+        D::after_read(self).await?;
+        Ok(position)
     }
 
     /// Effects in the outbox: parked, or (not parked) due by `due_by`,
@@ -495,6 +504,7 @@ with_sql_bounds! {
             .fetch_all(D::readers(&self.handle))
             .await
             .map_err(db_error(&self.app, "reading the outbox"))?;
+        D::after_read(self).await?;
         Ok(rows.into_iter().map(|row| row.0).collect())
     }
 
@@ -503,6 +513,7 @@ with_sql_bounds! {
             .fetch_all(D::readers(&self.handle))
             .await
             .map_err(db_error(&self.app, "reading dead letters"))?;
+        D::after_read(self).await?;
         rows.into_iter().map(|row| row.into_dead_letter(&self.app)).collect()
     }
 }

@@ -10,8 +10,10 @@
 //! never block the writer.
 //!
 //! Writes that queue while one holds the writer are committed together
-//! (`group_commit.rs`).
+//! (`group_commit.rs`), and each commit is flushed to disk by a thread of
+//! its own while the writer goes on (`flush.rs`).
 
+mod flush;
 mod group_commit;
 mod packed;
 mod recent;
@@ -65,6 +67,8 @@ pub(crate) struct Shared {
     feed: crate::store::CommitFeed,
     /// The notifications committed last, for followers to read from memory.
     recent: recent::Recent,
+    /// Makes commits durable after the writer made them (`flush.rs`).
+    flusher: flush::Flusher,
 }
 
 #[derive(Debug)]
@@ -96,7 +100,8 @@ fn open_error(path: &std::path::Path, source: sqlx::Error) -> Error {
 
 impl SqliteStore {
     /// Opens (creating if missing) the SQLite file a `sqlite://PATH` URL
-    /// names, in WAL mode with full synchronous commits.
+    /// names, in WAL mode, its commits flushed to disk before they are
+    /// answered or read (`flush.rs`).
     pub async fn open(url: &str) -> Result<Self> {
         if url.contains(":memory:") || url.contains("mode=memory") {
             return Err(Error::StoreUrl {
@@ -126,7 +131,14 @@ impl SqliteStore {
             .pragma("cache_size", "-65536")
             .pragma("wal_autocheckpoint", "8192")
             .pragma("temp_store", "memory");
-        let conn = options.connect().await.map_err(|source| open_error(&path, source))?;
+        // The writer's commits are flushed by the flusher (`flush.rs`).
+        let conn = options
+            .clone()
+            .synchronous(SqliteSynchronous::Normal)
+            .connect()
+            .await
+            .map_err(|source| open_error(&path, source))?;
+        let flusher = flush::Flusher::start(&path).map_err(|source| open_error(&path, source.into()))?;
         let readers = SqlitePoolOptions::new()
             .max_connections(READERS)
             .min_connections(0)
@@ -144,6 +156,7 @@ impl SqliteStore {
                 queue: std::sync::Mutex::new(Vec::new()),
                 feed: crate::store::CommitFeed::default(),
                 recent: recent::Recent::default(),
+                flusher,
             }),
             namespace: None,
         })
@@ -176,8 +189,13 @@ impl SqliteStore {
             Ok(_) => writer.finish("COMMIT").await,
             Err(_) => writer.finish("ROLLBACK").await,
         };
+        drop(writer);
+        // What the migration wrote, or read to refuse (a claim another
+        // process just made), is on disk before anyone is told.
+        let flushed = self.shared.flusher.flush().await;
         let partitions = migrated?;
         finished.map_err(db_error(app, "committing a schema migration"))?;
+        flushed.map_err(flush_error(app))?;
         let feed = self.shared.feed.clone();
         Ok(SqliteRecorder(SqlRecorder::new(
             app,
@@ -237,6 +255,16 @@ impl Writer {
         sqlx::query(statement).execute(&mut self.conn).await?;
         self.in_transaction = false;
         Ok(())
+    }
+}
+
+/// Why a commit or a read of `app` is in doubt: the write-ahead log did not
+/// reach the disk.
+pub(super) fn flush_error(app: &AppName) -> impl FnOnce(Arc<std::io::Error>) -> Error + '_ {
+    move |source| Error::Database {
+        app: app.to_string(),
+        action: "flushing the SQLite write-ahead log to disk (the commit may be lost: check the disk)",
+        source: Box::new(source),
     }
 }
 
@@ -316,6 +344,17 @@ impl Dialect for Sqlite {
 
     fn readers(shared: &Arc<Shared>) -> &SqlitePool {
         &shared.readers
+    }
+
+    /// A read may have seen commits not yet flushed, this process's or
+    /// another's: it waits for a flush that begins after it.
+    async fn after_read(recorder: &SqlRecorder<Self>) -> Result<()> {
+        recorder
+            .handle
+            .flusher
+            .flush()
+            .await
+            .map_err(flush_error(&recorder.app))
     }
 
     fn rows_affected(result: &SqliteQueryResult) -> u64 {
@@ -417,6 +456,10 @@ impl Sqlite {
             source: source.into(),
         })?;
         notifications.sort_unstable_by_key(|n| n.id);
+        // An empty page tells nothing that a flush could take back.
+        if !notifications.is_empty() {
+            Self::after_read(recorder).await?;
+        }
         Ok(notifications)
     }
 }
