@@ -132,13 +132,15 @@ impl SqliteStore {
             .pragma("wal_autocheckpoint", "8192")
             .pragma("temp_store", "memory");
         // The writer's commits are flushed by the flusher (`flush.rs`).
-        let conn = options
+        let mut conn = options
             .clone()
             .synchronous(SqliteSynchronous::Normal)
             .connect()
             .await
             .map_err(|source| open_error(&path, source))?;
-        let flusher = flush::Flusher::start(&path).map_err(|source| open_error(&path, source.into()))?;
+        let flusher = start_flusher(&mut conn)
+            .await
+            .map_err(|source| open_error(&path, source))?;
         let readers = SqlitePoolOptions::new()
             .max_connections(READERS)
             .min_connections(0)
@@ -206,6 +208,22 @@ impl SqliteStore {
     }
 }
 
+/// Starts flushing the log of the file the writer `conn` has open, named
+/// as SQLite names it (absolute, symbolic links resolved), once it is sure
+/// the file is in WAL mode.
+async fn start_flusher(conn: &mut SqliteConnection) -> sqlx::Result<flush::Flusher> {
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&mut *conn).await?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(sqlx::Error::Configuration(
+            format!("the file is in journal mode `{mode}`, not `wal`, and SQLite did not change it").into(),
+        ));
+    }
+    let file: String = sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(flush::Flusher::start(std::path::Path::new(&file))?)
+}
+
 impl SqliteStore {
     /// A subscription to the commits of this store's recorders, in this
     /// process (other processes on the file are not heard: their followers
@@ -263,7 +281,7 @@ impl Writer {
 pub(super) fn flush_error(app: &AppName) -> impl FnOnce(Arc<std::io::Error>) -> Error + '_ {
     move |source| Error::Database {
         app: app.to_string(),
-        action: "flushing the SQLite write-ahead log to disk (the commit may be lost: check the disk)",
+        action: "flushing the SQLite write-ahead log to disk (the commit may be lost: check the disk, then open the store again)",
         source: Box::new(source),
     }
 }
@@ -347,12 +365,13 @@ impl Dialect for Sqlite {
     }
 
     /// A read may have seen commits not yet flushed, this process's or
-    /// another's: it waits for a flush that begins after it.
+    /// another's: it waits for a flush that begins after it, unless nothing
+    /// was committed since the last one began.
     async fn after_read(recorder: &SqlRecorder<Self>) -> Result<()> {
         recorder
             .handle
             .flusher
-            .flush()
+            .flush_unless_flushed()
             .await
             .map_err(flush_error(&recorder.app))
     }
