@@ -49,8 +49,9 @@ struct State {
     wal: std::fs::File,
     /// Its name, for messages.
     wal_path: PathBuf,
-    /// The log's index (`-shm`).
-    shm: PathBuf,
+    /// The log's index (`-shm`), if it could be opened (without it, every
+    /// read waits for a flush).
+    shm: Option<Mutex<std::fs::File>>,
     /// The index header as it was when the last flush that succeeded
     /// began: every commit it counts is on disk.
     flushed_header: Mutex<Option<[u8; INDEX_HEADER]>>,
@@ -115,7 +116,7 @@ impl Flusher {
         let state = Arc::new(State {
             wal,
             wal_path,
-            shm: shm.into(),
+            shm: std::fs::File::open(shm).ok().map(Mutex::new),
             flushed_header: Mutex::new(None),
             waiting: Mutex::new(Waiting::default()),
             wake: Condvar::new(),
@@ -273,9 +274,11 @@ impl State {
 
     /// The log's index header, if there is an index to read.
     fn index_header(&self) -> Option<[u8; INDEX_HEADER]> {
-        use std::io::Read;
+        use std::io::{Read, Seek};
         let mut header = [0; INDEX_HEADER];
-        std::fs::File::open(&self.shm).ok()?.read_exact(&mut header).ok()?;
+        let mut shm = lock(self.shm.as_ref()?);
+        shm.rewind().ok()?;
+        shm.read_exact(&mut header).ok()?;
         Some(header)
     }
 }
