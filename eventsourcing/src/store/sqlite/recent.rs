@@ -4,8 +4,8 @@
 //! from SQLite (a JSON array built on sqlx's SQLite thread, parsed here) is
 //! the costliest part of following a log.
 //!
-//! Only committed notifications are kept, moved here by the writer after
-//! its `COMMIT` (their events are not copied). A log's notifications are
+//! Only committed notifications are kept, moved here once their commit is
+//! on disk (`flush.rs`; their events are not copied). A log's notifications are
 //! kept only while they are contiguous: a write numbered after a gap (
 //! another process wrote to the file, or a commit whose outcome was in
 //! doubt) starts the log's memory again from that write. Reads take what
