@@ -13,10 +13,15 @@
 //! commit another process made. Unless nothing was committed since the
 //! last flush began, by any process: the log's index header (in the
 //! `-shm` file that every connection shares) changes with every commit,
-//! and is compared with the header the last flush began with. The log is
-//! append-only and checksummed frame by frame, so a flush that a power
-//! failure interrupts keeps a prefix of the commits, never a later one
-//! without an earlier.
+//! and is compared with the header the last flush began with (on Unix,
+//! where the file is read as SQLite writes it through its memory map, and
+//! unless SQLite was told to lock the file exclusively and keep the index
+//! elsewhere). The log is append-only and checksummed frame by frame, so a
+//! flush that a power failure interrupts keeps a prefix of the commits,
+//! never a later one without an earlier.
+//!
+//! A flush that fails stops the store: every later write and read fails
+//! until it is opened again, and no write touches the file.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -49,12 +54,9 @@ struct State {
     wal: std::fs::File,
     /// Its name, for messages.
     wal_path: PathBuf,
-    /// The log's index (`-shm`), if it could be opened (without it, every
-    /// read waits for a flush).
-    shm: Option<Mutex<std::fs::File>>,
-    /// The index header as it was when the last flush that succeeded
-    /// began: every commit it counts is on disk.
-    flushed_header: Mutex<Option<[u8; INDEX_HEADER]>>,
+    /// The log's index (`-shm`), where it can be read as SQLite writes it
+    /// (without it, every read waits for a flush).
+    shm: Option<std::fs::File>,
     waiting: Mutex<Waiting>,
     wake: Condvar,
     /// Tests hold flushes back, to see what waits for them.
@@ -90,6 +92,10 @@ struct Waiting {
     /// succeeds would answer for commits that come after them in the log,
     /// which SQLite's recovery drops with them.
     failed: Option<Arc<std::io::Error>>,
+    /// The index header as it was when the last flush that succeeded
+    /// began: every commit it counts is on disk. `None` once flushing
+    /// failed.
+    flushed_header: Option<[u8; INDEX_HEADER]>,
 }
 
 impl Flusher {
@@ -98,7 +104,9 @@ impl Flusher {
     /// write-ahead log exists, and makes the log's name durable in its
     /// directory. (SQLite does so when it first writes the log's header;
     /// this does not depend on that, for one flush per store opened.)
-    pub(super) fn start(db_file: &Path) -> std::io::Result<Self> {
+    /// `shared_index` says whether SQLite keeps the log's index in the
+    /// `-shm` file, as it does unless told to lock the file exclusively.
+    pub(super) fn start(db_file: &Path, shared_index: bool) -> std::io::Result<Self> {
         let [mut wal_path, mut shm] = [db_file.as_os_str().to_owned(), db_file.as_os_str().to_owned()];
         wal_path.push("-wal");
         shm.push("-shm");
@@ -116,8 +124,9 @@ impl Flusher {
         let state = Arc::new(State {
             wal,
             wal_path,
-            shm: std::fs::File::open(shm).ok().map(Mutex::new),
-            flushed_header: Mutex::new(None),
+            // Read as SQLite writes it through its memory map: a shared
+            // page cache on Unix; not relied on elsewhere.
+            shm: std::fs::File::open(shm).ok().filter(|_| shared_index && cfg!(unix)),
             waiting: Mutex::new(Waiting::default()),
             wake: Condvar::new(),
             #[cfg(test)]
@@ -154,10 +163,22 @@ impl Flusher {
     /// once if nothing was committed since the last flush began.
     pub(super) async fn flush_unless_flushed(&self) -> Flushed {
         let header = self.state.index_header();
-        if header.is_some() && *lock(&self.state.flushed_header) == header {
-            return Ok(());
+        {
+            let waiting = self.state.lock();
+            if let Some(failed) = &waiting.failed {
+                return Err(failed.clone());
+            }
+            if header.is_some() && waiting.flushed_header == header {
+                return Ok(());
+            }
         }
         self.flush().await
+    }
+
+    /// The failure that stopped flushing, if one did: nothing may be
+    /// written or read after it.
+    pub(super) fn failed(&self) -> Option<Arc<std::io::Error>> {
+        self.state.lock().failed.clone()
     }
 
     /// Waits until everything committed before this call is on disk.
@@ -191,6 +212,7 @@ impl Drop for OnStop<'_> {
     fn drop(&mut self) {
         let mut waiting = self.0.lock();
         let failed = waiting.failed.get_or_insert_with(stopped).clone();
+        waiting.flushed_header = None;
         let work = std::mem::take(&mut waiting.work);
         drop(waiting);
         run_all(work, &Err(failed));
@@ -246,19 +268,21 @@ impl State {
         let flushed = self.sync_wal();
         #[cfg(test)]
         self.flushes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut waiting = self.lock();
         match flushed {
             Ok(()) => {
-                *lock(&self.flushed_header) = header;
+                waiting.flushed_header = header;
                 Ok(())
             }
             Err(error) => {
+                let error = Arc::new(error);
+                waiting.failed = Some(error.clone());
+                waiting.flushed_header = None;
+                drop(waiting);
                 tracing::error!(
                     wal = %self.wal_path.display(), %error,
                     "flushing the SQLite write-ahead log failed; the store fails every write and read until it is opened again"
                 );
-                *lock(&self.flushed_header) = None;
-                let error = Arc::new(error);
-                self.lock().failed = Some(error.clone());
                 Err(error)
             }
         }
@@ -274,12 +298,17 @@ impl State {
 
     /// The log's index header, if there is an index to read.
     fn index_header(&self) -> Option<[u8; INDEX_HEADER]> {
-        use std::io::{Read, Seek};
-        let mut header = [0; INDEX_HEADER];
-        let mut shm = lock(self.shm.as_ref()?);
-        shm.rewind().ok()?;
-        shm.read_exact(&mut header).ok()?;
-        Some(header)
+        #[cfg(unix)]
+        {
+            let mut header = [0; INDEX_HEADER];
+            std::os::unix::fs::FileExt::read_exact_at(self.shm.as_ref()?, &mut header, 0).ok()?;
+            Some(header)
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = &self.shm;
+            None
+        }
     }
 }
 
@@ -328,19 +357,24 @@ mod tests {
 
     use super::*;
     use crate::store::claims::Claim;
-    use crate::store::sqlite::SqliteStore;
+    use crate::store::sqlite::{SqliteRecorder, SqliteStore};
     use crate::topics::Topic;
     use crate::{AppName, Error, NotificationSource, Recorder, StoredEvent, Timestamp, Versions};
 
-    /// A store in a fresh directory, and the database file.
-    async fn store() -> (SqliteStore, PathBuf) {
+    /// A store in a fresh directory, the recorder of its application
+    /// `held` (tables `held_…`), and the database file.
+    async fn store() -> (SqliteStore, SqliteRecorder, PathBuf) {
         let dir = std::env::temp_dir().join(format!("eventsourcing-flush-{}", Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("flush.db");
         let store = SqliteStore::open(&format!("sqlite://{}", path.display()))
             .await
             .unwrap();
-        (store, path)
+        let recorder = store
+            .recorder_with(&AppName::new("held").unwrap(), None, Claim::Leave)
+            .await
+            .unwrap();
+        (store, recorder, path)
     }
 
     fn event(id: Uuid) -> StoredEvent {
@@ -375,11 +409,7 @@ mod tests {
     /// disk; meanwhile the writer goes on committing the next write.
     #[tokio::test]
     async fn commits_are_answered_and_read_only_once_flushed() {
-        let (store, path) = store().await;
-        let recorder = store
-            .recorder_with(&AppName::new("held").unwrap(), None, Claim::Leave)
-            .await
-            .unwrap();
+        let (store, recorder, path) = store().await;
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
         store.shared.flusher.hold(true);
 
@@ -418,11 +448,7 @@ mod tests {
     async fn a_read_flushes_only_after_a_commit_since_the_last_flush() {
         use std::sync::atomic::Ordering;
 
-        let (store, path) = store().await;
-        let recorder = store
-            .recorder_with(&AppName::new("held").unwrap(), None, Claim::Leave)
-            .await
-            .unwrap();
+        let (store, recorder, path) = store().await;
         let id = Uuid::now_v7();
         recorder.insert(0, vec![event(id)], None).await.unwrap();
         let flushes = || store.shared.flusher.state.flushes.load(Ordering::SeqCst);
@@ -445,34 +471,77 @@ mod tests {
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 
-    /// A flush that fails fails the writes it was to answer, naming the
-    /// application: their commits may not be on disk. And every write and
-    /// read after it fails too, though the disk answers again: a flush
-    /// that succeeded then would vouch for commits that follow lost ones.
+    /// Expects the error of a failed flush, naming the application `held`
+    /// (or the one given).
+    fn flush_failed<T: std::fmt::Debug>(result: crate::Result<T>) {
+        flush_failed_in("held", result);
+    }
+
+    fn flush_failed_in<T: std::fmt::Debug>(expected: &str, result: crate::Result<T>) {
+        match result {
+            Err(Error::Database { app, action, .. }) => {
+                assert_eq!(app, expected);
+                assert!(action.contains("flushing"), "{action}");
+            }
+            other => panic!("expected a flush error, got {other:?}"),
+        }
+    }
+
+    /// Rows in the application's events table, as another connection sees
+    /// them: committed, flushed or not.
+    async fn rows(path: &Path) -> i64 {
+        let mut other = SqliteConnectOptions::new().filename(path).connect().await.unwrap();
+        sqlx::query_scalar("SELECT count(*) FROM held_events")
+            .fetch_one(&mut other)
+            .await
+            .unwrap()
+    }
+
+    /// A flush that fails fails the writes it was to answer: their commits
+    /// may not be on disk. And every write and read after it fails too,
+    /// though the disk answers again (a flush that succeeded then would
+    /// vouch for commits that follow lost ones), and writes nothing.
     #[tokio::test]
     async fn a_failed_flush_fails_every_write_and_read_after_it() {
         use std::sync::atomic::Ordering;
 
-        let (store, path) = store().await;
-        let recorder = store
-            .recorder_with(&AppName::new("held").unwrap(), None, Claim::Leave)
-            .await
-            .unwrap();
+        let (store, recorder, path) = store().await;
         let stored = Uuid::now_v7();
         recorder.insert(0, vec![event(stored)], None).await.unwrap();
-        let flush_failed = |error: Error| match error {
-            Error::Database { app, action, .. } => {
-                assert_eq!(app, "held");
-                assert!(action.contains("flushing"), "{action}");
-            }
-            other => panic!("expected a flush error, got {other:?}"),
-        };
 
         store.shared.flusher.state.failing.store(true, Ordering::SeqCst);
-        flush_failed(recorder.insert(0, vec![event(Uuid::now_v7())], None).await.unwrap_err());
+        flush_failed(recorder.insert(0, vec![event(Uuid::now_v7())], None).await);
         store.shared.flusher.state.failing.store(false, Ordering::SeqCst);
-        flush_failed(recorder.insert(0, vec![event(Uuid::now_v7())], None).await.unwrap_err());
-        flush_failed(recorder.select_events(stored, Versions::ALL).await.unwrap_err());
+        assert_eq!(rows(&path).await, 2, "the write whose flush failed is in the log");
+
+        flush_failed(recorder.insert(0, vec![event(Uuid::now_v7())], None).await);
+        assert_eq!(rows(&path).await, 2, "a write after a failed flush was written");
+        flush_failed(recorder.select_events(stored, Versions::ALL).await);
+        flush_failed(recorder.select_notifications(0, 100, 10).await);
+        flush_failed_in(
+            "later",
+            store
+                .recorder_with(&AppName::new("later").unwrap(), None, Claim::Leave)
+                .await,
+        );
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    /// A flush that fails with nothing new committed fails the reads after
+    /// it, though the log's index shows no commit since the last flush.
+    #[tokio::test]
+    async fn a_failed_flush_fails_reads_of_what_did_not_change() {
+        use std::sync::atomic::Ordering;
+
+        let (store, recorder, path) = store().await;
+        let stored = Uuid::now_v7();
+        recorder.insert(0, vec![event(stored)], None).await.unwrap();
+        recorder.select_events(stored, Versions::ALL).await.unwrap();
+
+        store.shared.flusher.state.failing.store(true, Ordering::SeqCst);
+        assert!(store.shared.flusher.flush().await.is_err());
+        store.shared.flusher.state.failing.store(false, Ordering::SeqCst);
+        flush_failed(recorder.select_events(stored, Versions::ALL).await);
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 
@@ -504,11 +573,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("eventsourcing-flusher-{}", Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("plain.db");
-        let missing = Flusher::start(&path).unwrap_err();
+        let missing = Flusher::start(&path, true).unwrap_err();
         assert!(missing.to_string().contains("plain.db-wal"), "{missing}");
 
         std::fs::write(dir.join("plain.db-wal"), b"frames").unwrap();
-        let flusher = Flusher::start(&path).unwrap();
+        let flusher = Flusher::start(&path, true).unwrap();
         flusher.after_next_flush(|_| panic!("work that panics"));
         flusher.flush().await.unwrap();
         let _ = std::fs::remove_dir_all(&dir);

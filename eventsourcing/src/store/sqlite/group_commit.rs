@@ -55,6 +55,13 @@ impl Shared {
 pub(super) async fn write_group(shared: &Arc<Shared>, writer: &mut Writer, mut group: Vec<QueuedWrite>) {
     // A caller that stopped waiting gets nothing recorded.
     group.retain(|write| !write.answer.is_closed());
+    // After a failed flush nothing is written: it could not be vouched for.
+    if let Some(failed) = shared.flusher.failed() {
+        for write in group {
+            let _ = write.answer.send(Err(flush_error(&write.recorder.app)(failed.clone())));
+        }
+        return;
+    }
     let Some(first) = group.first() else {
         return;
     };

@@ -138,7 +138,7 @@ impl SqliteStore {
             .connect()
             .await
             .map_err(|source| open_error(&path, source))?;
-        let flusher = start_flusher(&mut conn)
+        let flusher = start_flusher(&mut conn, url)
             .await
             .map_err(|source| open_error(&path, source))?;
         let readers = SqlitePoolOptions::new()
@@ -175,6 +175,9 @@ impl SqliteStore {
         partitions: Option<u32>,
         claim: Claim,
     ) -> Result<SqliteRecorder> {
+        if let Some(failed) = self.shared.flusher.failed() {
+            return Err(flush_error(app)(failed));
+        }
         let mut writer = self.shared.writer.lock().await;
         writer
             .reset()
@@ -210,8 +213,11 @@ impl SqliteStore {
 
 /// Starts flushing the log of the file the writer `conn` has open, named
 /// as SQLite names it (absolute, symbolic links resolved), once it is sure
-/// the file is in WAL mode.
-async fn start_flusher(conn: &mut SqliteConnection) -> sqlx::Result<flush::Flusher> {
+/// the file is in WAL mode. SQLite keeps the log's index in the `-shm` file
+/// unless the file is locked exclusively (a locking mode, or a VFS such as
+/// `unix-excl` chosen in the URL); a `-shm` file left beside it then tells
+/// nothing.
+async fn start_flusher(conn: &mut SqliteConnection, url: &str) -> sqlx::Result<flush::Flusher> {
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&mut *conn).await?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(sqlx::Error::Configuration(
@@ -221,7 +227,9 @@ async fn start_flusher(conn: &mut SqliteConnection) -> sqlx::Result<flush::Flush
     let file: String = sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
         .fetch_one(&mut *conn)
         .await?;
-    Ok(flush::Flusher::start(std::path::Path::new(&file))?)
+    let locking: String = sqlx::query_scalar("PRAGMA locking_mode").fetch_one(&mut *conn).await?;
+    let shared_index = locking.eq_ignore_ascii_case("normal") && !url.contains("vfs=");
+    Ok(flush::Flusher::start(std::path::Path::new(&file), shared_index)?)
 }
 
 impl SqliteStore {
@@ -475,9 +483,12 @@ impl Sqlite {
             source: source.into(),
         })?;
         notifications.sort_unstable_by_key(|n| n.id);
-        // An empty page tells nothing that a flush could take back.
+        // An empty page tells nothing that a flush could take back (but
+        // after a failed flush, nothing is read).
         if !notifications.is_empty() {
             Self::after_read(recorder).await?;
+        } else if let Some(failed) = recorder.handle.flusher.failed() {
+            return Err(flush_error(&recorder.app)(failed));
         }
         Ok(notifications)
     }
