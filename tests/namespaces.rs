@@ -14,22 +14,12 @@ mod orders_check;
 use std::time::{Duration, Instant};
 
 use eventsourcing::store::{Commits, Committed, Prompt};
-use eventsourcing::{Aggregate, AppName, Application, Error, NotificationSource, ProcessOptions, Runner, Store};
+use eventsourcing::{AppName, Application, Error, NotificationSource, ProcessOptions, Runner, Store};
 use eventsourcing_tests::Dog;
 use uuid::Uuid;
 
-use domain::{Order, Orders};
-use orders_check::assert_each_order_reserved_and_paid_once;
-
-async fn create_orders(runner: &Runner, count: usize) -> Vec<Uuid> {
-    let mut ids = Vec::new();
-    for _ in 0..count {
-        let mut order = Order::create(Uuid::new_v4());
-        runner.save::<Orders>(&mut order).await.unwrap().processed().unwrap();
-        ids.push(order.id());
-    }
-    ids
-}
+use domain::Order;
+use orders_check::{assert_each_order_reserved_and_paid_once, create_orders};
 
 /// The orders system in two namespaces and outside any, at once: each
 /// log holds its own orders only, numbered from 1, and each order is

@@ -13,13 +13,11 @@ mod orders_check;
 use std::time::{Duration, Instant};
 
 use eventsourcing::{
-    Aggregate, AppName, Error, NotificationSource, ProcessOptions, Recorder, Runner, Store, StoredEvent, Timestamp,
-    Tracking,
+    AppName, Error, NotificationSource, ProcessOptions, Recorder, Runner, Store, StoredEvent, Timestamp, Tracking,
 };
 use uuid::Uuid;
 
-use domain::{Order, Orders};
-use orders_check::assert_each_order_reserved_and_paid_once;
+use orders_check::{assert_each_order_reserved_and_paid_once, create_orders};
 
 const PARTITIONS: u32 = 4;
 /// Three applications follow another, in each of four partitions.
@@ -30,16 +28,6 @@ fn options() -> ProcessOptions {
         .partitions(PARTITIONS)
         .lease_ttl(Duration::from_millis(900))
         .batch_size(20)
-}
-
-async fn create_orders(runner: &Runner, count: usize) -> Vec<Uuid> {
-    let mut ids = Vec::new();
-    for _ in 0..count {
-        let mut order = Order::create(Uuid::new_v4());
-        runner.save::<Orders>(&mut order).await.unwrap().processed().unwrap();
-        ids.push(order.id());
-    }
-    ids
 }
 
 /// Waits until `check` holds, for at most `within`.

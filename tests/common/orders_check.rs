@@ -1,12 +1,26 @@
 //! Checks the stores of an orders system after a run: what "exactly once"
-//! means for the user, read from the applications' logs.
+//! means for the user, read from the applications' logs; and creates the
+//! orders to check.
 
 use std::collections::HashMap;
 
-use eventsourcing::{Application, Notification, NotificationSource, Recorder, Store};
+use eventsourcing::{Aggregate, Application, Notification, NotificationSource, Recorder, Runner, Store};
 use uuid::Uuid;
 
-use crate::domain::{PaymentEvent, ReservationEvent};
+use crate::domain::{Order, Orders, PaymentEvent, ReservationEvent};
+
+/// Creates `count` orders through `runner`, one commit each, and answers
+/// their ids. (Not every test that checks orders creates them this way.)
+#[allow(dead_code)]
+pub async fn create_orders(runner: &Runner, count: usize) -> Vec<Uuid> {
+    let mut ids = Vec::new();
+    for _ in 0..count {
+        let mut order = Order::create(Uuid::new_v4());
+        runner.save::<Orders>(&mut order).await.unwrap().processed().unwrap();
+        ids.push(order.id());
+    }
+    ids
+}
 
 /// Every notification of every partition of an application's log,
 /// partition by partition, checking that each partition's ids run 1, 2, 3,

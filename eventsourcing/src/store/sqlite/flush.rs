@@ -232,7 +232,7 @@ fn run_all(work: Vec<AfterFlush>, flushed: &Flushed) {
 
 impl State {
     fn lock(&self) -> MutexGuard<'_, Waiting> {
-        lock(&self.waiting)
+        self.waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Flushes whenever work waits, then runs that work, until the store
@@ -310,10 +310,6 @@ impl State {
             None
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Makes the names in the directory of `path` durable.
